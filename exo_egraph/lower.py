@@ -1,0 +1,184 @@
+"""lower: an ``exo.Procedure`` (exo-lang 1.0) → a `Proc` term.
+
+Reads Exo's LoopIR (``proc.INTERNAL_proc()``), which keeps source lines and types. Index
+expressions become canonical affine forms; anything that cannot be lowered faithfully raises
+`UnsupportedConstruct` naming the construct and its source line — never a wrong term.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exo import Procedure
+from exo.core.LoopIR import LoopIR
+
+from .terms import (
+    Aff,
+    Alloc,
+    Arg,
+    Assign,
+    BinOp,
+    Block,
+    BuiltIn,
+    Call,
+    Const,
+    Expr,
+    If,
+    IdxExpr,
+    Interval,
+    Loop,
+    Pass,
+    Point,
+    Proc,
+    Read,
+    ReadConfig,
+    Reduce,
+    StrideExpr,
+    USub,
+    WindowExpr,
+    WindowStmt,
+    WriteConfig,
+)
+
+_INDEX_TYPES = (LoopIR.Index, LoopIR.Size, LoopIR.Int, LoopIR.Stride)
+_COMPARISONS = {"<", ">", "<=", ">=", "==", "and", "or"}
+
+
+class UnsupportedConstruct(Exception):
+    """An Exo construct exo-egraph does not lower (yet); names it and its source line."""
+
+    def __init__(self, construct: str, srcinfo: Any, detail: str = "") -> None:
+        self.construct = construct
+        self.line = getattr(srcinfo, "lineno", None)
+        self.filename = getattr(srcinfo, "filename", None)
+        where = f"{self.filename}:{self.line}" if self.line is not None else "unknown line"
+        super().__init__(f"unsupported Exo construct {construct} at {where}" + (f": {detail}" if detail else ""))
+
+
+def type_name(t: Any) -> str:
+    """Exo's spelling of a scalar type or a tensor's element type ('f32', 'i8', 'size', ...)."""
+    if isinstance(t, LoopIR.Tensor):
+        return str(t.type)
+    return str(t)
+
+
+def mem_name(mem: Any) -> str:
+    return "" if mem is None else mem.name()
+
+
+def lower(proc: Procedure) -> Proc:
+    """The term of ``proc``. Raises `UnsupportedConstruct` for what cannot be lowered faithfully."""
+    ir = proc.INTERNAL_proc()
+    if ir.instr is not None:
+        raise UnsupportedConstruct("@instr procedure", ir.srcinfo, f"{ir.name} is an instruction, not a kernel")
+    args = tuple(_arg(a) for a in ir.args)
+    scope = frozenset(a.name for a in args)
+    preds = tuple(_value(p, scope) for p in ir.preds)
+    return Proc(str(ir.name), args, preds, _block(ir.body, scope))
+
+
+def _arg(a: Any) -> Arg:
+    t = a.type
+    if isinstance(t, LoopIR.Tensor):
+        return Arg(a.name.name(), type_name(t), tuple(_aff(h) for h in t.hi), mem_name(a.mem), bool(t.is_window))
+    return Arg(a.name.name(), type_name(t), (), mem_name(a.mem))
+
+
+def _block(stmts: Any, scope: frozenset[str]) -> Block:
+    out = []
+    for s in stmts:
+        out.append(_stmt(s, scope))
+        if isinstance(s, (LoopIR.Alloc, LoopIR.WindowStmt)):
+            scope = scope | {s.name.name()}
+    return tuple(out)
+
+
+def _fresh(name: str, scope: frozenset[str], srcinfo: Any) -> str:
+    # Terms name variables by string: a shadowed name would make two variables one.
+    if name in scope:
+        raise UnsupportedConstruct("shadowed name", srcinfo, f"'{name}' is already bound in this scope")
+    return name
+
+
+def _stmt(s: Any, scope: frozenset[str]) -> Any:
+    match s:
+        case LoopIR.For():
+            var = _fresh(s.iter.name(), scope, s.srcinfo)
+            mode = "par" if isinstance(s.loop_mode, LoopIR.Par) else "seq"
+            if not isinstance(s.loop_mode, (LoopIR.Seq, LoopIR.Par)):
+                raise UnsupportedConstruct(f"loop mode {type(s.loop_mode).__name__}", s.srcinfo)
+            return Loop(var, _aff(s.lo), _aff(s.hi), mode, _block(s.body, scope | {var}))
+        case LoopIR.Assign():
+            return Assign(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs, scope))
+        case LoopIR.Reduce():
+            return Reduce(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs, scope))
+        case LoopIR.Alloc():
+            name = _fresh(s.name.name(), scope, s.srcinfo)
+            shape = tuple(_aff(h) for h in s.type.hi) if isinstance(s.type, LoopIR.Tensor) else ()
+            return Alloc(name, type_name(s.type), shape, mem_name(s.mem))
+        case LoopIR.If():
+            return If(_value(s.cond, scope), _block(s.body, scope), _block(s.orelse, scope))
+        case LoopIR.Call():
+            return Call(str(s.f.name), tuple(_value(a, scope) for a in s.args))
+        case LoopIR.WindowStmt():
+            return WindowStmt(_fresh(s.name.name(), scope, s.srcinfo), _value(s.rhs, scope))
+        case LoopIR.WriteConfig():
+            return WriteConfig(s.config.name(), s.field, _value(s.rhs, scope))
+        case LoopIR.Pass():
+            return Pass()
+        case _:
+            raise UnsupportedConstruct(type(s).__name__, s.srcinfo)
+
+
+def _value(e: Any, scope: frozenset[str]) -> Expr:
+    """A value expression; index-typed subexpressions become affine `IdxExpr` leaves."""
+    if isinstance(e.type, _INDEX_TYPES):
+        return IdxExpr(_aff(e))
+    match e:
+        case LoopIR.Read():
+            return Read(e.name.name(), tuple(_aff(i) for i in e.idx))
+        case LoopIR.Const():
+            return Const(repr(e.val), type_name(e.type))
+        case LoopIR.USub():
+            return USub(_value(e.arg, scope))
+        case LoopIR.BinOp():
+            return BinOp(str(e.op), _value(e.lhs, scope), _value(e.rhs, scope))
+        case LoopIR.Extern():
+            return BuiltIn(e.f.name(), tuple(_value(a, scope) for a in e.args))
+        case LoopIR.WindowExpr():
+            acc = tuple(
+                Point(_aff(w.pt)) if isinstance(w, LoopIR.Point) else Interval(_aff(w.lo), _aff(w.hi)) for w in e.idx
+            )
+            return WindowExpr(e.name.name(), acc)
+        case LoopIR.StrideExpr():
+            return StrideExpr(e.name.name(), int(e.dim))
+        case LoopIR.ReadConfig():
+            return ReadConfig(e.config.name(), e.field)
+        case _:
+            raise UnsupportedConstruct(type(e).__name__, e.srcinfo)
+
+
+def _aff(e: Any) -> Aff:
+    """An index expression as an affine form; non-affine index arithmetic is unsupported."""
+    match e:
+        case LoopIR.Const() if isinstance(e.val, int) and not isinstance(e.val, bool):
+            return Aff((), e.val)
+        case LoopIR.Read() if not e.idx:
+            return Aff.var(e.name.name())
+        case LoopIR.USub():
+            return _aff(e.arg).scale(-1)
+        case LoopIR.BinOp() if e.op == "+":
+            return _aff(e.lhs) + _aff(e.rhs)
+        case LoopIR.BinOp() if e.op == "-":
+            return _aff(e.lhs) + _aff(e.rhs).scale(-1)
+        case LoopIR.BinOp() if e.op == "*":
+            lhs, rhs = _aff(e.lhs), _aff(e.rhs)
+            if lhs.is_const:
+                return rhs.scale(lhs.const)
+            if rhs.is_const:
+                return lhs.scale(rhs.const)
+            raise UnsupportedConstruct("non-affine index expression", e.srcinfo, str(e))
+        case LoopIR.BinOp():
+            raise UnsupportedConstruct(f"index operator '{e.op}'", e.srcinfo, str(e))
+        case _:
+            raise UnsupportedConstruct(f"index expression {type(e).__name__}", e.srcinfo, str(e))

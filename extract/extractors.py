@@ -1,0 +1,185 @@
+"""extract: e-graph → the k cheapest programs it holds under a target's cost model.
+
+A bottom-up dynamic program over e-classes keeps the k cheapest (cost, term) of each class.
+A band's cost depends on the whole order of its loops, not on each header cell alone, so
+header classes are solved by their own dynamic program, innermost loop first, whose state is
+(the set of dims inside, the innermost loop): what the cost model's traffic and compute terms
+depend on. Per state it keeps the cheapest tail and the one with least loop overhead (the
+overhead is what matters once the tail's footprint fits in cache), so the best term is exact
+under the model; the runner-ups are the best of other states.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+from exo_egraph import ir
+from exo_egraph import terms as t
+from exo_egraph.saturate import EGraphView
+from extract.cost import CostModel
+
+Cand = tuple[float, Any]  # (cost, term)
+_BODY_STMTS = (t.Loop, t.Nest, t.If)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    cost: float
+    proc: t.Proc
+
+
+def extract(view: EGraphView, model: CostModel, k: int = 1) -> list[Extracted]:
+    """The ``k`` cheapest distinct programs of the root e-class, cheapest first."""
+    ex = _Extractor(view, model, k)
+    return [Extracted(c, p) for c, p in ex.cls(view.root)]
+
+
+def _best(cands: list[Cand], k: int) -> list[Cand]:
+    seen, out = set(), []
+    for c, term in sorted(cands, key=lambda x: x[0]):
+        if term not in seen:
+            seen.add(term)
+            out.append((c, term))
+            if len(out) == k:
+                break
+    return out
+
+
+class _Extractor:
+    def __init__(self, view: EGraphView, model: CostModel, k: int) -> None:
+        self.view, self.model, self.k = view, model, k
+        self.memo: dict[str, list[Cand]] = {}
+        self.headers: dict[tuple[str, Any], dict] = {}
+        self.lines_memo: dict[tuple[int, int], float] = {}
+        self.band_ids: dict[Any, int] = {}  # leaf-only band bodies (None: a body with loops)
+        self.dim_ids: dict[t.Dim, int] = {}  # dims as bit positions, so DP states hash fast
+        self.dim_list: list[t.Dim] = []
+
+    def cls(self, c: str) -> list[Cand]:
+        if c in self.memo:
+            return self.memo[c]
+        self.memo[c] = []  # a class reached again while being solved is on a cycle: no terms
+        cands: list[Cand] = []
+        for nid in self.view.classes[c]:
+            op, kids = self.view.nodes[nid]
+            cands.extend(self.node(op, kids))
+        self.memo[c] = _best(cands, self.k)
+        return self.memo[c]
+
+    def value(self, c: str) -> Any:
+        """The term of a class that is not a statement (expressions, indices, names): cost-free."""
+        cands = self.cls(c)
+        return cands[0][1] if cands else None
+
+    def node(self, op: str, kids: tuple[str, ...]) -> list[Cand]:
+        if op == "Stmt.nest":
+            return self.nest(kids[0], kids[1])
+        if op == "Stmt.loop":
+            var, lo, hi, mode = (self.value(x) for x in kids[:4])
+            span = hi + lo.scale(-1)
+            trips = span.const if span.is_const else self.model.symbolic_trips()
+            return [
+                (trips * (cost + self.model.loop_overhead()), t.Loop(var, lo, hi, mode, body))
+                for cost, body in self.cls(kids[4])
+            ]
+        if op in ("Block.cons", "Stmt.if_", "ProcT"):
+            return self.combine(op, kids)
+        if op.startswith("Stmt."):
+            args = [self.value(x) for x in kids]
+            if any(a is None for a in args):
+                return []
+            term = ir.decode(op, args)
+            return [(self.model.leaf(term), term)]
+        args = [self.value(x) for x in kids]
+        if any(a is None for a in args):
+            return []
+        return [(0.0, ir.decode(op, args))]
+
+    def combine(self, op: str, kids: tuple[str, ...]) -> list[Cand]:
+        """k cheapest combinations of the children's candidates (costs add)."""
+        options = [self.cls(x) for x in kids]
+        if any(not o for o in options):
+            return []
+        options = [o[: self.k] for o in options]
+        combos = heapq.nsmallest(self.k, product(*options), key=lambda cs: sum(c for c, _ in cs))
+        return [(sum(c for c, _ in cs), ir.decode(op, [x for _, x in cs])) for cs in combos]
+
+    # --------------------------------------------------------------------------- bands
+
+    def nest(self, hdr: str, body_class: str) -> list[Cand]:
+        out: list[Cand] = []
+        perm = self.view.nodes[self.view.classes[hdr][0]][0] != "Hdr.fixed"
+        for body_cost, body in self.cls(body_class):
+            band = body if not any(isinstance(s, _BODY_STMTS) for s in body) else None
+            band_id = self.band_ids.setdefault(band, len(self.band_ids))
+            allocs = sum(self.model.leaf(s) for s in band if isinstance(s, t.Alloc)) if band else 0.0
+            for (mask, inner), cands in self.header(hdr, band_id).items():
+                dims_set = self._dims(mask)
+                iters = 1
+                for d in dims_set:
+                    iters *= d.extent
+                inner_dim = self.dim_list[inner] if inner >= 0 else None
+                for c, _, _, dims in cands:
+                    if band is not None:
+                        cost = c + self.model.compute(dims_set, inner_dim, band) + iters * allocs
+                    else:
+                        cost = c + iters * body_cost
+                    out.append((cost, t.Nest(tuple(self.dim_list[i] for i in dims), perm, body)))
+        return _best(out, self.k)
+
+    def _dims(self, mask: int) -> frozenset[t.Dim]:
+        return frozenset(d for i, d in enumerate(self.dim_list) if mask >> i & 1)
+
+    def _dim_id(self, d: t.Dim) -> int:
+        if d not in self.dim_ids:
+            self.dim_ids[d] = len(self.dim_list)
+            self.dim_list.append(d)
+        return self.dim_ids[d]
+
+    def _lines(self, mask: int, band_id: int) -> float:
+        key = (mask, band_id)
+        if key not in self.lines_memo:
+            band = self.bands[band_id]
+            self.lines_memo[key] = self.model.lines(self._dims(mask), band) if band is not None else 0.0
+        return self.lines_memo[key]
+
+    @property
+    def bands(self) -> list:
+        return list(self.band_ids)
+
+    def header(self, h: str, band_id: int) -> dict:
+        """(dims-inside bitmask, innermost loop id) → candidates (c, overhead, traffic, dim ids) of class h."""
+        key = (h, band_id)
+        if key in self.headers:
+            return self.headers[key]
+        self.headers[key] = {}
+        miss, loop = self.model.traffic_weight(), self.model.loop_overhead()
+        states: dict[tuple[int, int], list] = {}
+        for nid in self.view.classes[h]:
+            op, kids = self.view.nodes[nid]
+            if op == "Hdr.nil":
+                traffic = self._lines(0, band_id)
+                states.setdefault((0, -1), []).append((miss * traffic, 0.0, traffic, ()))
+                continue
+            d = self.value(kids[0])
+            did = self._dim_id(d)
+            for (inside, inner), cands in self.header(kids[1], band_id).items():
+                now = inside | (1 << did)
+                new_inner = inner if (inner >= 0 or d.unrolled) else did
+                lines = self._lines(now, band_id)
+                fits = self.model.fits(lines)
+                bucket = states.setdefault((now, new_inner), [])
+                for _, overhead, traffic, dims in cands:
+                    o2 = overhead if d.unrolled else d.extent * (1.0 + overhead)
+                    t2 = lines if fits else d.extent * traffic
+                    bucket.append((miss * t2 + loop * o2, o2, t2, (did, *dims)))
+        result = {}
+        for state, cands in states.items():
+            by_cost = min(cands, key=lambda x: x[0])
+            by_overhead = min(cands, key=lambda x: x[1])
+            result[state] = [by_cost] if by_cost is by_overhead else [by_cost, by_overhead]
+        self.headers[key] = result
+        return result

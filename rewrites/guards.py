@@ -1,0 +1,153 @@
+"""Dependence guards shared by the loop rules, as egglog relations.
+
+The one fact computed in Python is `leaf_independent(a, b, v)`: no instance of leaf statement
+``a`` and of leaf ``b`` at *different* iterations of loop ``v`` touch the same location with a
+write, except commuting ``+=`` reductions. Loop transforms never change leaf statements (the
+body keeps its original iterators), so these facts, asserted once for every pair of leaves,
+stay true for every term the e-graph builds. egglog rules lift them to blocks:
+``Indep(X, Y, v)`` — every leaf of block ``X`` is independent of every leaf of block ``Y``
+with respect to ``v``. That relation is the guard of fission, fusion and band formation.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Iterable
+
+from egglog import String, eq, relation, rule, ruleset, var, vars_
+
+from exo_egraph import ir
+from exo_egraph import terms as t
+
+# ----------------------------------------------------------------------------- Python side
+
+
+def accesses(s: t.Stmt) -> list[tuple[str, tuple[t.Aff, ...] | None, str]]:
+    """(buffer, index or None when unknown, kind) for each access of a leaf; kind is read/write/reduce."""
+    out: list[tuple[str, tuple[t.Aff, ...] | None, str]] = []
+
+    def reads(e: t.Expr) -> None:
+        match e:
+            case t.Read(buf, idx):
+                out.append((buf, idx, "read"))
+            case t.BinOp(_, lhs, rhs):
+                reads(lhs)
+                reads(rhs)
+            case t.USub(arg):
+                reads(arg)
+            case t.BuiltIn(_, args):
+                for a in args:
+                    reads(a)
+            case t.ReadConfig(config, field):
+                out.append((f"{config}.{field}", (), "read"))
+            case t.WindowExpr(buf, _):
+                out.append((buf, None, "read"))
+
+    match s:
+        case t.Assign(buf, idx, rhs):
+            reads(rhs)
+            out.append((buf, idx, "write"))
+        case t.Reduce(buf, idx, rhs):
+            reads(rhs)
+            out.append((buf, idx, "reduce"))
+        case t.WriteConfig(config, field, rhs):
+            reads(rhs)
+            out.append((f"{config}.{field}", (), "write"))
+    return out
+
+
+def _pins(idx: tuple[t.Aff, ...] | None, v: str, dim: int, const: int, coef: int) -> bool:
+    return idx is not None and len(idx) > dim and idx[dim] == t.Aff(((v, coef),), const)
+
+
+def _buffers_used(s: t.Stmt) -> set[str]:
+    return {buf for buf, _, _ in accesses(s)}
+
+
+def leaf_independent(a: t.Stmt, b: t.Stmt, v: str) -> bool:
+    """True when instances of ``a`` and ``b`` at different values of ``v`` never conflict."""
+    if isinstance(a, t.Pass) or isinstance(b, t.Pass):
+        return True
+    if isinstance(a, (t.Call, t.WindowStmt)) or isinstance(b, (t.Call, t.WindowStmt)):
+        return False  # opaque: a call's effects are not summarised (yet)
+    if isinstance(a, t.Alloc) or isinstance(b, t.Alloc):
+        alloc, other = (a, b) if isinstance(a, t.Alloc) else (b, a)
+        # An allocation may not be separated from its uses, nor shared across iterations.
+        return alloc == other or (not isinstance(other, t.Alloc) and alloc.name not in _buffers_used(other))
+    acc_a, acc_b = accesses(a), accesses(b)
+    for buf in {x for x, _, _ in acc_a} & {x for x, _, _ in acc_b}:
+        both = [x for x in acc_a + acc_b if x[0] == buf]
+        kinds = {k for _, _, k in both}
+        if kinds == {"read"} or kinds == {"reduce"}:
+            continue  # reads never conflict; += reductions commute
+        # Some index dimension must be `coef*v + c`, the same for all accesses: then two
+        # accesses to one location happen at the same value of v.
+        first = both[0][1]
+        if first is None:
+            return False
+        pinned = any(
+            len(first[d].terms) == 1
+            and first[d].terms[0][0] == v
+            and all(_pins(idx, v, d, first[d].const, first[d].terms[0][1]) for _, idx, _ in both)
+            for d in range(len(first))
+        )
+        if not pinned:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- egglog side
+
+LeafIndep = relation("LeafIndep", ir.Stmt, ir.Stmt, String)  # asserted from `leaf_independent`
+IsLeaf = relation("IsLeaf", ir.Stmt)
+LoopVar = relation("LoopVar", String)
+BlockLeaf = relation("BlockLeaf", ir.Block, ir.Stmt, String)  # every leaf of block X vs leaf y
+StmtLeaf = relation("StmtLeaf", ir.Stmt, ir.Stmt, String)  # every leaf of statement s vs leaf y
+BlockStmt = relation("BlockStmt", ir.Block, ir.Stmt, String)  # every leaf of X vs every leaf of s
+Indep = relation("Indep", ir.Block, ir.Block, String)  # every leaf of X vs every leaf of Y
+
+
+def leaf_facts(leaf_stmts: Iterable[t.Stmt], loop_vars: Iterable[str]) -> list:
+    """egglog actions asserting the pairwise leaf facts for a program's leaves and loop variables."""
+    uniq = list(dict.fromkeys(leaf_stmts))
+    vs = sorted(set(loop_vars))
+    eggs = {s: ir.stmt(s) for s in uniq}
+    acts: list = [LoopVar(v) for v in vs] + [IsLeaf(eggs[s]) for s in uniq]
+    acts += [
+        LeafIndep(eggs[a], eggs[b], v) for a, b in product(uniq, repeat=2) for v in vs if leaf_independent(a, b, v)
+    ]
+    return acts
+
+
+_v, _w, _m = vars_("v w m", String)
+_s, _y = vars_("s y", ir.Stmt)
+_b, _b1, _b2, _r, _x = vars_("b b1 b2 r x", ir.Block)
+_h = var("h", ir.Hdr)
+_c = var("c", ir.E)
+_lo, _hi = vars_("lo hi", ir.Aff)
+
+
+def _bodies(s):
+    """The patterns under which statement ``s`` has body blocks (loop, nest, if)."""
+    return [
+        ([eq(s).to(ir.Stmt.loop(_w, _lo, _hi, _m, _b))], [_b]),
+        ([eq(s).to(ir.Stmt.nest(_h, _b))], [_b]),
+        ([eq(s).to(ir.Stmt.if_(_c, _b1, _b2))], [_b1, _b2]),
+    ]
+
+
+guard_rules = ruleset(name="guards")
+guard_rules.register(
+    rule(eq(_b).to(ir.Block.nil()), IsLeaf(_y), LoopVar(_v)).then(BlockLeaf(_b, _y, _v)),
+    rule(eq(_b).to(ir.Block.cons(_s, _r)), StmtLeaf(_s, _y, _v), BlockLeaf(_r, _y, _v)).then(BlockLeaf(_b, _y, _v)),
+    rule(IsLeaf(_s), LeafIndep(_s, _y, _v)).then(StmtLeaf(_s, _y, _v)),
+    rule(IsLeaf(_s), BlockLeaf(_x, _s, _v)).then(BlockStmt(_x, _s, _v)),
+    rule(eq(_b).to(ir.Block.nil()), eq(_x).to(ir.Block.cons(_s, _r)), LoopVar(_v)).then(Indep(_x, _b, _v)),
+    rule(eq(_b).to(ir.Block.nil()), eq(_x).to(ir.Block.nil()), LoopVar(_v)).then(Indep(_x, _b, _v)),
+    rule(eq(_b).to(ir.Block.cons(_s, _r)), BlockStmt(_x, _s, _v), Indep(_x, _r, _v)).then(Indep(_x, _b, _v)),
+)
+for _pattern, _blocks in _bodies(_s):
+    guard_rules.register(
+        rule(*_pattern, *[BlockLeaf(b, _y, _v) for b in _blocks]).then(StmtLeaf(_s, _y, _v)),
+        rule(*_pattern, *[Indep(_x, b, _v) for b in _blocks]).then(BlockStmt(_x, _s, _v)),
+    )

@@ -1,0 +1,183 @@
+"""Loop rules: each stands beside the Exo scheduling call it encodes, with its legality guard.
+
+Headers act on loop nests without touching bodies (see :mod:`exo_egraph.terms`): splitting
+and reordering rewrite only the ``Hdr`` list, so the e-graph shares every body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
+
+from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
+from rewrites.guards import Indep, BlockStmt
+
+
+@dataclass(frozen=True)
+class LoopRuleConfig:
+    """Which loop rules fire and with which constants."""
+
+    factors: tuple[int, ...] = ()  # divide_loop factors; empty: every divisor allowed by min_part
+    min_part: int = 4  # neither loop of a split may run fewer trips than this
+    unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
+    reorder: bool = True
+    divide: bool = True
+    unroll: bool = True
+    fission: bool = True
+    fuse: bool = True
+    lift_alloc: bool = True
+
+
+@function
+def concat(a: Block, b: Block) -> Block:
+    """Helper for fuse: the statements of ``a`` then ``b``. Not a program construct (never extracted)."""
+
+
+ConstShape = relation("ConstShape", AffL)
+
+_v, _v2, _w, _m, _ty, _mem, _x = vars_("v v2 w m ty mem x", String)
+_s, _s2, _inner = vars_("s s2 inner", Stmt)
+_b, _b1, _b2, _r, _r2, _tail, _bl, _body = vars_("b b1 b2 r r2 tail bl body", Block)
+_h, _hr = vars_("h hr", Hdr)
+_d = var("d", Dim)
+_st, _st2, _e, _e2, _n, _k = vars_("st st2 e e2 n k", i64)
+_lo, _hi = vars_("lo hi", Aff)
+_shape, _l = vars_("shape l", AffL)
+
+
+HEADER_CELLS = (Hdr.perm, Hdr.fixed)  # permutable and fixed-order header cells
+
+
+def band_rules() -> list:
+    """A constant-trip ``seq`` loop is a one-dim nest; a permutable perfect nest is one band.
+
+    No Exo call: these are identities of the encoding. Guard of ``perm``: every pair of leaves
+    in the body is independent across iterations of the loop (`rewrites.guards.Indep`), so any
+    order and tiling of the band's loops is legal (what Exo's ``reorder_loops`` then re-checks).
+    """
+    loop = Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", _b)
+    return [
+        rule(eq(_s).to(loop), _n > 0).then(union(_s).with_(Stmt.nest(Hdr.fixed(Dim(_v, 1, _n), Hdr.nil()), _b))),
+        rule(eq(_s).to(loop), _n > 0, Indep(_b, _b, _v)).then(
+            union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), Hdr.nil()), _b))
+        ),
+        rule(
+            eq(_s).to(Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", Block.cons(_inner, Block.nil()))),
+            eq(_inner).to(Stmt.nest(_h, _body)),
+            eq(_h).to(Hdr.perm(_d, _hr)),
+            _n > 0,
+            Indep(_body, _body, _v),
+        ).then(union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), _h), _body))),
+    ]
+
+
+def reorder_loops_rules() -> list:
+    """Exo ``reorder_loops(p, outer)``: swap two adjacent loops of a permutable band.
+
+    Guard: the header cell is ``perm`` (the band's permutability guard held). Unrolled dims
+    are not loops and never move.
+    """
+    a, b = Dim(_v, _st, _e), Dim(_v2, _st2, _e2)
+    return [rewrite(Hdr.perm(a, Hdr.perm(b, _hr))).to(Hdr.perm(b, Hdr.perm(a, _hr)))]
+
+
+def divide_loop_rules(factors: tuple[int, ...], min_part: int) -> list:
+    """Exo ``divide_loop(p, loop, k, [outer, inner], perfect=True)``.
+
+    ``Dim(v, s, e)`` becomes ``Dim(v, s*k, e/k)`` over ``Dim(v, s, k)``: the canonical form, so
+    every way of reaching the same tiling (split 8 then 4, or 4 then 2) meets in one e-class.
+    Guard: ``k`` divides the trip count and both parts run at least ``min_part`` trips.
+    Strip-mining never reorders iterations, so fixed-order nests may split too.
+    """
+    out = []
+    for k in factors:
+        if k < min_part:
+            continue
+        for cons in HEADER_CELLS:
+            out.append(
+                rule(eq(_h).to(cons(Dim(_v, _st, _e), _hr)), eq(_e % k).to(i64(0)), _e >= k * min_part).then(
+                    union(_h).with_(cons(Dim(_v, _st * k, _e / k), cons(Dim(_v, _st, k), _hr)))
+                )
+            )
+    return out
+
+
+def unroll_loop_rules(limit: int) -> list:
+    """Exo ``unroll_loop(p, loop)`` of a nest's innermost loop. Guard: constant trips ≤ ``limit``."""
+    return [
+        rule(eq(_h).to(cons(Dim(_v, _st, _e), Hdr.nil())), _e <= limit).then(
+            union(_h).with_(cons(Dim.unrolled(_v, _st, _e), Hdr.nil()))
+        )
+        for cons in HEADER_CELLS
+    ]
+
+
+def fission_rules() -> list:
+    """Exo ``fission(p, gap_after_first_stmt, n_lifts=1)``: split a loop after its first statement.
+
+    Guard: every leaf of the first statement is independent of every leaf of the rest across
+    iterations of the loop, so running all of the first part before the rest reorders nothing
+    that conflicts. Later gaps are reached by fission then fuse.
+    """
+    loop = Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, _r))
+    return [
+        rule(eq(_bl).to(Block.cons(loop, _tail)), eq(_r).to(Block.cons(_s2, _r2)), BlockStmt(_r, _s, _v)).then(
+            union(_bl).with_(
+                Block.cons(
+                    Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, Block.nil())),
+                    Block.cons(Stmt.loop(_v, _lo, _hi, _m, _r), _tail),
+                )
+            )
+        )
+    ]
+
+
+def fuse_rules() -> list:
+    """Exo ``fuse(p, loop1, loop2)`` of adjacent loops with the same iterator and bounds.
+
+    Guard: every leaf of the first body is independent of every leaf of the second across
+    iterations (the same condition as fission, which fusion inverts).
+    """
+    first = Stmt.loop(_v, _lo, _hi, _m, _b1)
+    second = Stmt.loop(_v, _lo, _hi, _m, _b2)
+    return [
+        rule(eq(_bl).to(Block.cons(first, Block.cons(second, _tail))), Indep(_b1, _b2, _v)).then(
+            union(_bl).with_(Block.cons(Stmt.loop(_v, _lo, _hi, _m, concat(_b1, _b2)), _tail))
+        ),
+        rewrite(concat(Block.nil(), _b)).to(_b),
+        rewrite(concat(Block.cons(_s, _r), _b)).to(Block.cons(_s, concat(_r, _b))),
+    ]
+
+
+def lift_alloc_rules() -> list:
+    """Exo ``lift_alloc(p, alloc, n_lifts=1)`` of an allocation that opens a loop body.
+
+    Guard: the shape does not depend on the loop (it is constant).
+    """
+    alloc = Stmt.alloc(_x, _ty, _shape, _mem)
+    return [
+        rule(eq(_l).to(AffL.nil())).then(ConstShape(_l)),
+        rule(eq(_l).to(AffL.cons(Aff.c(_k), _shape)), ConstShape(_shape)).then(ConstShape(_l)),
+        rule(
+            eq(_bl).to(Block.cons(Stmt.loop(_v, _lo, _hi, _m, Block.cons(alloc, _r)), _tail)), ConstShape(_shape)
+        ).then(union(_bl).with_(Block.cons(alloc, Block.cons(Stmt.loop(_v, _lo, _hi, _m, _r), _tail)))),
+    ]
+
+
+def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...]):
+    """The loop rules ``cfg`` enables; ``factors`` are the split factors the program admits."""
+    chosen = band_rules()
+    if cfg.reorder:
+        chosen += reorder_loops_rules()
+    if cfg.divide:
+        chosen += divide_loop_rules(cfg.factors or factors, cfg.min_part)
+    if cfg.unroll:
+        chosen += unroll_loop_rules(cfg.unroll_limit)
+    if cfg.fission:
+        chosen += fission_rules()
+    if cfg.fuse:
+        chosen += fuse_rules()
+    if cfg.lift_alloc:
+        chosen += lift_alloc_rules()
+    return ruleset(*chosen, name="loops")

@@ -1,0 +1,65 @@
+"""Small Exo kernels the tests share (modules that define @procs need this future import)."""
+
+from __future__ import annotations
+
+from exo import DRAM, proc
+
+
+@proc
+def matmul16(A: f32[16, 16] @ DRAM, B: f32[16, 16] @ DRAM, C: f32[16, 16] @ DRAM):
+    for i in seq(0, 16):
+        for j in seq(0, 16):
+            for k in seq(0, 16):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+@proc
+def matmul16_i8(A: i8[16, 16] @ DRAM, B: i8[16, 16] @ DRAM, C: i8[16, 16] @ DRAM):
+    for i in seq(0, 16):
+        for j in seq(0, 16):
+            for k in seq(0, 16):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+@proc
+def pointwise_pair(a: f32[8, 8] @ DRAM, o: f32[8, 8] @ DRAM):
+    tmp: f32[8, 8] @ DRAM
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            tmp[i, j] = a[i, j] * 2.0
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            o[i, j] = tmp[i, j] + a[i, j]
+
+
+@proc
+def shifted_pair(a: f32[9, 8] @ DRAM, o: f32[8, 8] @ DRAM):
+    tmp: f32[9, 8] @ DRAM
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            tmp[i + 1, j] = a[i + 1, j] * 2.0
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            o[i, j] = tmp[i + 1, j] + tmp[i, j]
+
+
+@proc
+def prefix_sum(x: f32[16] @ DRAM):
+    for i in seq(0, 15):
+        x[i + 1] += x[i]
+
+
+@proc
+def inner_alloc(a: i32[8, 8] @ DRAM, o: i32[8, 8] @ DRAM):
+    for i in seq(0, 8):
+        t: i32[8] @ DRAM
+        for j in seq(0, 8):
+            t[j] = a[i, j]
+        for j in seq(0, 8):
+            o[i, j] += t[j]
+
+
+@proc
+def nonaffine(a: f32[16] @ DRAM):
+    for i in seq(0, 16):
+        a[i / 2] = 0.0

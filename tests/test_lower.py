@@ -1,0 +1,47 @@
+from exo_egraph import terms as t
+from exo_egraph.lower import UnsupportedConstruct, lower
+
+from tests import kernels as K
+
+
+def test_matmul_lowers_to_three_loops_and_a_reduce():
+    p = lower(K.matmul16)
+    (i,) = p.body
+    assert isinstance(i, t.Loop) and (i.var, i.hi.const) == ("i", 16)
+    (j,) = i.body
+    (k,) = j.body
+    (red,) = k.body
+    assert red == t.Reduce(
+        "C",
+        (t.Aff.var("i"), t.Aff.var("j")),
+        t.BinOp("*", t.Read("A", (t.Aff.var("i"), t.Aff.var("k"))), t.Read("B", (t.Aff.var("k"), t.Aff.var("j")))),
+    )
+    assert [(a.name, a.typ, a.mem) for a in p.args] == [("A", "f32", "DRAM"), ("B", "f32", "DRAM"), ("C", "f32", "DRAM")]
+
+
+def test_affine_index_is_canonical():
+    p = lower(K.shifted_pair)
+    write = next(s for s in t.leaves(p.body) if isinstance(s, t.Assign) and s.buf == "tmp")
+    assert write.idx[0] == t.Aff.of(1, i=1)
+
+
+def test_alloc_keeps_type_and_memory():
+    p = lower(K.inner_alloc)
+    alloc = next(s for s in t.leaves(p.body) if isinstance(s, t.Alloc))
+    assert (alloc.name, alloc.typ, alloc.mem, alloc.shape) == ("t", "i32", "DRAM", (t.Aff((), 8),))
+
+
+def test_non_affine_index_is_named_with_its_line():
+    try:
+        lower(K.nonaffine)
+    except UnsupportedConstruct as e:
+        assert "index operator '/'" in str(e)
+        assert e.line is not None and e.line > 0
+    else:
+        raise AssertionError("lowering a non-affine index must fail")
+
+
+def test_materialize_of_a_lowered_term_is_itself():
+    for k in (K.matmul16, K.pointwise_pair, K.inner_alloc):
+        p = lower(k)
+        assert t.materialize(p) == p
