@@ -1,0 +1,169 @@
+"""Command line: ``exo-egraph explore FILE.py[::PROC] --target cpu --out DIR``.
+
+Bad input gets one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+from exo import Procedure
+
+from rewrites.loops import LoopRuleConfig
+
+from .api import TARGETS, Result, explore
+from .lower import UnsupportedConstruct
+from .replay import ReplayError
+from .saturate import Budget
+
+
+class InputError(Exception):
+    """Bad input: reported as one line, exit code 2."""
+
+
+def load_proc(spec: str) -> Procedure:
+    """The proc named by ``FILE.py::PROC`` (or the only proc of ``FILE.py``)."""
+    file, _, name = spec.partition("::")
+    path = Path(file)
+    if not path.is_file():
+        raise InputError(f"no such file: {file}")
+    module_name = f"_exo_egraph_user_{abs(hash(path.resolve()))}"
+    try:
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module
+        loader.loader.exec_module(module)
+    except Exception as e:
+        raise InputError(f"{file} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    procs = {k: v for k, v in vars(module).items() if isinstance(v, Procedure) and not v.is_instr()}
+    if name:
+        if name not in procs:
+            known = ", ".join(sorted(procs)) or "none"
+            raise InputError(f"no proc named {name} in {file} (procs: {known})")
+        return procs[name]
+    if len(procs) != 1:
+        known = ", ".join(sorted(procs)) or "none"
+        raise InputError(f"{file} defines {len(procs)} procs ({known}); name one as {file}::PROC")
+    return next(iter(procs.values()))
+
+
+def report(result: Result) -> dict:
+    """report.json: what was explored, how big the e-graph grew, the best schedule and its verdicts."""
+    s = result.stats
+    v = result.validation
+    return {
+        "kernel": result.kernel,
+        "target": result.target,
+        "egraph": {
+            "enodes": s.enodes,
+            "eclasses": s.eclasses,
+            "iterations": s.iterations,
+            "stop_reason": s.stop_reason,
+            "schedules": s.schedules,
+            "cyclic_classes": s.cyclic_classes,
+            "seconds": round(s.seconds, 3),
+        },
+        "best": {"cost": result.cost, "naive_cost": result.naive_cost, "steps": list(result.best.replayed.steps)},
+        "top_k": [{"cost": c.cost, "steps": list(c.replayed.steps)} for c in result.candidates],
+        "replay": {"ok": True, "roundtrip": all(c.replayed.roundtrip for c in result.candidates)},
+        "validation": None
+        if v is None
+        else {
+            "ok": v.ok,
+            "exact": v.exact,
+            "max_abs_err": v.max_abs_err,
+            "naive_seconds": v.naive_seconds,
+            "scheduled_seconds": v.scheduled_seconds,
+            "speedup": v.speedup,
+            "message": v.message,
+        },
+    }
+
+
+def _summary(rep: dict) -> str:
+    e, b, v = rep["egraph"], rep["best"], rep["validation"] or {}
+    rows = [
+        ("kernel", rep["kernel"]),
+        ("e-nodes / e-classes", f"{e['enodes']:,} / {e['eclasses']:,}"),
+        ("schedules held", f"{e['schedules']:,}"),
+        ("saturation", f"{e['iterations']} iterations, {e['seconds']} s, {e['stop_reason']}"),
+        ("best cost (naive)", f"{b['cost']:,.0f} ({b['naive_cost']:,.0f})"),
+        ("replay / round trip", f"{rep['replay']['ok']} / {rep['replay']['roundtrip']}"),
+        ("validation", f"{v.get('ok')} (exact {v.get('exact')})" if v else "skipped"),
+        ("speed-up (measured)", f"{v['speedup']:.2f}x" if v else "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {val}" for k, val in rows)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    proc = load_proc(args.kernel)
+    if args.target not in TARGETS:
+        raise InputError(f"unknown target {args.target} (known: {', '.join(TARGETS)})")
+    out = Path(args.out)
+    start = time.perf_counter()
+
+    def progress(iteration: int, nodes: int, seconds: float) -> None:
+        print(f"\r  saturating: iteration {iteration}, {nodes:,} e-nodes, {seconds:.1f} s", end="", file=sys.stderr)
+
+    budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations)
+    result = explore(
+        proc,
+        args.target,
+        budget=budget,
+        rules=LoopRuleConfig(),
+        top_k=args.top_k,
+        validate=not args.no_validate,
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "schedule.py").write_text(result.script)
+    rep = report(result)
+    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+    print(_summary(rep))
+    print(f"  wrote {out / 'schedule.py'} and {out / 'report.json'} in {time.perf_counter() - start:.1f} s")
+    if result.stats.stop_reason in ("node-limit", "time"):
+        print(f"exo-egraph: budget reached ({result.stats.stop_reason}); wrote the best schedule so far", file=sys.stderr)
+        return 2
+    if result.validation is not None and not result.validation.ok:
+        print(f"exo-egraph: validation failed: {result.validation.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="exo-egraph", description="Equality-saturation scheduling for Exo procs")
+    sub = ap.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("explore", help="explore a proc's schedules and write the best one")
+    ex.add_argument("kernel", help="FILE.py::PROC, or FILE.py when it defines one proc")
+    ex.add_argument("--target", default="cpu")
+    ex.add_argument("--out", default="out")
+    ex.add_argument("--budget-s", type=float, default=30.0, help="saturation time budget (seconds)")
+    ex.add_argument("--node-limit", type=int, default=150_000, help="stop saturating past this many e-nodes")
+    ex.add_argument("--iterations", type=int, default=40, help="most saturation iterations")
+    ex.add_argument("--top-k", type=int, default=3, help="how many best schedules to extract and replay")
+    ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return cmd_explore(args)
+    except InputError as e:
+        print(f"exo-egraph: {e}", file=sys.stderr)
+    except UnsupportedConstruct as e:
+        print(f"exo-egraph: {e}", file=sys.stderr)
+    except ReplayError as e:
+        print(f"exo-egraph: soundness bug: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
