@@ -153,7 +153,7 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
             i, c = i + 1, c + 1
         else:
             _nest(session, path, c, want)
-            i, c = i + 1, c + 1
+            i, c = i + 1, c + len(t.materialize_block((want,)))  # a fully unrolled nest is many statements
 
 
 def _fission(session: _Session, path: Path, idx: int, need: int) -> None:

@@ -183,3 +183,23 @@ class _Extractor:
             result[state] = [by_cost] if by_cost is by_overhead else [by_cost, by_overhead]
         self.headers[key] = result
         return result
+
+
+def sample(view: EGraphView, rng: Any) -> t.Proc:
+    """A term of the root e-class chosen by picking a random e-node in every e-class on the way.
+
+    Used to test soundness on arbitrary members of the e-graph, not only the cheapest.
+    """
+    memo: dict[str, Any] = {}
+
+    def pick(c: str, active: frozenset[str]) -> Any:
+        if c in memo:
+            return memo[c]
+        options = [nid for nid in view.classes[c] if not any(k in active for k in view.nodes[nid][1])]
+        op, kids = view.nodes[rng.choice(sorted(options))]
+        term = ir.decode(op, [pick(k, active | {c}) for k in kids])
+        if op.startswith(("Aff", "E.", "EL", "AffL", "W", "Dim", "ArgT", "ArgL")) or not kids:
+            memo[c] = term  # value classes hold one term; statements are drawn afresh each time
+        return term
+
+    return pick(view.root, frozenset())

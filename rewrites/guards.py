@@ -105,6 +105,11 @@ BlockLeaf = relation("BlockLeaf", ir.Block, ir.Stmt, String)  # every leaf of bl
 StmtLeaf = relation("StmtLeaf", ir.Stmt, ir.Stmt, String)  # every leaf of statement s vs leaf y
 BlockStmt = relation("BlockStmt", ir.Block, ir.Stmt, String)  # every leaf of X vs every leaf of s
 Indep = relation("Indep", ir.Block, ir.Block, String)  # every leaf of X vs every leaf of Y
+# no allocation anywhere inside: unrolling or splitting such a body would make Exo duplicate
+# and rename the buffer, which terms (names by string) cannot follow
+NoAllocLeaf = relation("NoAllocLeaf", ir.Stmt)
+NoAlloc = relation("NoAlloc", ir.Block)
+NoAllocStmt = relation("NoAllocStmt", ir.Stmt)
 
 
 def leaf_facts(leaf_stmts: Iterable[t.Stmt], loop_vars: Iterable[str]) -> list:
@@ -113,6 +118,7 @@ def leaf_facts(leaf_stmts: Iterable[t.Stmt], loop_vars: Iterable[str]) -> list:
     vs = sorted(set(loop_vars))
     eggs = {s: ir.stmt(s) for s in uniq}
     acts: list = [LoopVar(v) for v in vs] + [IsLeaf(eggs[s]) for s in uniq]
+    acts += [NoAllocLeaf(eggs[s]) for s in uniq if not isinstance(s, t.Alloc)]
     acts += [
         LeafIndep(eggs[a], eggs[b], v) for a, b in product(uniq, repeat=2) for v in vs if leaf_independent(a, b, v)
     ]
@@ -146,8 +152,14 @@ guard_rules.register(
     rule(eq(_b).to(ir.Block.nil()), eq(_x).to(ir.Block.nil()), LoopVar(_v)).then(Indep(_x, _b, _v)),
     rule(eq(_b).to(ir.Block.cons(_s, _r)), BlockStmt(_x, _s, _v), Indep(_x, _r, _v)).then(Indep(_x, _b, _v)),
 )
+guard_rules.register(
+    rule(eq(_b).to(ir.Block.nil())).then(NoAlloc(_b)),
+    rule(eq(_b).to(ir.Block.cons(_s, _r)), NoAllocStmt(_s), NoAlloc(_r)).then(NoAlloc(_b)),
+    rule(NoAllocLeaf(_s)).then(NoAllocStmt(_s)),
+)
 for _pattern, _blocks in _bodies(_s):
     guard_rules.register(
+        rule(*_pattern, *[NoAlloc(b) for b in _blocks]).then(NoAllocStmt(_s)),
         rule(*_pattern, *[BlockLeaf(b, _y, _v) for b in _blocks]).then(StmtLeaf(_s, _y, _v)),
         rule(*_pattern, *[Indep(_x, b, _v) for b in _blocks]).then(BlockStmt(_x, _s, _v)),
     )

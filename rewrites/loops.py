@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
-from rewrites.guards import Indep, BlockStmt
+from rewrites.guards import BlockStmt, Indep, NoAlloc
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,13 @@ def band_rules() -> list:
     No Exo call: these are identities of the encoding. Guard of ``perm``: every pair of leaves
     in the body is independent across iterations of the loop (`rewrites.guards.Indep`), so any
     order and tiling of the band's loops is legal (what Exo's ``reorder_loops`` then re-checks).
+    Guard of both: the body allocates nothing (``lift_alloc`` first), since unrolling would make
+    Exo duplicate and rename the buffer.
     """
     loop = Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", _b)
     return [
-        rule(eq(_s).to(loop), _n > 0).then(union(_s).with_(Stmt.nest(Hdr.fixed(Dim(_v, 1, _n), Hdr.nil()), _b))),
-        rule(eq(_s).to(loop), _n > 0, Indep(_b, _b, _v)).then(
+        rule(eq(_s).to(loop), _n > 0, NoAlloc(_b)).then(union(_s).with_(Stmt.nest(Hdr.fixed(Dim(_v, 1, _n), Hdr.nil()), _b))),
+        rule(eq(_s).to(loop), _n > 0, NoAlloc(_b), Indep(_b, _b, _v)).then(
             union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), Hdr.nil()), _b))
         ),
         rule(
@@ -67,6 +69,7 @@ def band_rules() -> list:
             eq(_inner).to(Stmt.nest(_h, _body)),
             eq(_h).to(Hdr.perm(_d, _hr)),
             _n > 0,
+            NoAlloc(_body),
             Indep(_body, _body, _v),
         ).then(union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), _h), _body))),
     ]
