@@ -113,6 +113,8 @@ class Stmt(EggExpr):
     def loop(cls, var: StringLike, lo: Aff, hi: Aff, mode: StringLike, body: Block) -> Stmt: ...
     @classmethod
     def nest(cls, hdr: Hdr, body: Block) -> Stmt: ...
+    @classmethod
+    def cut(cls, var: StringLike, start: i64Like, stop: i64Like, body: Block) -> Stmt: ...
 
 
 class Block(EggExpr):
@@ -216,6 +218,8 @@ def stmt(s: t.Stmt) -> Stmt:
             return Stmt.loop(var, aff(lo), aff(hi), mode, block(body))
         case t.Nest(dims, permutable, body):
             return Stmt.nest(header(dims, permutable), block(body))
+        case t.Cut(var, start, stop, body):
+            return Stmt.cut(var, start, stop, block(body))
     raise TypeError(s)
 
 
@@ -281,6 +285,7 @@ DECODERS: dict[str, Callable[..., Any]] = {
     "Stmt.pass_": lambda: t.Pass(),
     "Stmt.loop": t.Loop,
     "Stmt.nest": lambda hdr, body: t.Nest(hdr[0], hdr[1], body),
+    "Stmt.cut": t.Cut,
     "Block.nil": lambda: (),
     "Block.cons": _cons,
     "ArgT": lambda n, typ, shape, mem, w: t.Arg(n, typ, shape, mem, bool(w)),

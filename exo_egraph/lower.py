@@ -178,6 +178,11 @@ def _aff(e: Any) -> Aff:
             if rhs.is_const:
                 return lhs.scale(rhs.const)
             raise UnsupportedConstruct("non-affine index expression", e.srcinfo, str(e))
+        case LoopIR.BinOp() if e.op in ("/", "%"):
+            lhs, rhs = _aff(e.lhs), _aff(e.rhs)
+            if lhs.is_const and rhs.is_const and rhs.const > 0:  # Exo leaves `18 / 4` after a cut divide
+                return Aff((), lhs.const // rhs.const if e.op == "/" else lhs.const % rhs.const)
+            raise UnsupportedConstruct(f"index operator '{e.op}'", e.srcinfo, str(e))
         case LoopIR.BinOp():
             raise UnsupportedConstruct(f"index operator '{e.op}'", e.srcinfo, str(e))
         case _:

@@ -23,7 +23,7 @@ from exo import Procedure
 from . import terms as t
 from .lower import lower
 
-SCHEDULING_CALLS = ("divide_loop", "reorder_loops", "unroll_loop", "fission", "fuse", "lift_alloc")
+SCHEDULING_CALLS = ("divide_loop", "reorder_loops", "unroll_loop", "fission", "fuse", "lift_alloc", "simplify")
 Path = tuple[tuple[int, int], ...]  # (statement index, 0 = body / 1 = orelse) from the proc body down
 
 
@@ -113,7 +113,7 @@ def _loop_ref(term: t.Proc, path: Path, idx: int) -> str:
 
 
 def _is_control(s: t.Stmt) -> bool:
-    return isinstance(s, (t.Loop, t.Nest, t.If))
+    return isinstance(s, t.CONTROL_TYPES)
 
 
 # ----------------------------------------------------------------------------- structure
@@ -133,6 +133,11 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
                 session.apply(f'lift_alloc(p, p.find_alloc_or_arg("{want.name}"))')
             else:
                 raise ReplayError("(structure)", f"expected {want} at {path}[{c}], found {type(have).__name__}")
+            continue
+        if isinstance(want, t.Cut):  # made by the cut divide of the nest before it: check, move on
+            if t.materialize_block((want,)) != (have,):
+                raise ReplayError("(cut)", f"the tail at {path}[{c}] is not {want}")
+            i, c = i + 1, c + 1
             continue
         if isinstance(want, t.If):
             if not isinstance(have, t.If):
@@ -214,9 +219,14 @@ def _band(session: _Session, path: Path, idx: int, nest: t.Nest) -> None:
         current = v
         for d in parts[:-1]:
             pos = _position(session.term, path, idx, current)
+            loop = _block_at(session.term, pos[0])[pos[1]]
+            # a nest that covers fewer trips than the loop was made by a cut divide
+            tail = "perfect=True" if loop.hi.const == d.stride * d.extent else 'tail="cut"'
             ref = _loop_ref(session.term, *pos)
             outer, inner = t.split_name(v, d.stride), t.split_name(v, 1)
-            session.apply(f'divide_loop(p, {ref}, {d.stride}, ["{outer}", "{inner}"], perfect=True)')
+            session.apply(f'divide_loop(p, {ref}, {d.stride}, ["{outer}", "{inner}"], {tail})')
+            if tail != "perfect=True":
+                session.apply("simplify(p)")  # Exo leaves `n / k` bounds that unroll_loop rejects
             current = inner
     # 2. adjacent swaps into the target order
     want = [t.dim_name(nest, d) for d in nest.dims]

@@ -209,6 +209,19 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class Cut:
+    """The tail ``start <= var < stop`` that ``divide_loop(..., tail="cut")`` leaves after a nest.
+
+    In Exo it is a loop named like the split's inner loop, from 0, with ``var`` shifted.
+    """
+
+    var: str
+    start: int
+    stop: int
+    body: "Block"
+
+
+@dataclass(frozen=True)
 class Dim:
     """One loop of a nest header: ``var`` advances by ``stride`` for ``extent`` trips."""
 
@@ -231,7 +244,8 @@ class Nest:
     body: "Block"
 
 
-Stmt = Union[Assign, Reduce, Alloc, If, Call, WindowStmt, WriteConfig, Pass, Loop, Nest]
+Stmt = Union[Assign, Reduce, Alloc, If, Call, WindowStmt, WriteConfig, Pass, Loop, Nest, Cut]
+CONTROL_TYPES = (Loop, Nest, Cut, If)
 Block = tuple[Stmt, ...]
 LEAF_TYPES = (Assign, Reduce, Alloc, Call, WindowStmt, WriteConfig, Pass)
 
@@ -259,7 +273,7 @@ class Proc:
 def leaves(block: Block) -> Iterator[Stmt]:
     """The non-control statements of ``block`` in program order."""
     for s in block:
-        if isinstance(s, (Loop, Nest)):
+        if isinstance(s, (Loop, Nest, Cut)):
             yield from leaves(s.body)
         elif isinstance(s, If):
             yield from leaves(s.body)
@@ -350,6 +364,8 @@ def subst_stmt(s: Stmt, env: dict[str, Aff]) -> Stmt:
         case Nest(dims, perm, body):
             bound = {d.var for d in dims}
             return Nest(dims, perm, subst_block(body, {k: v for k, v in env.items() if k not in bound}))
+        case Cut(var, start, stop, body):
+            return Cut(var, start, stop, subst_block(body, {k: v for k, v in env.items() if k != var}))
         case _:
             return s
 
@@ -372,6 +388,10 @@ def _materialize_stmt(s: Stmt) -> list[Stmt]:
             return [If(cond, materialize_block(body), materialize_block(orelse))]
         case Nest():
             return list(_materialize_nest(s))
+        case Cut(var, start, stop, body):
+            name = split_name(var, 1)
+            shifted = subst_block(materialize_block(body), {var: Aff.var(name) + Aff((), start)})
+            return [Loop(name, Aff(), Aff((), stop - start), "seq", shifted)]
         case _:
             return [s]
 

@@ -22,7 +22,7 @@ from exo_egraph.saturate import EGraphView
 from extract.cost import CostModel
 
 Cand = tuple[float, Any]  # (cost, term)
-_BODY_STMTS = (t.Loop, t.Nest, t.If)
+_BODY_STMTS = t.CONTROL_TYPES
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,12 @@ class _Extractor:
             return [
                 (trips * (cost + self.model.loop_overhead()), t.Loop(var, lo, hi, mode, body))
                 for cost, body in self.cls(kids[4])
+            ]
+        if op == "Stmt.cut":
+            var, start, stop = (self.value(x) for x in kids[:3])
+            return [
+                ((stop - start) * (cost + self.model.loop_overhead()), t.Cut(var, start, stop, body))
+                for cost, body in self.cls(kids[3])
             ]
         if op in ("Block.cons", "Stmt.if_", "ProcT"):
             return self.combine(op, kids)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from itertools import product
 from typing import Iterable
 
-from egglog import String, eq, relation, rule, ruleset, var, vars_
+from egglog import String, eq, i64, relation, rule, ruleset, var, vars_
 
 from exo_egraph import ir
 from exo_egraph import terms as t
@@ -131,6 +131,7 @@ _b, _b1, _b2, _r, _x = vars_("b b1 b2 r x", ir.Block)
 _h = var("h", ir.Hdr)
 _c = var("c", ir.E)
 _lo, _hi = vars_("lo hi", ir.Aff)
+_st, _st2 = vars_("st st2", i64)
 
 
 def _bodies(s):
@@ -138,6 +139,7 @@ def _bodies(s):
     return [
         ([eq(s).to(ir.Stmt.loop(_w, _lo, _hi, _m, _b))], [_b]),
         ([eq(s).to(ir.Stmt.nest(_h, _b))], [_b]),
+        ([eq(s).to(ir.Stmt.cut(_w, _st, _st2, _b))], [_b]),
         ([eq(s).to(ir.Stmt.if_(_c, _b1, _b2))], [_b1, _b2]),
     ]
 

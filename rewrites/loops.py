@@ -20,6 +20,7 @@ class LoopRuleConfig:
 
     factors: tuple[int, ...] = ()  # divide_loop factors; empty: every divisor allowed by min_part
     min_part: int = 4  # neither loop of a split may run fewer trips than this
+    cut_factors: tuple[int, ...] = (4, 8, 16)  # divide_loop factors tried with tail="cut" where they don't divide
     unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
     reorder: bool = True
     divide: bool = True
@@ -106,6 +107,26 @@ def divide_loop_rules(factors: tuple[int, ...], min_part: int) -> list:
     return out
 
 
+def divide_loop_cut_rules(factors: tuple[int, ...], min_part: int) -> list:
+    """Exo ``divide_loop(p, loop, k, [outer, inner], tail="cut")`` where ``k`` does not divide the trips.
+
+    ``for v < n`` becomes a nest over ``v < k·(n//k)`` — the same canonical dims as a perfect
+    split, so it may be reordered (guard: the permutable-band guard) — followed by the `Cut`
+    tail over ``k·(n//k) <= v < n``. Guard: the body allocates nothing, ``n//k >= min_part``.
+    """
+    out = []
+    loop = Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", _b)
+    for k in factors:
+        main = lambda cell: Stmt.nest(cell(Dim(_v, k, _n / k), cell(Dim(_v, 1, k), Hdr.nil())), _b)  # noqa: E731
+        cut = Stmt.cut(_v, (_n / k) * k, _n, _b)
+        guard = (eq(_bl).to(Block.cons(loop, _tail)), _n % k != i64(0), _n >= k * min_part, NoAlloc(_b))
+        out.append(rule(*guard).then(union(_bl).with_(Block.cons(main(Hdr.fixed), Block.cons(cut, _tail)))))
+        out.append(
+            rule(*guard, Indep(_b, _b, _v)).then(union(_bl).with_(Block.cons(main(Hdr.perm), Block.cons(cut, _tail))))
+        )
+    return out
+
+
 def unroll_loop_rules(limit: int) -> list:
     """Exo ``unroll_loop(p, loop)`` of a nest's innermost loop. Guard: constant trips ≤ ``limit``."""
     return [
@@ -175,6 +196,7 @@ def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...]):
         chosen += reorder_loops_rules()
     if cfg.divide:
         chosen += divide_loop_rules(cfg.factors or factors, cfg.min_part)
+        chosen += divide_loop_cut_rules(cfg.cut_factors, cfg.min_part)
     if cfg.unroll:
         chosen += unroll_loop_rules(cfg.unroll_limit)
     if cfg.fission:

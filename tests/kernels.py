@@ -63,3 +63,40 @@ def inner_alloc(a: i32[8, 8] @ DRAM, o: i32[8, 8] @ DRAM):
 def nonaffine(a: f32[16] @ DRAM):
     for i in seq(0, 16):
         a[i / 2] = 0.0
+
+
+@proc
+def fused_pair_i32(a: i32[8, 8] @ DRAM, o: i32[8, 8] @ DRAM):
+    tmp: i32[8, 8] @ DRAM
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            tmp[i, j] = a[i, j] * 2
+            o[i, j] = tmp[i, j] + a[i, j]
+
+
+@proc
+def split_pair_i32(a: i32[8, 8] @ DRAM, o: i32[8, 8] @ DRAM):
+    tmp: i32[8, 8] @ DRAM
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            tmp[i, j] = a[i, j] * 2
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            o[i, j] = tmp[i, j] + a[i, j]
+
+
+@proc
+def stencil_pair_i32(a: i32[9, 8] @ DRAM, o: i32[8, 8] @ DRAM):
+    tmp: i32[9, 8] @ DRAM
+    for i in seq(0, 9):
+        for j in seq(0, 8):
+            tmp[i, j] = a[i, j] * 2
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            o[i, j] = tmp[i + 1, j] + tmp[i, j]
+
+
+@proc
+def vadd18_i32(a: i32[18] @ DRAM, o: i32[18] @ DRAM):
+    for i in seq(0, 18):
+        o[i] = a[i] + 1
