@@ -1,0 +1,226 @@
+"""CPU validation: Exo's C, gcc -O2, ctypes, numpy.
+
+Both procs are compiled into one shared library with a small C timing harness per proc (a loop
+of calls between two ``clock_gettime`` readings), so timing excludes Python's call overhead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import shutil
+import statistics
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import exo
+import numpy as np
+from exo import Procedure
+from exo.core.LoopIR import LoopIR
+from exo.stdlib.scheduling import rename
+
+from exo_egraph.lower import type_name
+
+C_TYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "ui8": "uint8_t", "i32": "int32_t", "ui16": "uint16_t"}
+NP_TYPES = {"f32": np.float32, "f64": np.float64, "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16}
+INDEX_TYPES = ("size", "index", "int")
+
+
+class ValidationError(Exception):
+    """The procs could not be compiled or run."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    ok: bool  # outputs agree under the required comparison
+    exact: bool  # outputs are bit-identical
+    max_abs_err: float
+    naive_seconds: float  # median seconds per call of the original
+    scheduled_seconds: float  # median seconds per call of the scheduled proc
+    speedup: float  # naive_seconds / scheduled_seconds
+    message: str  # what differed, or 'ok'
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    typ: str
+    shape: tuple[Any, ...]  # LoopIR size expressions; () for scalars and sizes
+
+    @property
+    def is_index(self) -> bool:
+        return self.typ in INDEX_TYPES
+
+    def c_decl(self) -> str:
+        if self.is_index:
+            return f"int_fast32_t {self.name}"
+        if self.typ not in C_TYPES:
+            raise ValidationError(f"argument {self.name}: type {self.typ} is not supported by the CPU validator")
+        return f"{C_TYPES[self.typ]} *{self.name}"
+
+
+def _params(proc: Procedure) -> list[_Param]:
+    out = []
+    for a in proc.INTERNAL_proc().args:
+        t = a.type
+        if isinstance(t, LoopIR.Tensor) and t.is_window:
+            raise ValidationError(f"argument {a.name}: window arguments are not supported by the CPU validator")
+        shape = tuple(t.hi) if isinstance(t, LoopIR.Tensor) else ()
+        out.append(_Param(a.name.name(), type_name(t), shape))
+    return out
+
+
+def _eval_size(e: Any, sizes: Mapping[str, int]) -> int:
+    match e:
+        case LoopIR.Const():
+            return int(e.val)
+        case LoopIR.Read():
+            return int(sizes[e.name.name()])
+        case LoopIR.BinOp():
+            lhs, rhs = _eval_size(e.lhs, sizes), _eval_size(e.rhs, sizes)
+            return {"+": lhs + rhs, "-": lhs - rhs, "*": lhs * rhs, "/": lhs // max(rhs, 1), "%": lhs % max(rhs, 1)}[
+                e.op
+            ]
+    raise ValidationError(f"cannot evaluate size expression {e}")
+
+
+def random_inputs(proc: Procedure, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Seeded random values for every argument (size arguments from ``sizes``, default 16)."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, Any] = {}
+    params = _params(proc)
+    for p in params:
+        if p.is_index:
+            values[p.name] = int((sizes or {}).get(p.name, 16))
+    for p in params:
+        if p.is_index:
+            continue
+        shape = tuple(_eval_size(e, values) for e in p.shape) or (1,)
+        dtype = NP_TYPES[p.typ]
+        if np.issubdtype(dtype, np.integer):
+            bound = 8 if np.dtype(dtype).itemsize == 1 else 100
+            values[p.name] = rng.integers(-bound if np.issubdtype(dtype, np.signedinteger) else 0, bound, shape).astype(dtype)
+        else:
+            values[p.name] = rng.uniform(-1, 1, shape).astype(dtype)
+    return values
+
+
+# one library per distinct C source, for the life of the process
+_LIBS: dict[str, ctypes.CDLL] = {}
+_WORKDIR = Path(tempfile.mkdtemp(prefix="exo-egraph-"))
+atexit.register(shutil.rmtree, _WORKDIR, True)
+
+
+def _harness(name: str, params: list[_Param]) -> str:
+    decls = ", ".join(p.c_decl() for p in params)
+    args = ", ".join(p.name for p in params)
+    return (
+        f"long long exo_egraph_bench_{name}({decls}{', ' if decls else ''}long long iters) {{\n"
+        "  struct timespec exo_t0, exo_t1;\n  clock_gettime(CLOCK_MONOTONIC, &exo_t0);\n"
+        f"  for (long long exo_r = 0; exo_r < iters; exo_r++) {name}(0{', ' if args else ''}{args});\n"
+        "  clock_gettime(CLOCK_MONOTONIC, &exo_t1);\n"
+        "  return (exo_t1.tv_sec - exo_t0.tv_sec) * 1000000000LL + (exo_t1.tv_nsec - exo_t0.tv_nsec);\n}\n"
+    )
+
+
+def _library(procs: list[Procedure]) -> ctypes.CDLL:
+    c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
+    src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + c_src + "\n"
+    src += "".join(_harness(p.name(), _params(p)) for p in procs)
+    key = hashlib.sha256((src + h_src).encode()).hexdigest()[:16]
+    if key not in _LIBS:
+        folder = _WORKDIR / key
+        folder.mkdir(exist_ok=True)
+        (folder / "kernels.h").write_text(h_src)
+        (folder / "kernels.c").write_text(src)
+        done = subprocess.run(
+            ["gcc", "-O2", "-shared", "-fPIC", "-o", str(folder / "kernels.so"), str(folder / "kernels.c")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise ValidationError(f"gcc failed:\n{done.stderr[-4000:]}")
+        _LIBS[key] = ctypes.CDLL(str(folder / "kernels.so"))
+    return _LIBS[key]
+
+
+def _call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
+    out = []
+    for p in _params(proc):
+        v = values[p.name]
+        out.append(ctypes.c_int64(v) if p.is_index else ctypes.c_void_p(v.ctypes.data))
+    return out
+
+
+def _copy(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
+
+
+def run_proc(proc: Procedure, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Compile and run ``proc`` once on copies of ``inputs``; every buffer argument after the call."""
+    lib = _library([proc])
+    values = _copy(inputs)
+    getattr(lib, proc.name())(None, *_call_args(proc, values))
+    return {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+
+
+def _seconds_per_call(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], repeats: int) -> float:
+    bench = getattr(lib, f"exo_egraph_bench_{proc.name()}")
+    bench.restype = ctypes.c_longlong
+    values = _copy(inputs)
+    args = _call_args(proc, values)
+    one = max(bench(*args, ctypes.c_longlong(1)), 1)
+    iters = max(1, min(int(30e6 / one), 10**7))  # about 30 ms a run
+    runs = [bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(repeats)]
+    return statistics.median(runs) * 1e-9
+
+
+def validate_cpu(
+    original: Procedure,
+    scheduled: Procedure,
+    *,
+    require_exact: bool = True,
+    sizes: Mapping[str, int] | None = None,
+    repeats: int = 7,
+    seed: int = 0,
+    time_runs: bool = True,
+) -> Validation:
+    """Run both procs on the same random inputs; integers must match bit for bit, floats too
+    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``)."""
+    a = rename(original, f"{original.name()}_naive")
+    b = rename(scheduled, f"{scheduled.name()}_scheduled")
+    lib = _library([a, b])
+    inputs = random_inputs(original, sizes, seed)
+    outs = []
+    for proc in (a, b):
+        values = _copy(inputs)
+        getattr(lib, proc.name())(None, *_call_args(proc, values))
+        outs.append(values)
+    exact, ok, worst, message = True, True, 0.0, "ok"
+    for name, want in outs[0].items():
+        if not isinstance(want, np.ndarray):
+            continue
+        got = outs[1][name]
+        same = np.array_equal(got, want)
+        err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+        worst = max(worst, err)
+        if same:
+            continue
+        exact = False
+        close = np.issubdtype(want.dtype, np.floating) and np.allclose(got, want, rtol=1e-4, atol=1e-5)
+        if require_exact or not close:
+            ok = False
+            message = f"output {name} differs (max abs error {err:g})"
+    naive = sched = 0.0
+    if time_runs:
+        naive = _seconds_per_call(lib, a, inputs, repeats)
+        sched = _seconds_per_call(lib, b, inputs, repeats)
+    speedup = naive / sched if sched > 0 else 1.0
+    if ok and not exact:
+        message = f"ok within tolerance (floating-point reassociation, max abs error {worst:g})"
+    return Validation(ok, exact, worst, naive, sched, speedup, message)
