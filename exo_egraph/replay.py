@@ -112,6 +112,14 @@ def _loop_ref(term: t.Proc, path: Path, idx: int) -> str:
     return f'p.find_loop("{target.var} #{n}")'
 
 
+def _source_leaves(block: t.Block) -> int:
+    """Leaves of a target block as they stand before its cut divides (a `Cut` copies a body)."""
+    return sum(
+        0 if isinstance(s, t.Cut) else _source_leaves(s.body + getattr(s, "orelse", ())) if _is_control(s) else 1
+        for s in block
+    )
+
+
 def _is_control(s: t.Stmt) -> bool:
     return isinstance(s, t.CONTROL_TYPES)
 
@@ -148,7 +156,7 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
             continue
         if not isinstance(have, t.Loop):
             raise ReplayError("(structure)", f"expected a loop at {path}[{c}], found {type(have).__name__}")
-        need, got = t.count_leaves((want,)), t.count_leaves((have,))
+        need, got = _source_leaves((want,)), t.count_leaves((have,))
         if got > need:
             _fission(session, path, c, need)
         elif got < need:
