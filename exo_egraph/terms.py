@@ -419,3 +419,21 @@ def _materialize_nest(nest: Nest) -> Block:
 def materialize(p: Proc) -> Proc:
     """The plain-loop program a term stands for (what `lower` gives for the replayed proc)."""
     return replace(p, body=materialize_block(p.body))
+
+
+def share_cut_bodies(block: Block) -> Block:
+    """Give every `Cut` the body of the nest just before it.
+
+    Both bodies come from one e-class, so the result is still a term of the e-graph; Exo's cut
+    divide copies the nest's body into the tail, so this is the only choice replay can reach.
+    """
+    out: list[Stmt] = []
+    for s in block:
+        if isinstance(s, Cut) and out and isinstance(out[-1], Nest):
+            s = Cut(s.var, s.start, s.stop, out[-1].body)
+        elif isinstance(s, (Loop, Nest, Cut)):
+            s = replace(s, body=share_cut_bodies(s.body))
+        elif isinstance(s, If):
+            s = If(s.cond, share_cut_bodies(s.body), share_cut_bodies(s.orelse))
+        out.append(s)
+    return tuple(out)

@@ -12,7 +12,7 @@ under the model; the runner-ups are the best of other states.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any
 
@@ -34,7 +34,7 @@ class Extracted:
 def extract(view: EGraphView, model: CostModel, k: int = 1) -> list[Extracted]:
     """The ``k`` cheapest distinct programs of the root e-class, cheapest first."""
     ex = _Extractor(view, model, k)
-    return [Extracted(c, p) for c, p in ex.cls(view.root)]
+    return [Extracted(c, replace(p, body=t.share_cut_bodies(p.body))) for c, p in ex.cls(view.root)]
 
 
 def _best(cands: list[Cand], k: int) -> list[Cand]:
@@ -208,4 +208,5 @@ def sample(view: EGraphView, rng: Any) -> t.Proc:
             memo[c] = term  # value classes hold one term; statements are drawn afresh each time
         return term
 
-    return pick(view.root, frozenset())
+    term = pick(view.root, frozenset())
+    return replace(term, body=t.share_cut_bodies(term.body))

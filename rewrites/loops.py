@@ -20,7 +20,9 @@ class LoopRuleConfig:
 
     factors: tuple[int, ...] = ()  # divide_loop factors; empty: every divisor allowed by min_part
     min_part: int = 4  # neither loop of a split may run fewer trips than this
-    cut_factors: tuple[int, ...] = (4, 8, 16)  # divide_loop factors tried with tail="cut" where they don't divide
+    # divide_loop factors tried with tail="cut" where they don't divide the trips; off by default
+    # until replay handles a cut inside a band (see the rule's docstring)
+    cut_factors: tuple[int, ...] = ()
     unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
     reorder: bool = True
     divide: bool = True

@@ -1,0 +1,76 @@
+"""The command line: a shipped kernel end to end, and one clear line with exit 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from exo_egraph.cli import main
+
+KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_explore_writes_schedule_and_report(tmp_path, capsys):
+    code, out, _ = _run(capsys, "explore", f"{KERNELS}/conv1d.py::conv1d_i8", "--out", str(tmp_path))
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["kernel"] == "conv1d_i8" and report["target"] == "cpu"
+    assert isinstance(report["egraph"]["schedules"], int) and report["egraph"]["schedules"] > 1
+    for key in ("enodes", "eclasses", "iterations", "stop_reason", "seconds"):
+        assert key in report["egraph"]
+    assert report["replay"] == {"ok": True, "roundtrip": True}
+    assert report["validation"]["ok"] and report["validation"]["exact"]
+    assert report["validation"]["speedup"] > 0
+    assert "def schedule(p):" in (tmp_path / "schedule.py").read_text()
+    assert "schedules held" in out
+
+
+def _one_line_error(capsys, *argv: str) -> str:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip() and "saturating" not in line]
+    assert len(lines) == 1 and "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_file(capsys, tmp_path):
+    assert "no such file" in _one_line_error(capsys, "explore", str(tmp_path / "nope.py"))
+
+
+def test_no_such_proc(capsys):
+    assert "no proc named nope" in _one_line_error(capsys, "explore", f"{KERNELS}/matmul.py::nope")
+
+
+def test_several_procs_and_none_named(capsys):
+    assert "name one as" in _one_line_error(capsys, "explore", f"{KERNELS}/matmul.py")
+
+
+def test_file_that_fails_to_import(capsys, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import no_such_module_here\n")
+    assert "failed to import" in _one_line_error(capsys, "explore", str(bad))
+
+
+def test_unsupported_construct_names_it_and_its_line(capsys, tmp_path):
+    src = tmp_path / "k.py"
+    src.write_text(
+        "from __future__ import annotations\nfrom exo import proc, DRAM\n\n@proc\n"
+        "def halve(a: f32[16] @ DRAM):\n    for i in seq(0, 16):\n        a[i / 2] = 0.0\n"
+    )
+    line = _one_line_error(capsys, "explore", str(src))
+    assert "index operator '/'" in line and ":7" in line
+
+
+def test_budget_too_small_keeps_best_so_far(capsys, tmp_path):
+    line = _one_line_error(
+        capsys, "explore", f"{KERNELS}/matmul.py::matmul_i8_16", "--node-limit", "250", "--out", str(tmp_path)
+    )
+    assert "budget reached" in line
+    assert (tmp_path / "schedule.py").exists() and (tmp_path / "report.json").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["egraph"]["stop_reason"] == "node-limit"
