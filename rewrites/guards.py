@@ -108,6 +108,8 @@ Indep = relation("Indep", ir.Block, ir.Block, String)  # every leaf of X vs ever
 # no allocation anywhere inside: unrolling or splitting such a body would make Exo duplicate
 # and rename the buffer, which terms (names by string) cannot follow
 NoAllocLeaf = relation("NoAllocLeaf", ir.Stmt)
+# a statement other than a cut tail: a tail stays right after the nest it was cut from
+NotCut = relation("NotCut", ir.Stmt)
 NoAlloc = relation("NoAlloc", ir.Block)
 NoAllocStmt = relation("NoAllocStmt", ir.Stmt)
 
@@ -158,6 +160,10 @@ guard_rules.register(
     rule(eq(_b).to(ir.Block.nil())).then(NoAlloc(_b)),
     rule(eq(_b).to(ir.Block.cons(_s, _r)), NoAllocStmt(_s), NoAlloc(_r)).then(NoAlloc(_b)),
     rule(NoAllocLeaf(_s)).then(NoAllocStmt(_s)),
+    rule(IsLeaf(_s)).then(NotCut(_s)),
+    rule(eq(_s).to(ir.Stmt.loop(_w, _lo, _hi, _m, _b))).then(NotCut(_s)),
+    rule(eq(_s).to(ir.Stmt.nest(_h, _b))).then(NotCut(_s)),
+    rule(eq(_s).to(ir.Stmt.if_(_c, _b1, _b2))).then(NotCut(_s)),
 )
 for _pattern, _blocks in _bodies(_s):
     guard_rules.register(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
-from rewrites.guards import BlockStmt, Indep, NoAlloc
+from rewrites.guards import BlockStmt, Indep, NoAlloc, NotCut
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,7 @@ class LoopRuleConfig:
 
     factors: tuple[int, ...] = ()  # divide_loop factors; empty: every divisor allowed by min_part
     min_part: int = 4  # neither loop of a split may run fewer trips than this
-    # divide_loop factors tried with tail="cut" where they don't divide the trips; off by default
-    # until replay handles a cut inside a band (see the rule's docstring)
-    cut_factors: tuple[int, ...] = ()
+    cut_factors: tuple[int, ...] = (4, 8, 16)  # divide_loop factors tried with tail="cut" where they don't divide
     unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
     reorder: bool = True
     divide: bool = True
@@ -144,11 +142,14 @@ def fission_rules() -> list:
 
     Guard: every leaf of the first statement is independent of every leaf of the rest across
     iterations of the loop, so running all of the first part before the rest reorders nothing
-    that conflicts. Later gaps are reached by fission then fuse.
+    that conflicts; and the rest does not start with a cut tail (Exo makes a tail together with
+    its nest, so replay could not reach them apart). Later gaps are reached by fission then fuse.
     """
     loop = Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, _r))
     return [
-        rule(eq(_bl).to(Block.cons(loop, _tail)), eq(_r).to(Block.cons(_s2, _r2)), BlockStmt(_r, _s, _v)).then(
+        rule(
+            eq(_bl).to(Block.cons(loop, _tail)), eq(_r).to(Block.cons(_s2, _r2)), NotCut(_s2), BlockStmt(_r, _s, _v)
+        ).then(
             union(_bl).with_(
                 Block.cons(
                     Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, Block.nil())),
