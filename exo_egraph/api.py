@@ -79,37 +79,6 @@ def explore(
     if validate:
         from .validate import validate_cpu
 
-        verdict = validate_cpu(proc, candidates[0].replayed.proc, require_exact=not _reassociates(candidates[0].term))
+        # float sums keep their order unless the rules allow reassociation: then bit-exact is required
+        verdict = validate_cpu(proc, candidates[0].replayed.proc, require_exact=not rules.reassociate)
     return Result(proc.name(), target, sat.stats, naive, candidates, verdict, sat.history)
-
-
-def _reassociates(term: t.Proc) -> bool:
-    """Whether a schedule may change the order of floating-point ``+=`` into one location.
-
-    Integer arithmetic wraps, so any order is bit-exact; float sums are exact only when every
-    reduction keeps its original order (conservatively: the term's program differs from the
-    original only by loops whose iterations run in the original order).
-    """
-    floats = {"f16", "f32", "f64", "R"}
-    reduces_float = any(isinstance(s, t.Reduce) for s in t.leaves(term.body)) and any(
-        a.typ in floats for a in term.args
-    )
-    return reduces_float and any(_reorders(s) for s in term.body)
-
-
-def _reorders(s: t.Stmt) -> bool:
-    match s:
-        case t.Nest(dims, _, body):
-            loops = [d for d in dims if not d.unrolled]
-            lexicographic = all(
-                [d.stride for d in loops if d.var == v] == sorted((d.stride for d in loops if d.var == v), reverse=True)
-                for v in {d.var for d in loops}
-            )
-            original = [d.var for d in loops] == list(dict.fromkeys(d.var for d in loops)) and lexicographic
-            return not original or any(_reorders(x) for x in body)
-        case t.Loop(_, _, _, _, body):
-            return any(_reorders(x) for x in body)
-        case t.If(_, body, orelse):
-            return any(_reorders(x) for x in body + orelse)
-        case _:
-            return False

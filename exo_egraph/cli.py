@@ -116,7 +116,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         proc,
         args.target,
         budget=budget,
-        rules=LoopRuleConfig(),
+        rules=LoopRuleConfig(reassociate=args.reassociate),
         top_k=args.top_k,
         validate=not args.no_validate,
         progress=progress,
@@ -149,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--iterations", type=int, default=40, help="most saturation iterations")
     ex.add_argument("--top-k", type=int, default=3, help="how many best schedules to extract and replay")
     ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")
+    ex.add_argument(
+        "--reassociate",
+        action="store_true",
+        help="let float += sums change order (faster schedules; results then match within tolerance, not bit-exact)",
+    )
     return ap
 
 

@@ -88,7 +88,7 @@ def saturate(
     start = time.perf_counter()
     egraph = EGraph()
     root = egraph.let("root", ir.proc(term))
-    egraph.register(*leaf_facts(t.leaves(term.body), (s.var for s in _loops(term.body))))
+    egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
     rules = loop_ruleset(cfg, split_factors(term, cfg.min_part))
     history = []
     stop, iterations = "iterations", 0

@@ -5,8 +5,15 @@ The one fact computed in Python is `leaf_independent(a, b, v)`: no instance of l
 write, except commuting ``+=`` reductions. Loop transforms never change leaf statements (the
 body keeps its original iterators), so these facts, asserted once for every pair of leaves,
 stay true for every term the e-graph builds. egglog rules lift them to blocks:
-``Indep(X, Y, v)`` — every leaf of block ``X`` is independent of every leaf of block ``Y``
-with respect to ``v``. That relation is the guard of fission, fusion and band formation.
+``Indep(X, Y, key)`` — every leaf of block ``X`` is independent of every leaf of block ``Y``.
+
+Floating-point ``+=`` is not associative, so bit-exactness needs care (unless the user allows
+reassociation). Two keys per loop variable ``v``:
+- ``v``: float reductions commute. Band formation uses it; the order of a float reduction is then
+  kept by `Swappable`: the reorder rule never swaps two dims of the loops a float reduction runs
+  over (its *ordered* variables), so each location still sums in the original order.
+- ``v/ordered``: float reductions conflict unless pinned. Fission and fusion use it (they would
+  interleave two reductions into one location differently).
 """
 
 from __future__ import annotations
@@ -64,8 +71,11 @@ def _buffers_used(s: t.Stmt) -> set[str]:
     return {buf for buf, _, _ in accesses(s)}
 
 
-def leaf_independent(a: t.Stmt, b: t.Stmt, v: str) -> bool:
-    """True when instances of ``a`` and ``b`` at different values of ``v`` never conflict."""
+def leaf_independent(a: t.Stmt, b: t.Stmt, v: str, ordered_bufs: frozenset[str] = frozenset()) -> bool:
+    """True when instances of ``a`` and ``b`` at different values of ``v`` never conflict.
+
+    ``+=`` reductions commute, except into ``ordered_bufs`` (float buffers whose sum order matters).
+    """
     if isinstance(a, t.Pass) or isinstance(b, t.Pass):
         return True
     if isinstance(a, (t.Call, t.WindowStmt)) or isinstance(b, (t.Call, t.WindowStmt)):
@@ -78,7 +88,7 @@ def leaf_independent(a: t.Stmt, b: t.Stmt, v: str) -> bool:
     for buf in {x for x, _, _ in acc_a} & {x for x, _, _ in acc_b}:
         both = [x for x in acc_a + acc_b if x[0] == buf]
         kinds = {k for _, _, k in both}
-        if kinds == {"read"} or kinds == {"reduce"}:
+        if kinds == {"read"} or (kinds == {"reduce"} and buf not in ordered_bufs):
             continue  # reads never conflict; += reductions commute
         # Some index dimension must be `coef*v + c`, the same for all accesses: then two
         # accesses to one location happen at the same value of v.
@@ -100,7 +110,9 @@ def leaf_independent(a: t.Stmt, b: t.Stmt, v: str) -> bool:
 
 LeafIndep = relation("LeafIndep", ir.Stmt, ir.Stmt, String)  # asserted from `leaf_independent`
 IsLeaf = relation("IsLeaf", ir.Stmt)
-LoopVar = relation("LoopVar", String)
+LoopVar = relation("LoopVar", String)  # every key: v and v/ordered
+StrictKey = relation("StrictKey", String, String)  # loop variable v → its key v/ordered
+Swappable = relation("Swappable", String, String)  # dims of these variables may be swapped
 BlockLeaf = relation("BlockLeaf", ir.Block, ir.Stmt, String)  # every leaf of block X vs leaf y
 StmtLeaf = relation("StmtLeaf", ir.Stmt, ir.Stmt, String)  # every leaf of statement s vs leaf y
 BlockStmt = relation("BlockStmt", ir.Block, ir.Stmt, String)  # every leaf of X vs every leaf of s
@@ -114,16 +126,55 @@ NoAlloc = relation("NoAlloc", ir.Block)
 NoAllocStmt = relation("NoAllocStmt", ir.Stmt)
 
 
-def leaf_facts(leaf_stmts: Iterable[t.Stmt], loop_vars: Iterable[str]) -> list:
-    """egglog actions asserting the pairwise leaf facts for a program's leaves and loop variables."""
-    uniq = list(dict.fromkeys(leaf_stmts))
+FLOAT_TYPES = frozenset({"f16", "f32", "f64", "R"})
+
+
+def float_reduction_vars(p: t.Proc) -> frozenset[str]:
+    """Loop variables a float ``+=`` runs over without indexing its target: their order is its sum order."""
+    floats = {a.name for a in p.args if a.typ in FLOAT_TYPES}
+    floats |= {s.name for s in t.leaves(p.body) if isinstance(s, t.Alloc) and s.typ in FLOAT_TYPES}
+    out: set[str] = set()
+
+    def walk(block: t.Block, enclosing: tuple[str, ...]) -> None:
+        for s in block:
+            if isinstance(s, (t.Loop, t.Cut)):
+                walk(s.body, enclosing + (s.var,))
+            elif isinstance(s, t.Nest):
+                walk(s.body, enclosing + t.loop_vars_of(s))
+            elif isinstance(s, t.If):
+                walk(s.body, enclosing)
+                walk(s.orelse, enclosing)
+            elif isinstance(s, t.Reduce) and s.buf in floats:
+                used = set().union(*(a.vars for a in s.idx)) if s.idx else set()
+                out.update(v for v in enclosing if v not in used)
+
+    walk(p.body, ())
+    return frozenset(out)
+
+
+def float_buffers(p: t.Proc) -> frozenset[str]:
+    names = {a.name for a in p.args if a.typ in FLOAT_TYPES}
+    return frozenset(names | {s.name for s in t.leaves(p.body) if isinstance(s, t.Alloc) and s.typ in FLOAT_TYPES})
+
+
+def leaf_facts(p: t.Proc, loop_vars: Iterable[str], reassociate: bool = False) -> list:
+    """egglog actions asserting the leaf facts of program ``p`` (see the module docstring)."""
+    uniq = list(dict.fromkeys(t.leaves(p.body)))
     vs = sorted(set(loop_vars))
+    ordered_vars = frozenset() if reassociate else float_reduction_vars(p)
+    ordered_bufs = frozenset() if reassociate else float_buffers(p)
     eggs = {s: ir.stmt(s) for s in uniq}
-    acts: list = [LoopVar(v) for v in vs] + [IsLeaf(eggs[s]) for s in uniq]
+    acts: list = [IsLeaf(eggs[s]) for s in uniq]
     acts += [NoAllocLeaf(eggs[s]) for s in uniq if not isinstance(s, t.Alloc)]
-    acts += [
-        LeafIndep(eggs[a], eggs[b], v) for a, b in product(uniq, repeat=2) for v in vs if leaf_independent(a, b, v)
-    ]
+    for v in vs:
+        strict = f"{v}/ordered"
+        acts += [LoopVar(v), LoopVar(strict), StrictKey(v, strict)]
+        for a, b in product(uniq, repeat=2):
+            if leaf_independent(a, b, v):
+                acts.append(LeafIndep(eggs[a], eggs[b], v))
+            if leaf_independent(a, b, v, ordered_bufs):
+                acts.append(LeafIndep(eggs[a], eggs[b], strict))
+    acts += [Swappable(v1, v2) for v1, v2 in product(vs, repeat=2) if not (v1 in ordered_vars and v2 in ordered_vars)]
     return acts
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
-from rewrites.guards import BlockStmt, Indep, NoAlloc, NotCut
+from rewrites.guards import BlockStmt, Indep, NoAlloc, NotCut, StrictKey, Swappable
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class LoopRuleConfig:
     fission: bool = True
     fuse: bool = True
     lift_alloc: bool = True
+    reassociate: bool = False  # let float += sums change order (not bit-exact, like -ffast-math)
 
 
 @function
@@ -79,11 +80,16 @@ def band_rules() -> list:
 def reorder_loops_rules() -> list:
     """Exo ``reorder_loops(p, outer)``: swap two adjacent loops of a permutable band.
 
-    Guard: the header cell is ``perm`` (the band's permutability guard held). Unrolled dims
-    are not loops and never move.
+    Guard: the header cell is ``perm`` (the band's permutability guard held), and the two dims
+    are `Swappable` (not both over loops a float reduction sums along, whose order is its
+    rounding). Unrolled dims are not loops and never move.
     """
     a, b = Dim(_v, _st, _e), Dim(_v2, _st2, _e2)
-    return [rewrite(Hdr.perm(a, Hdr.perm(b, _hr))).to(Hdr.perm(b, Hdr.perm(a, _hr)))]
+    return [
+        rule(eq(_h).to(Hdr.perm(a, Hdr.perm(b, _hr))), Swappable(_v, _v2)).then(
+            union(_h).with_(Hdr.perm(b, Hdr.perm(a, _hr)))
+        )
+    ]
 
 
 def divide_loop_rules(factors: tuple[int, ...], min_part: int) -> list:
@@ -148,7 +154,11 @@ def fission_rules() -> list:
     loop = Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, _r))
     return [
         rule(
-            eq(_bl).to(Block.cons(loop, _tail)), eq(_r).to(Block.cons(_s2, _r2)), NotCut(_s2), BlockStmt(_r, _s, _v)
+            eq(_bl).to(Block.cons(loop, _tail)),
+            eq(_r).to(Block.cons(_s2, _r2)),
+            NotCut(_s2),
+            StrictKey(_v, _x),
+            BlockStmt(_r, _s, _x),
         ).then(
             union(_bl).with_(
                 Block.cons(
@@ -169,7 +179,7 @@ def fuse_rules() -> list:
     first = Stmt.loop(_v, _lo, _hi, _m, _b1)
     second = Stmt.loop(_v, _lo, _hi, _m, _b2)
     return [
-        rule(eq(_bl).to(Block.cons(first, Block.cons(second, _tail))), Indep(_b1, _b2, _v)).then(
+        rule(eq(_bl).to(Block.cons(first, Block.cons(second, _tail))), StrictKey(_v, _x), Indep(_b1, _b2, _x)).then(
             union(_bl).with_(Block.cons(Stmt.loop(_v, _lo, _hi, _m, concat(_b1, _b2)), _tail))
         ),
         rewrite(concat(Block.nil(), _b)).to(_b),
