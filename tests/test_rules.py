@@ -126,3 +126,25 @@ def test_fuse_guard_blocks_a_stencil_consumer():
 def test_reorder_guard_blocks_a_loop_carried_dependence():
     s = saturate(lower(K.prefix_sum))
     assert s.stats.schedules == 2  # the loop as written, or as a fixed-order one-dim nest
+
+
+@lru_cache(maxsize=None)
+def _float_matmul() -> Saturated:
+    return saturate(lower(K.matmul16), LoopRuleConfig())
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_float_sums_keep_their_order_so_every_schedule_is_bit_exact(seed: int):
+    term = sample(_float_matmul().view, random.Random(seed))
+    done = replay(K.matmul16, term)
+    assert done.roundtrip
+    inputs = random_inputs(K.matmul16, seed=3)
+    want, got = run_proc(K.matmul16, inputs), run_proc(done.proc, inputs)
+    assert all(np.array_equal(got[n], want[n]) for n in want), done.script
+
+
+def test_reassociation_is_opt_in_and_admits_more_schedules():
+    strict = _float_matmul().stats.schedules
+    loose = saturate(lower(K.matmul16), LoopRuleConfig(reassociate=True)).stats.schedules
+    assert loose > strict > 6
