@@ -100,3 +100,29 @@ def stencil_pair_i32(a: i32[9, 8] @ DRAM, o: i32[8, 8] @ DRAM):
 def vadd18_i32(a: i32[18] @ DRAM, o: i32[18] @ DRAM):
     for i in seq(0, 18):
         o[i] = a[i] + 1
+
+
+@proc
+def clamp_rows(a: f32[8, 8] @ DRAM, n: size):
+    assert n <= 8
+    for i in seq(0, 8):
+        for j in seq(0, 8):
+            if j < n:
+                a[i, j] = -a[i, j]
+            else:
+                a[i, j] = 0.0
+
+
+@proc
+def scale_row(x: f32[8] @ DRAM):
+    for i in seq(0, 8):
+        x[i] = x[i] * 2.0
+
+
+@proc
+def calls_and_windows(a: f32[4, 8] @ DRAM):
+    for r in seq(0, 4):
+        row = a[r, 0:8]
+        scale_row(row)
+    for r in seq(0, 4):
+        pass

@@ -45,3 +45,36 @@ def test_materialize_of_a_lowered_term_is_itself():
     for k in (K.matmul16, K.pointwise_pair, K.inner_alloc):
         p = lower(k)
         assert t.materialize(p) == p
+
+
+def test_if_with_else_and_size_argument():
+    p = lower(K.clamp_rows)
+    assert [a.typ for a in p.args] == ["f32", "size"]
+    (cond,) = p.preds
+    assert cond == t.BinOp("<=", t.IdxExpr(t.Aff.var("n")), t.IdxExpr(t.Aff((), 8)))
+    (branch,) = p.body[0].body[0].body
+    assert isinstance(branch, t.If)
+    assert branch.cond == t.BinOp("<", t.IdxExpr(t.Aff.var("j")), t.IdxExpr(t.Aff.var("n")))
+    assert isinstance(branch.body[0].rhs, t.USub) and branch.orelse[0].rhs == t.Const("0.0", "R")
+
+
+def test_window_statement_call_and_pass():
+    p = lower(K.calls_and_windows)
+    window, call = p.body[0].body
+    assert window == t.WindowStmt("row", t.WindowExpr("a", (t.Point(t.Aff.var("r")), t.Interval(t.Aff(), t.Aff((), 8)))))
+    assert isinstance(call, t.Call) and call.proc == "scale_row"
+    assert p.body[1].body == (t.Pass(),)
+
+
+def test_egglog_encoding_decodes_to_the_same_term():
+    # with no rules run, the e-graph holds exactly the lowered term; extraction must give it back
+    from exo_egraph.saturate import Budget, saturate
+    from extract.cost import CpuCost, buffers_of
+    from extract.extractors import extract
+
+    for k in (K.matmul16, K.clamp_rows, K.calls_and_windows, K.inner_alloc, K.shifted_pair):
+        term = lower(k)
+        s = saturate(term, budget=Budget(iterations=0))
+        assert s.stats.schedules == 1
+        (best,) = extract(s.view, CpuCost(buffers_of(term)))
+        assert best.proc == term

@@ -1,0 +1,70 @@
+"""Explore every shipped kernel on the CPU target and print a markdown table of the numbers.
+
+    python benchmarks/explore_kernels.py [--budget-s S] [--out benchmarks/results/kernels.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+from exo import Procedure
+
+from exo_egraph import explore
+from exo_egraph.saturate import Budget
+
+KERNELS = Path(__file__).resolve().parent / "kernels"
+
+
+def shipped() -> dict[str, Procedure]:
+    procs: dict[str, Procedure] = {}
+    for file in sorted(KERNELS.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"kernels_{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        procs.update({k: v for k, v in vars(module).items() if isinstance(v, Procedure)})
+    return procs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget-s", type=float, default=30.0)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "kernels.json"))
+    args = ap.parse_args()
+    rows = []
+    print("| kernel | schedules | e-nodes | saturate s | total s | best / naive cost | exact | speed-up |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for name, proc in shipped().items():
+        start = time.perf_counter()
+        r = explore(proc, budget=Budget(seconds=args.budget_s))
+        total = time.perf_counter() - start
+        v = r.validation
+        row = {
+            "kernel": name,
+            "schedules": r.stats.schedules,
+            "enodes": r.stats.enodes,
+            "saturate_seconds": round(r.stats.seconds, 3),
+            "total_seconds": round(total, 2),
+            "best_cost": r.cost,
+            "naive_cost": r.naive_cost,
+            "roundtrip": r.best.replayed.roundtrip,
+            "exact": v.exact,
+            "speedup": round(v.speedup, 3),
+        }
+        rows.append(row)
+        print(
+            f"| {name} | {r.stats.schedules:,} | {r.stats.enodes:,} | {row['saturate_seconds']} | {row['total_seconds']} "
+            f"| {r.cost:,.0f} / {r.naive_cost:,.0f} | {v.exact} | {v.speedup:.2f}x |",
+            flush=True,
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
