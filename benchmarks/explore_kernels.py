@@ -6,29 +6,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 from exo import Procedure
 
 from exo_egraph import explore
+from exo_egraph.cli import load_procs
 from exo_egraph.saturate import Budget
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 
 
 def shipped() -> dict[str, Procedure]:
-    procs: dict[str, Procedure] = {}
-    for file in sorted(KERNELS.glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"kernels_{file.stem}", file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        procs.update({k: v for k, v in vars(module).items() if isinstance(v, Procedure)})
-    return procs
+    return {k: v for file in sorted(KERNELS.glob("*.py")) for k, v in load_procs(file).items()}
 
 
 def main() -> None:

@@ -26,21 +26,25 @@ class InputError(Exception):
     """Bad input: reported as one line, exit code 2."""
 
 
-def load_proc(spec: str) -> Procedure:
-    """The proc named by ``FILE.py::PROC`` (or the only proc of ``FILE.py``)."""
-    file, _, name = spec.partition("::")
-    path = Path(file)
+def load_procs(path: Path) -> dict[str, Procedure]:
+    """The (non-instruction) procs an ordinary Python file defines, by name."""
     if not path.is_file():
-        raise InputError(f"no such file: {file}")
-    module_name = f"_exo_egraph_user_{abs(hash(path.resolve()))}"
+        raise InputError(f"no such file: {path}")
+    module_name = f"_exo_egraph_user_{path.stem}_{abs(hash(path.resolve()))}"
     try:
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
-        sys.modules[module_name] = module
+        sys.modules[module_name] = module  # Exo's parser looks the module up while it runs
         loader.loader.exec_module(module)
     except Exception as e:
-        raise InputError(f"{file} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    procs = {k: v for k, v in vars(module).items() if isinstance(v, Procedure) and not v.is_instr()}
+        raise InputError(f"{path} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return {k: v for k, v in vars(module).items() if isinstance(v, Procedure) and not v.is_instr()}
+
+
+def load_proc(spec: str) -> Procedure:
+    """The proc named by ``FILE.py::PROC`` (or the only proc of ``FILE.py``)."""
+    file, _, name = spec.partition("::")
+    procs = load_procs(Path(file))
     if name:
         if name not in procs:
             known = ", ".join(sorted(procs)) or "none"

@@ -73,7 +73,7 @@ def lower(proc: Procedure) -> Proc:
         raise UnsupportedConstruct("@instr procedure", ir.srcinfo, f"{ir.name} is an instruction, not a kernel")
     args = tuple(_arg(a) for a in ir.args)
     scope = frozenset(a.name for a in args)
-    preds = tuple(_value(p, scope) for p in ir.preds)
+    preds = tuple(_value(p) for p in ir.preds)
     return Proc(str(ir.name), args, preds, _block(ir.body, scope))
 
 
@@ -109,28 +109,28 @@ def _stmt(s: Any, scope: frozenset[str]) -> Any:
                 raise UnsupportedConstruct(f"loop mode {type(s.loop_mode).__name__}", s.srcinfo)
             return Loop(var, _aff(s.lo), _aff(s.hi), mode, _block(s.body, scope | {var}))
         case LoopIR.Assign():
-            return Assign(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs, scope))
+            return Assign(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs))
         case LoopIR.Reduce():
-            return Reduce(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs, scope))
+            return Reduce(s.name.name(), tuple(_aff(i) for i in s.idx), _value(s.rhs))
         case LoopIR.Alloc():
             name = _fresh(s.name.name(), scope, s.srcinfo)
             shape = tuple(_aff(h) for h in s.type.hi) if isinstance(s.type, LoopIR.Tensor) else ()
             return Alloc(name, type_name(s.type), shape, mem_name(s.mem))
         case LoopIR.If():
-            return If(_value(s.cond, scope), _block(s.body, scope), _block(s.orelse, scope))
+            return If(_value(s.cond), _block(s.body, scope), _block(s.orelse, scope))
         case LoopIR.Call():
-            return Call(str(s.f.name), tuple(_value(a, scope) for a in s.args))
+            return Call(str(s.f.name), tuple(_value(a) for a in s.args))
         case LoopIR.WindowStmt():
-            return WindowStmt(_fresh(s.name.name(), scope, s.srcinfo), _value(s.rhs, scope))
+            return WindowStmt(_fresh(s.name.name(), scope, s.srcinfo), _value(s.rhs))
         case LoopIR.WriteConfig():
-            return WriteConfig(s.config.name(), s.field, _value(s.rhs, scope))
+            return WriteConfig(s.config.name(), s.field, _value(s.rhs))
         case LoopIR.Pass():
             return Pass()
         case _:
             raise UnsupportedConstruct(type(s).__name__, s.srcinfo)
 
 
-def _value(e: Any, scope: frozenset[str]) -> Expr:
+def _value(e: Any) -> Expr:
     """A value expression; index-typed subexpressions become affine `IdxExpr` leaves."""
     if isinstance(e.type, _INDEX_TYPES):
         return IdxExpr(_aff(e))
@@ -140,11 +140,11 @@ def _value(e: Any, scope: frozenset[str]) -> Expr:
         case LoopIR.Const():
             return Const(repr(e.val), type_name(e.type))
         case LoopIR.USub():
-            return USub(_value(e.arg, scope))
+            return USub(_value(e.arg))
         case LoopIR.BinOp():
-            return BinOp(str(e.op), _value(e.lhs, scope), _value(e.rhs, scope))
+            return BinOp(str(e.op), _value(e.lhs), _value(e.rhs))
         case LoopIR.Extern():
-            return BuiltIn(e.f.name(), tuple(_value(a, scope) for a in e.args))
+            return BuiltIn(e.f.name(), tuple(_value(a) for a in e.args))
         case LoopIR.WindowExpr():
             acc = tuple(
                 Point(_aff(w.pt)) if isinstance(w, LoopIR.Point) else Interval(_aff(w.lo), _aff(w.hi)) for w in e.idx

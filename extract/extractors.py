@@ -55,6 +55,7 @@ class _Extractor:
         self.headers: dict[tuple[str, Any], dict] = {}
         self.lines_memo: dict[tuple[int, int], float] = {}
         self.band_ids: dict[Any, int] = {}  # leaf-only band bodies (None: a body with loops)
+        self.band_list: list[Any] = []
         self.dim_ids: dict[t.Dim, int] = {}  # dims as bit positions, so DP states hash fast
         self.dim_list: list[t.Dim] = []
 
@@ -120,7 +121,10 @@ class _Extractor:
         perm = self.view.nodes[self.view.classes[hdr][0]][0] != "Hdr.fixed"
         for body_cost, body in self.cls(body_class):
             band = body if not any(isinstance(s, _BODY_STMTS) for s in body) else None
-            band_id = self.band_ids.setdefault(band, len(self.band_ids))
+            if band not in self.band_ids:
+                self.band_ids[band] = len(self.band_list)
+                self.band_list.append(band)
+            band_id = self.band_ids[band]
             allocs = sum(self.model.leaf(s) for s in band if isinstance(s, t.Alloc)) if band else 0.0
             for (mask, inner), cands in self.header(hdr, band_id).items():
                 dims_set = self._dims(mask)
@@ -148,13 +152,9 @@ class _Extractor:
     def _lines(self, mask: int, band_id: int) -> float:
         key = (mask, band_id)
         if key not in self.lines_memo:
-            band = self.bands[band_id]
+            band = self.band_list[band_id]
             self.lines_memo[key] = self.model.lines(self._dims(mask), band) if band is not None else 0.0
         return self.lines_memo[key]
-
-    @property
-    def bands(self) -> list:
-        return list(self.band_ids)
 
     def header(self, h: str, band_id: int) -> dict:
         """(dims-inside bitmask, innermost loop id) → candidates (c, overhead, traffic, dim ids) of class h."""

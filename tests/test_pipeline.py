@@ -3,9 +3,7 @@ and random members of each e-graph (not only the cheapest) replay and compute th
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from exo import Procedure
 
 from exo_egraph import explore
+from exo_egraph.cli import load_procs
 from exo_egraph import terms as t
 from exo_egraph.lower import lower
 from exo_egraph.replay import replay
@@ -28,22 +27,9 @@ from extract.extractors import extract, sample
 KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
 
 
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"kernels_{name}", KERNELS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @lru_cache(maxsize=None)
 def shipped() -> dict[str, Procedure]:
-    procs = {}
-    for file in sorted(KERNELS.glob("*.py")):
-        for k, v in vars(_module(file.stem)).items():
-            if isinstance(v, Procedure):
-                procs[k] = v
-    return procs
+    return {k: v for file in sorted(KERNELS.glob("*.py")) for k, v in load_procs(file).items()}
 
 
 def test_every_shipped_kernel_round_trips_through_lowering_and_the_egraph():
