@@ -11,9 +11,11 @@ statements ``L``:
   the elements the access touches over ``S`` divided by how many share a cache line
   (the contiguous run along unit-stride dims).
 - ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops; unrolled dims add none.
-- ``C`` (compute): iterations × (arithmetic ops + accesses varying in the innermost loop) /
-  VEC when every access is invariant or unit-stride in the innermost loop (gcc vectorizes it),
-  else / 1. Unrolled code longer than UNROLL_BODY_LIMIT statements pays an i-cache penalty.
+- ``C`` (compute): iterations × (arithmetic ops + accesses, a store weighing two loads, an access
+  that is the same in every unrolled copy counted once per copy group) / VEC when every access
+  is invariant or unit-stride in the innermost loop (gcc vectorizes it), else / 1. Unrolled code
+  longer than UNROLL_BODY_LIMIT statements pays an i-cache penalty. No access is assumed to stay
+  in a register across loop iterations: Exo's C has no ``restrict``, so gcc must reload.
 
 Everything outside bands (top-level statements, loops with symbolic bounds) costs its ops times
 its trip count. Allocations of non-scalar DRAM buffers cost ALLOC each time they run (malloc).
@@ -145,18 +147,22 @@ class CpuCost:
 
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float:
         iters = prod(d.extent for d in dims)
-        unrolled = prod(d.extent for d in dims if d.unrolled)
+        unrolled = [d for d in dims if d.unrolled]
+        copies = prod(d.extent for d in unrolled)
         per_iter, vector, widest = 0.0, inner is not None and inner.extent >= 4, 1
         for s in leaves:
             per_iter += arith_ops(s)
-            for buf, idx, _ in accesses(s):
+            for buf, idx, kind in accesses(s):
+                weight = 2.0 if kind in ("write", "reduce") else 1.0  # a store costs about two loads
                 if idx is None or buf not in self.buffers:
-                    per_iter += 1
+                    per_iter += weight
                     continue
                 widest = max(widest, self.buffers[buf].elem_bytes)
+                # the same address in every unrolled copy: gcc loads/stores it once per group
+                shared = unrolled and all(self._stride(buf, idx, u) == 0 for u in unrolled)
+                per_iter += weight / copies if shared else weight
                 stride = self._stride(buf, idx, inner) if inner is not None else 0
-                per_iter += 1 if stride else 0.25  # invariant in the inner loop: kept in a register
                 vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
         lanes = self.simd_bytes // widest if vector else 1
-        penalty = 4.0 if unrolled * len(leaves) > self.unroll_body_limit else 1.0
+        penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
         return iters * per_iter / lanes * penalty
