@@ -83,13 +83,14 @@ def saturate(
     cfg: LoopRuleConfig = LoopRuleConfig(),
     budget: Budget = Budget(),
     progress: Callable[[int, int, float], None] | None = None,
+    extra_rules: tuple = (),
 ) -> Saturated:
-    """Saturate ``term`` under the loop rules within ``budget``."""
+    """Saturate ``term`` under the loop rules (and ``extra_rules``, e.g. a rule under test) within ``budget``."""
     start = time.perf_counter()
     egraph = EGraph()
     root = egraph.let("root", ir.proc(term))
     egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
-    rules = loop_ruleset(cfg, split_factors(term, cfg.min_part))
+    rules = loop_ruleset(cfg, split_factors(term, cfg.min_part), extra_rules)
     history = []
     stop, iterations = "iterations", 0
     for iterations in range(1, budget.iterations + 1):

@@ -166,3 +166,32 @@ class CpuCost:
         lanes = self.simd_bytes // widest if vector else 1
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
         return iters * per_iter / lanes * penalty
+
+
+@dataclass(frozen=True)
+class Inverted:
+    """A model with every cost negated: extraction under it finds expensive programs (for testing)."""
+
+    model: CostModel
+    name: str = "inverted"
+
+    def leaf(self, s: t.Stmt) -> float:
+        return -self.model.leaf(s)
+
+    def loop_overhead(self) -> float:
+        return -self.model.loop_overhead()
+
+    def traffic_weight(self) -> float:
+        return -self.model.traffic_weight()
+
+    def symbolic_trips(self) -> int:
+        return self.model.symbolic_trips()
+
+    def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        return self.model.lines(dims, leaves)
+
+    def fits(self, lines: float) -> bool:
+        return self.model.fits(lines)
+
+    def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float:
+        return -self.model.compute(dims, inner, leaves)

@@ -202,9 +202,9 @@ def lift_alloc_rules() -> list:
     ]
 
 
-def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...]):
-    """The loop rules ``cfg`` enables; ``factors`` are the split factors the program admits."""
-    chosen = band_rules()
+def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...], extra: tuple = ()):
+    """The loop rules ``cfg`` enables (plus ``extra`` rules); ``factors``: the split factors the program admits."""
+    chosen = band_rules() + list(extra)
     if cfg.reorder:
         chosen += reorder_loops_rules()
     if cfg.divide:
