@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import networkx as nx
 from egglog import EGraph
+from egglog import egraph_state
 
 from rewrites.guards import guard_rules, leaf_facts
 from rewrites.loops import LoopRuleConfig, loop_ruleset
@@ -88,8 +90,9 @@ def saturate(
     """Saturate ``term`` under the loop rules (and ``extra_rules``, e.g. a rule under test) within ``budget``."""
     start = time.perf_counter()
     egraph = EGraph()
-    root = egraph.let("root", ir.proc(term))
-    egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
+    with _no_shared_lets():
+        root = egraph.let("root", ir.proc(term))
+        egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
     rules = loop_ruleset(cfg, split_factors(term, cfg.min_part), extra_rules)
     history = []
     stop, iterations = "iterations", 0
@@ -123,6 +126,24 @@ def saturate(
         cyclic_classes=cyclic,
     )
     return Saturated(egraph, view, stats, tuple(history))
+
+
+@contextmanager
+def _no_shared_lets():
+    """Insert terms as plain trees, without egglog-python's shared global ``let`` bindings.
+
+    egglog 13.2 can resolve a global binding to the value of another one when one action refers
+    to several of them: inserting a lowered kernel then occasionally put ``i + 1`` where the
+    program has ``0`` (found by the soundness properties; reproduced on the plain egglog text).
+    Without shared bindings each command refers to no global, which sidesteps it; the inserted
+    terms are small, so the lost sharing costs nothing that matters.
+    """
+    shared = egraph_state._exprs_multiple_parents
+    egraph_state._exprs_multiple_parents = lambda typed_expr: []
+    try:
+        yield
+    finally:
+        egraph_state._exprs_multiple_parents = shared
 
 
 def _enode_count(egraph: EGraph) -> int:

@@ -10,14 +10,16 @@ stay true for every term the e-graph builds. egglog rules lift them to blocks:
 Floating-point ``+=`` is not associative, so bit-exactness needs care (unless the user allows
 reassociation). Two keys per loop variable ``v``:
 - ``v``: float reductions commute. Band formation uses it; the order of a float reduction is then
-  kept by `Swappable`: the reorder rule never swaps two dims of the loops a float reduction runs
-  over (its *ordered* variables), so each location still sums in the original order.
+  kept by `Swappable`: the reorder rule never swaps two loops along which two instances of float
+  ``+=`` into one location may differ (`sum_order_pairs`), so each location still sums in the
+  original order.
 - ``v/ordered``: float reductions conflict unless pinned. Fission and fusion use it (they would
   interleave two reductions into one location differently).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from itertools import product
 from typing import Iterable
 
@@ -129,11 +131,72 @@ NoAllocStmt = relation("NoAllocStmt", ir.Stmt)
 FLOAT_TYPES = frozenset({"f16", "f32", "f64", "R"})
 
 
-def float_reduction_vars(p: t.Proc) -> frozenset[str]:
-    """Loop variables a float ``+=`` runs over without indexing its target: their order is its sum order."""
-    floats = {a.name for a in p.args if a.typ in FLOAT_TYPES}
-    floats |= {s.name for s in t.leaves(p.body) if isinstance(s, t.Alloc) and s.typ in FLOAT_TYPES}
-    out: set[str] = set()
+def float_buffers(p: t.Proc) -> frozenset[str]:
+    names = {a.name for a in p.args if a.typ in FLOAT_TYPES}
+    return frozenset(names | {s.name for s in t.leaves(p.body) if isinstance(s, t.Alloc) and s.typ in FLOAT_TYPES})
+
+
+def _rank(rows: list[list[Fraction]]) -> int:
+    """Rank of a small rational matrix (Gaussian elimination)."""
+    rows = [r[:] for r in rows]
+    rank, cols = 0, len(rows[0]) if rows else 0
+    for col in range(cols):
+        pivot = next((r for r in range(rank, len(rows)) if rows[r][col] != 0), None)
+        if pivot is None:
+            continue
+        rows[rank], rows[pivot] = rows[pivot], rows[rank]
+        for r in range(len(rows)):
+            if r != rank and rows[r][col] != 0:
+                f = rows[r][col] / rows[rank][col]
+                rows[r] = [x - f * y for x, y in zip(rows[r], rows[rank])]
+        rank += 1
+    return rank
+
+
+def _unpinned(a: tuple[tuple[t.Aff, ...], tuple[str, ...]], b: tuple[tuple[t.Aff, ...], tuple[str, ...]]) -> set[str]:
+    """Loop variables shared by two reductions that may differ between instances hitting one location.
+
+    Unknowns: the iterators of ``a`` (x), of ``b`` (y), and any other symbol (a size, shared).
+    ``v`` is pinned when ``idx_a(x) = idx_b(y)`` implies ``x_v = y_v`` over the rationals (so over
+    the integers too), or when the equations have no solution at all.
+    """
+    (idx_a, vars_a), (idx_b, vars_b) = a, b
+    shared = [v for v in vars_a if v in vars_b]
+    symbols = sorted({n for aff in idx_a + idx_b for n, _ in aff.terms} - set(vars_a) - set(vars_b))
+    columns = [("x", v) for v in vars_a] + [("y", v) for v in vars_b] + [("s", n) for n in symbols]
+    col = {c: k for k, c in enumerate(columns)}
+
+    def row(aff: t.Aff, side: str, own: tuple[str, ...], sign: int) -> list[Fraction]:
+        out = [Fraction(0)] * (len(columns) + 1)
+        for name, coef in aff.terms:
+            out[col[(side, name) if name in own else ("s", name)]] += sign * coef
+        out[-1] = Fraction(-sign * aff.const)  # right-hand side
+        return out
+
+    system = [[p + q for p, q in zip(row(ea, "x", vars_a, 1), row(eb, "y", vars_b, -1))] for ea, eb in zip(idx_a, idx_b)]
+    if system and _rank([r[:-1] for r in system]) < _rank(system):
+        return set()  # the two never touch one location
+    base = _rank(system) if system else 0
+    free = set()
+    for v in shared:
+        claim = [Fraction(0)] * (len(columns) + 1)
+        claim[col[("x", v)]], claim[col[("y", v)]] = Fraction(1), Fraction(-1)
+        if _rank(system + [claim]) > base:
+            free.add(v)  # x_v = y_v is not implied
+    return free
+
+
+def sum_order_pairs(p: t.Proc) -> frozenset[tuple[str, str]]:
+    """Pairs of loop variables whose relative order fixes the sum order of some float location.
+
+    Two instances of float ``+=`` statements (one statement twice, or two into one buffer) that
+    can hit the same location run in the lexicographic order of their iterations. A permutation
+    of loops keeps that order as long as it keeps the relative order of the loops along which
+    such instances may differ (`_unpinned`); so two of those loops — or two pieces of one split
+    loop, the pair ``(v, v)`` — must never swap.
+    """
+    floats = float_buffers(p)
+    reductions: list[tuple[str, tuple[t.Aff, ...], tuple[str, ...]]] = []
 
     def walk(block: t.Block, enclosing: tuple[str, ...]) -> None:
         for s in block:
@@ -145,23 +208,23 @@ def float_reduction_vars(p: t.Proc) -> frozenset[str]:
                 walk(s.body, enclosing)
                 walk(s.orelse, enclosing)
             elif isinstance(s, t.Reduce) and s.buf in floats:
-                used = set().union(*(a.vars for a in s.idx)) if s.idx else set()
-                out.update(v for v in enclosing if v not in used)
+                reductions.append((s.buf, s.idx, enclosing))
 
     walk(p.body, ())
+    out: set[tuple[str, str]] = set()
+    for (buf_a, idx_a, vars_a), (buf_b, idx_b, vars_b) in product(reductions, repeat=2):
+        if buf_a != buf_b:
+            continue
+        free = _unpinned((idx_a, vars_a), (idx_b, vars_b))
+        out.update(product(free, repeat=2))
     return frozenset(out)
-
-
-def float_buffers(p: t.Proc) -> frozenset[str]:
-    names = {a.name for a in p.args if a.typ in FLOAT_TYPES}
-    return frozenset(names | {s.name for s in t.leaves(p.body) if isinstance(s, t.Alloc) and s.typ in FLOAT_TYPES})
 
 
 def leaf_facts(p: t.Proc, loop_vars: Iterable[str], reassociate: bool = False) -> list:
     """egglog actions asserting the leaf facts of program ``p`` (see the module docstring)."""
     uniq = list(dict.fromkeys(t.leaves(p.body)))
     vs = sorted(set(loop_vars))
-    ordered_vars = frozenset() if reassociate else float_reduction_vars(p)
+    ordered_pairs = frozenset() if reassociate else sum_order_pairs(p)
     ordered_bufs = frozenset() if reassociate else float_buffers(p)
     eggs = {s: ir.stmt(s) for s in uniq}
     acts: list = [IsLeaf(eggs[s]) for s in uniq]
@@ -174,7 +237,7 @@ def leaf_facts(p: t.Proc, loop_vars: Iterable[str], reassociate: bool = False) -
                 acts.append(LeafIndep(eggs[a], eggs[b], v))
             if leaf_independent(a, b, v, ordered_bufs):
                 acts.append(LeafIndep(eggs[a], eggs[b], strict))
-    acts += [Swappable(v1, v2) for v1, v2 in product(vs, repeat=2) if not (v1 in ordered_vars and v2 in ordered_vars)]
+    acts += [Swappable(v1, v2) for v1, v2 in product(vs, repeat=2) if (v1, v2) not in ordered_pairs]
     return acts
 
 

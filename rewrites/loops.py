@@ -81,8 +81,8 @@ def reorder_loops_rules() -> list:
     """Exo ``reorder_loops(p, outer)``: swap two adjacent loops of a permutable band.
 
     Guard: the header cell is ``perm`` (the band's permutability guard held), and the two dims
-    are `Swappable` (not both over loops a float reduction sums along, whose order is its
-    rounding). Unrolled dims are not loops and never move.
+    are `Swappable` (not two loops along which float ``+=`` instances into one location differ:
+    their order is its rounding). Unrolled dims are not loops and never move.
     """
     a, b = Dim(_v, _st, _e), Dim(_v2, _st2, _e2)
     return [
