@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 
 from extract.cost import CpuCost, Inverted, buffers_of
 from extract.extractors import extract, sample
@@ -26,6 +29,7 @@ from . import terms as t
 from .lower import lower
 from .replay import ReplayError, replay
 from .saturate import Budget, EGraphView, saturate
+from .testing import KernelSpec, kernels
 from .validate import random_inputs, run_many
 
 _OFF = dict(reorder=False, divide=False, unroll=False, fission=False, fuse=False, lift_alloc=False)
@@ -51,6 +55,7 @@ class KernelVerdict:
     terms_checked: int = 0
     uses: dict[str, int] = field(default_factory=dict)  # rule → checked terms that show its effect
     schedules: int = 0
+    counted: bool = False  # the exact count was checked against a brute-force enumeration
 
 
 def check_kernel(
@@ -80,15 +85,87 @@ def check_kernel(
         for name, value in want.items():
             if got[name].tobytes() != value.tobytes():  # bit for bit
                 raise RuleViolation(f"soundness: output {name} differs after\n{done.script}")
-    if sat.stats.schedules <= ENUMERATION_LIMIT and sat.stats.cyclic_classes == 0:
+    counted = sat.stats.schedules <= ENUMERATION_LIMIT and sat.stats.cyclic_classes == 0
+    if counted:
         found = len(enumerate_terms(sat.view))
         if found != sat.stats.schedules:
             raise RuleViolation(f"counting: dynamic programming says {sat.stats.schedules}, enumeration finds {found}")
-    verdict = KernelVerdict(len(picks), {}, sat.stats.schedules)
+    verdict = KernelVerdict(len(picks), {}, sat.stats.schedules, counted)
     for rule in RULES:
         if rule != "all":
             verdict.uses[rule] = sum(uses_rule(rule, original, term) for term in picks)
     return verdict
+
+
+@dataclass(frozen=True)
+class RuleReport:
+    """What `check_rule` found for one rule over many random kernels."""
+
+    rule: str
+    examples: int  # kernels checked before the first failure (all of them when none failed)
+    terms: int  # extracted terms replayed, compared and round-tripped
+    applications: int  # checked terms that show the rule's effect
+    counted: int  # kernels whose schedule count was checked by enumeration
+    failure: str | None = None  # the failed property's message, for the shrunk kernel
+    kernel: str | None = None  # the shrunk kernel's source
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def check_rule(
+    rule: str,
+    examples: int = 50,
+    seed: int = 0,
+    *,
+    cfg: LoopRuleConfig | None = None,
+    extra_rules: tuple = (),
+    shrink: bool = True,
+    on_example: Callable[[int], None] | None = None,
+) -> RuleReport:
+    """Run `check_kernel` on ``examples`` random kernels (`exo_egraph.testing.kernels`) for ``rule``.
+
+    ``cfg`` defaults to ``RULES[rule]``; ``extra_rules`` adds rules under test. The first failure
+    is shrunk by hypothesis to a small kernel (unless ``shrink`` is off) and reported, not raised.
+    """
+    cfg = cfg if cfg is not None else RULES[rule]
+    tally = {"examples": 0, "terms": 0, "applications": 0, "counted": 0}
+    failed: dict[str, Any] = {}
+
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
+    )
+    @given(kernels())
+    def holds(spec: KernelSpec) -> None:
+        try:
+            verdict = check_kernel(spec.proc(), cfg, sizes=spec.sizes, seed=seed, extra_rules=extra_rules)
+        except Exception as e:  # any failure counts: a violated property, or Exo/gcc refusing a replay
+            failed.update(kernel=spec.source, failure=_describe(e))
+            raise
+        if not failed:
+            tally["examples"] += 1
+            tally["terms"] += verdict.terms_checked
+            tally["counted"] += verdict.counted
+            tally["applications"] += sum(n for r, n in verdict.uses.items() if rule == "all" or r == rule)
+            if on_example:
+                on_example(tally["examples"])
+
+    try:
+        holds()
+    except Exception:
+        if not failed:
+            raise  # hypothesis itself failed (e.g. the strategy): not a verdict on the rule
+    return RuleReport(rule, **tally, failure=failed.get("failure"), kernel=failed.get("kernel"))
+
+
+def _describe(e: Exception) -> str:
+    return str(e) if isinstance(e, RuleViolation) else f"{type(e).__name__}: {e}"
 
 
 def enumerate_terms(view: EGraphView) -> set:
