@@ -1,4 +1,5 @@
-"""Command line: ``exo-egraph explore FILE.py[::PROC] --target cpu --out DIR``.
+"""Command line: ``exo-egraph explore FILE.py[::PROC] --target cpu --out DIR`` and
+``exo-egraph check-rules [--examples N] [--seed S] [--rules NAME...]``.
 
 Bad input gets one line on stderr and exit code 2, never a traceback.
 """
@@ -141,6 +142,38 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    from .checks import RULES, check_rule  # draws on hypothesis: loaded only for this command
+
+    names = args.rules or list(RULES)
+    unknown = [n for n in names if n not in RULES]
+    if unknown:
+        raise InputError(f"unknown rule {unknown[0]} (known: {', '.join(RULES)})")
+    reports = []
+    for name in names:
+        def progress(done: int, name: str = name) -> None:
+            print(f"\r  {name}: {done}/{args.examples} kernels", end="", file=sys.stderr)
+
+        start = time.perf_counter()
+        reports.append((check_rule(name, args.examples, args.seed, on_example=progress), time.perf_counter() - start))
+        print(file=sys.stderr)
+    print(_rules_table(reports))
+    for rep, _ in reports:
+        if not rep.ok:
+            print(f"\n{rep.rule}: {rep.failure}\nshrunk kernel:\n{rep.kernel}")
+    return 0 if all(rep.ok for rep, _ in reports) else 1
+
+
+def _rules_table(reports: list) -> str:
+    head = ("rule", "examples", "terms checked", "applications", "counts checked", "seconds", "result")
+    rows = [
+        (r.rule, str(r.examples), str(r.terms), str(r.applications), str(r.counted), f"{secs:.1f}", "ok" if r.ok else "FAILED")
+        for r, secs in reports
+    ]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="exo-egraph", description="Equality-saturation scheduling for Exo procs")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -158,13 +191,17 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let float += sums change order (faster schedules; results then match within tolerance, not bit-exact)",
     )
+    ck = sub.add_parser("check-rules", help="property-test the rewrite rules on random kernels")
+    ck.add_argument("--examples", type=int, default=50, help="random kernels per rule")
+    ck.add_argument("--seed", type=int, default=0)
+    ck.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return cmd_explore(args)
+        return cmd_check_rules(args) if args.command == "check-rules" else cmd_explore(args)
     except InputError as e:
         print(f"exo-egraph: {e}", file=sys.stderr)
     except UnsupportedConstruct as e:

@@ -74,3 +74,16 @@ def test_budget_too_small_keeps_best_so_far(capsys, tmp_path):
     assert "budget reached" in line
     assert (tmp_path / "schedule.py").exists() and (tmp_path / "report.json").exists()
     assert json.loads((tmp_path / "report.json").read_text())["egraph"]["stop_reason"] == "node-limit"
+
+
+def test_check_rules_prints_a_table_per_rule(capsys):
+    code, out, _ = _run(capsys, "check-rules", "--examples", "4", "--seed", "3", "--rules", "reorder_loops", "divide_loop")
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:2] == ["rule", "examples"]
+    assert [r.split()[0] for r in rows] == ["reorder_loops", "divide_loop"]
+    assert all(r.split()[1] == "4" and r.split()[-1] == "ok" for r in rows)
+
+
+def test_check_rules_unknown_rule(capsys):
+    assert "unknown rule nope" in _one_line_error(capsys, "check-rules", "--rules", "nope")
