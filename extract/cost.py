@@ -10,9 +10,9 @@ statements ``L``:
   ``S`` is the set of dims at and inside ``d`` and ``lines(S)`` sums, over distinct accesses,
   the elements the access touches over ``S`` divided by how many share a cache line
   (the contiguous run along unit-stride dims).
-- ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops; unrolled dims add none.
-- ``C`` (compute): iterations × (arithmetic ops + accesses, a store weighing two loads, an access
-  that is the same in every unrolled copy counted once per copy group) / VEC when every access
+- ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops, ``e_d · O(rest)`` for unrolled dims.
+- ``C`` (compute): iterations × (arithmetic ops + distinct accesses, a store weighing two loads, an
+  access that is the same in every unrolled copy counted once per copy group) / VEC when every access
   is invariant or unit-stride in the innermost loop (gcc vectorizes it), else / 1. Unrolled code
   longer than UNROLL_BODY_LIMIT statements pays an i-cache penalty. No access is assumed to stay
   in a register across loop iterations: Exo's C has no ``restrict``, so gcc must reload.
@@ -128,10 +128,9 @@ class CpuCost:
 
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         total = 0.0
-        for buf, idx in self._distinct(leaves):
-            moving = sorted(
-                ((abs(self._stride(buf, idx, d)), d.extent) for d in dims if self._stride(buf, idx, d)),
-            )
+        for buf, idx, spread in self._footprints(leaves):
+            moving = [(abs(self._stride(buf, idx, d)), d.extent) for d in dims if self._stride(buf, idx, d)]
+            moving = sorted(moving + spread)
             elems = prod(e for _, e in moving)
             run = 1  # contiguous elements: dims that tile memory densely from stride 1 up
             for stride, extent in moving:
@@ -142,6 +141,37 @@ class CpuCost:
             total += elems / min(per_line, run) if run > 1 else elems
         return total
 
+    def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[str, tuple[t.Aff, ...], list[tuple[int, int]]]]:
+        """Distinct accesses; those differing only by a regular grid of constant offsets merged.
+
+        ``A[i, 4*k+0] … A[i, 4*k+3]`` written out (an unrolled loop in the C) touch what
+        ``A[i, k]`` touches over the unrolled dim: one access with extra (stride, extent) spans,
+        one per index whose offsets form an arithmetic progression (and all combinations occur).
+        """
+        groups: dict[tuple[str, tuple], list[tuple[t.Aff, ...]]] = {}
+        for buf, idx in self._distinct(leaves):
+            groups.setdefault((buf, tuple(a.terms for a in idx)), []).append(idx)
+        out = []
+        for (buf, _), idxs in groups.items():
+            consts = {tuple(a.const for a in idx) for idx in idxs}
+            rank = len(next(iter(consts)))
+            spans, count = [], 1
+            for d in range(rank):
+                offsets = sorted({c[d] for c in consts})
+                step = offsets[1] - offsets[0] if len(offsets) > 1 else 0
+                if len(offsets) > 1 and offsets != list(range(offsets[0], offsets[-1] + 1, step)):
+                    spans = None
+                    break
+                if len(offsets) > 1:
+                    spans.append((self.buffers[buf].row_strides[d] * step, len(offsets)))
+                    count *= len(offsets)
+            if len(idxs) > 1 and spans is not None and count == len(consts):
+                base = min(idxs, key=lambda idx: tuple(a.const for a in idx))
+                out.append((buf, base, spans))
+            else:
+                out.extend((buf, idx, []) for idx in idxs)
+        return out
+
     def fits(self, lines: float) -> bool:
         return lines <= self.cache_lines
 
@@ -150,19 +180,25 @@ class CpuCost:
         unrolled = [d for d in dims if d.unrolled]
         copies = prod(d.extent for d in unrolled)
         per_iter, vector, widest = 0.0, inner is not None and inner.extent >= 4, 1
+        # one address touched by several statements of one iteration is one access (a store
+        # weighing about two loads): the same count whether copies come from unrolled dims
+        # or from statements written out, as in the C both give
+        weights: dict[tuple[str, tuple[t.Aff, ...]], float] = {}
         for s in leaves:
             per_iter += arith_ops(s)
             for buf, idx, kind in accesses(s):
-                weight = 2.0 if kind in ("write", "reduce") else 1.0  # a store costs about two loads
+                weight = 2.0 if kind in ("write", "reduce") else 1.0
                 if idx is None or buf not in self.buffers:
                     per_iter += weight
-                    continue
-                widest = max(widest, self.buffers[buf].elem_bytes)
-                # the same address in every unrolled copy: gcc loads/stores it once per group
-                shared = unrolled and all(self._stride(buf, idx, u) == 0 for u in unrolled)
-                per_iter += weight / copies if shared else weight
-                stride = self._stride(buf, idx, inner) if inner is not None else 0
-                vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
+                else:
+                    weights[buf, idx] = max(weight, weights.get((buf, idx), 0.0))
+        for (buf, idx), weight in weights.items():
+            widest = max(widest, self.buffers[buf].elem_bytes)
+            # the same address in every unrolled copy: gcc loads/stores it once per group
+            shared = unrolled and all(self._stride(buf, idx, u) == 0 for u in unrolled)
+            per_iter += weight / copies if shared else weight
+            stride = self._stride(buf, idx, inner) if inner is not None else 0
+            vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
         lanes = self.simd_bytes // widest if vector else 1
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
         return iters * per_iter / lanes * penalty

@@ -81,17 +81,13 @@ class _Extractor:
         if op == "Stmt.loop":
             var, lo, hi, mode = (self.value(x) for x in kids[:4])
             span = hi + lo.scale(-1)
-            trips = span.const if span.is_const else self.model.symbolic_trips()
+            trips = span.const if span.is_const else None
             return [
-                (trips * (cost + self.model.loop_overhead()), t.Loop(var, lo, hi, mode, body))
-                for cost, body in self.cls(kids[4])
+                (self.loop(var, trips, cost, body), t.Loop(var, lo, hi, mode, body)) for cost, body in self.cls(kids[4])
             ]
         if op == "Stmt.cut":
             var, start, stop = (self.value(x) for x in kids[:3])
-            return [
-                ((stop - start) * (cost + self.model.loop_overhead()), t.Cut(var, start, stop, body))
-                for cost, body in self.cls(kids[3])
-            ]
+            return [(self.loop(var, stop - start, cost, body), t.Cut(var, start, stop, body)) for cost, body in self.cls(kids[3])]
         if op in ("Block.cons", "Stmt.if_", "ProcT"):
             return self.combine(op, kids)
         if op.startswith("Stmt."):
@@ -104,6 +100,24 @@ class _Extractor:
         if any(a is None for a in args):
             return []
         return [(0.0, ir.decode(op, args))]
+
+    def loop(self, var: str, trips: int | None, body_cost: float, body: t.Block) -> float:
+        """A loop outside any nest: over leaves only it costs what the one-dim band would
+        (traffic included), so the model gives the same C the same cost however it is encoded."""
+        if trips is None:
+            return self.model.symbolic_trips() * (body_cost + self.model.loop_overhead())
+        if any(isinstance(s, _BODY_STMTS) for s in body) or trips <= 0:
+            return trips * (body_cost + self.model.loop_overhead())
+        d = t.Dim(var, 1, trips)
+        inside, outside = self.model.lines(frozenset({d}), body), self.model.lines(frozenset(), body)
+        traffic = inside if self.model.fits(inside) else trips * outside
+        allocs = sum(self.model.leaf(s) for s in body if isinstance(s, t.Alloc))
+        return (
+            self.model.traffic_weight() * traffic
+            + self.model.loop_overhead() * trips
+            + self.model.compute(frozenset({d}), d, body)
+            + trips * allocs
+        )
 
     def combine(self, op: str, kids: tuple[str, ...]) -> list[Cand]:
         """k cheapest combinations of the children's candidates (costs add)."""
@@ -179,7 +193,8 @@ class _Extractor:
                 fits = self.model.fits(lines)
                 bucket = states.setdefault((now, new_inner), [])
                 for _, overhead, traffic, dims in cands:
-                    o2 = overhead if d.unrolled else d.extent * (1.0 + overhead)
+                    # an unrolled dim adds no loop of its own, but repeats the loops inside it
+                    o2 = d.extent * overhead + (0.0 if d.unrolled else d.extent)
                     t2 = lines if fits else d.extent * traffic
                     bucket.append((miss * t2 + loop * o2, o2, t2, (did, *dims)))
         result = {}
