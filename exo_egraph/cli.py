@@ -182,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default="cpu")
     ex.add_argument("--out", default="out")
     ex.add_argument("--budget-s", type=float, default=30.0, help="saturation time budget (seconds)")
-    ex.add_argument("--node-limit", type=int, default=150_000, help="stop saturating past this many e-nodes")
+    ex.add_argument("--node-limit", type=int, default=500_000, help="stop saturating past this many e-graph rows (e-nodes and guard facts)")
     ex.add_argument("--iterations", type=int, default=40, help="most saturation iterations")
     ex.add_argument("--top-k", type=int, default=3, help="how many best schedules to extract and replay")
     ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")

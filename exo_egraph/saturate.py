@@ -24,7 +24,7 @@ from . import ir
 from . import terms as t
 
 # e-nodes that are helpers, not program constructs: never counted, never extracted
-HELPER_OPS = frozenset({"concat"})
+HELPER_OPS = frozenset({"concat", "hconcat", "unroll_last"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Budget:
     """Limits on saturation: whichever is reached first stops it."""
 
     iterations: int = 40
-    node_limit: int = 150_000
+    node_limit: int = 500_000  # e-nodes plus guard-relation rows
     seconds: float = 30.0
 
 
@@ -163,6 +163,21 @@ def serialize(egraph: EGraph, root_expr: Any) -> EGraphView:
     by_class: dict[str, list[str]] = {}
     for nid in nodes:
         by_class.setdefault(raw[nid]["eclass"], []).append(nid)
+    # a helper not yet rewritten away when the budget stopped saturation (say, `concat` of a
+    # fuse made in the last iteration) leaves a class without program nodes: drop every node
+    # that needs such a class, until none does
+    changed = True
+    while changed:
+        changed = False
+        for c in list(by_class):
+            kept = [nid for nid in by_class[c] if all(k in by_class for k in nodes[nid][1])]
+            if len(kept) != len(by_class[c]):
+                changed = True
+                if kept:
+                    by_class[c] = kept
+                else:
+                    del by_class[c]
+    nodes = {nid: nodes[nid] for ids in by_class.values() for nid in ids}
     reach, todo = set(), [root_class]
     while todo:
         c = todo.pop()

@@ -397,23 +397,26 @@ def _materialize_stmt(s: Stmt) -> list[Stmt]:
 
 
 def _materialize_nest(nest: Nest) -> Block:
-    loops = [d for d in nest.dims if not d.unrolled]
-    unrolled = [d for d in nest.dims if d.unrolled]
     env: dict[str, Aff] = {}
-    for d in loops:
-        env[d.var] = env.get(d.var, Aff()) + Aff.var(dim_name(nest, d)).scale(d.stride)
+    for d in nest.dims:
+        if not d.unrolled:
+            env[d.var] = env.get(d.var, Aff()) + Aff.var(dim_name(nest, d)).scale(d.stride)
     body = materialize_block(nest.body)
-    copies: list[Stmt] = []
-    # Unrolled dims are innermost: the first one varies slowest, as Exo's unroll_loop leaves it.
-    for values in product(*(range(d.extent) for d in unrolled)):
-        local = dict(env)
-        for d, c in zip(unrolled, values):
-            local[d.var] = local.get(d.var, Aff()) + Aff((), d.stride * c)
-        copies.extend(subst_block(body, local))
-    inner: Block = tuple(copies)
-    for d in reversed(loops):
-        inner = (Loop(dim_name(nest, d), Aff(), Aff((), d.extent), "seq", inner),)
-    return inner
+
+    def build(k: int, offsets: dict[str, int]) -> Block:
+        if k == len(nest.dims):
+            local = dict(env)
+            for var, c in offsets.items():
+                local[var] = local.get(var, Aff()) + Aff((), c)
+            return subst_block(body, local)
+        d = nest.dims[k]
+        if d.unrolled:  # copies of everything inside, in order, as Exo's unroll_loop leaves them
+            return tuple(
+                s for c in range(d.extent) for s in build(k + 1, {**offsets, d.var: offsets.get(d.var, 0) + d.stride * c})
+            )
+        return (Loop(dim_name(nest, d), Aff(), Aff((), d.extent), "seq", build(k + 1, offsets)),)
+
+    return build(0, {})
 
 
 def materialize(p: Proc) -> Proc:

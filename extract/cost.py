@@ -11,8 +11,8 @@ statements ``L``:
   the elements the access touches over ``S`` divided by how many share a cache line
   (the contiguous run along unit-stride dims).
 - ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops, ``e_d · O(rest)`` for unrolled dims.
-- ``C`` (compute): iterations × (arithmetic ops + distinct accesses, a store weighing two loads, an
-  access that is the same in every unrolled copy counted once per copy group) / VEC when every access
+- ``C`` (compute): iterations × (arithmetic ops + accesses, a store weighing two loads), where an
+  address touched by several statements or unrolled copies of one iteration counts once / VEC when every access
   is invariant or unit-stride in the innermost loop (gcc vectorizes it), else / 1. Unrolled code
   longer than UNROLL_BODY_LIMIT statements pays an i-cache penalty. No access is assumed to stay
   in a register across loop iterations: Exo's C has no ``restrict``, so gcc must reload.
@@ -23,7 +23,7 @@ its trip count. Allocations of non-scalar DRAM buffers cost ALLOC each time they
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from typing import Protocol
 
@@ -104,6 +104,9 @@ class CpuCost:
     alloc: float = 60.0
     unroll_body_limit: int = 64
     symbolic: int = 64
+    # memo of per-access facts (pure functions of the terms): extraction asks the same questions
+    # for every header of the e-graph
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def loop_overhead(self) -> float:
         return self.loop
@@ -122,26 +125,40 @@ class CpuCost:
     def _distinct(self, leaves: tuple[t.Stmt, ...]) -> set[tuple[str, tuple[t.Aff, ...]]]:
         return {(b, idx) for s in leaves for b, idx, _ in accesses(s) if idx is not None and b in self.buffers}
 
-    def _stride(self, buf: str, idx: tuple[t.Aff, ...], d: t.Dim) -> int:
-        rows = self.buffers[buf].row_strides
-        return sum(a.coef(d.var) * d.stride * r for a, r in zip(idx, rows))
+    def _var_strides(self, buf: str, idx: tuple[t.Aff, ...]) -> dict[str, int]:
+        """Elements moved per unit step of each variable."""
+        out: dict[str, int] = {}
+        for a, r in zip(idx, self.buffers[buf].row_strides):
+            for var, coef in a.terms:
+                out[var] = out.get(var, 0) + coef * r
+        return out
 
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         total = 0.0
-        for buf, idx, spread in self._footprints(leaves):
-            moving = [(abs(self._stride(buf, idx, d)), d.extent) for d in dims if self._stride(buf, idx, d)]
-            moving = sorted(moving + spread)
+        for elem_bytes, strides, spans in self._footprints(leaves):
+            moving = [(abs(d.stride * strides[d.var]), d.extent) for d in dims if strides.get(d.var)]
+            moving = sorted(moving + spans)
             elems = prod(e for _, e in moving)
             run = 1  # contiguous elements: dims that tile memory densely from stride 1 up
             for stride, extent in moving:
                 if stride != run:
                     break
                 run *= extent
-            per_line = max(1, self.line_bytes // self.buffers[buf].elem_bytes)
+            per_line = max(1, self.line_bytes // elem_bytes)
             total += elems / min(per_line, run) if run > 1 else elems
         return total
 
-    def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[str, tuple[t.Aff, ...], list[tuple[int, int]]]]:
+    def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[int, dict[str, int], list[tuple[int, int]]]]:
+        """(element bytes, per-variable strides, extra spans) of each distinct footprint, memoized."""
+        key = ("footprints", leaves)
+        if key not in self._memo:
+            self._memo[key] = [
+                (self.buffers[buf].elem_bytes, self._var_strides(buf, idx), spans)
+                for buf, idx, spans in self._merged_footprints(leaves)
+            ]
+        return self._memo[key]
+
+    def _merged_footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[str, tuple[t.Aff, ...], list[tuple[int, int]]]]:
         """Distinct accesses; those differing only by a regular grid of constant offsets merged.
 
         ``A[i, 4*k+0] … A[i, 4*k+3]`` written out (an unrolled loop in the C) touch what
@@ -175,29 +192,38 @@ class CpuCost:
     def fits(self, lines: float) -> bool:
         return lines <= self.cache_lines
 
+    def _accesses(self, leaves: tuple[t.Stmt, ...]) -> tuple[float, list[tuple[float, int, dict[str, int]]]]:
+        """(arithmetic and unmodelled-access weight, [(weight, element bytes, strides)] per distinct
+        address): one address touched by several statements of one iteration is one access (a
+        store weighing about two loads), as in the C, however the copies came about."""
+        key = ("accesses", leaves)
+        if key not in self._memo:
+            flat, weights = 0.0, {}
+            for s in leaves:
+                flat += arith_ops(s)
+                for buf, idx, kind in accesses(s):
+                    weight = 2.0 if kind in ("write", "reduce") else 1.0
+                    if idx is None or buf not in self.buffers:
+                        flat += weight
+                    else:
+                        weights[buf, idx] = max(weight, weights.get((buf, idx), 0.0))
+            per_access = [(w, self.buffers[b].elem_bytes, self._var_strides(b, idx)) for (b, idx), w in weights.items()]
+            self._memo[key] = (flat, per_access)
+        return self._memo[key]
+
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float:
         iters = prod(d.extent for d in dims)
         unrolled = [d for d in dims if d.unrolled]
         copies = prod(d.extent for d in unrolled)
-        per_iter, vector, widest = 0.0, inner is not None and inner.extent >= 4, 1
-        # one address touched by several statements of one iteration is one access (a store
-        # weighing about two loads): the same count whether copies come from unrolled dims
-        # or from statements written out, as in the C both give
-        weights: dict[tuple[str, tuple[t.Aff, ...]], float] = {}
-        for s in leaves:
-            per_iter += arith_ops(s)
-            for buf, idx, kind in accesses(s):
-                weight = 2.0 if kind in ("write", "reduce") else 1.0
-                if idx is None or buf not in self.buffers:
-                    per_iter += weight
-                else:
-                    weights[buf, idx] = max(weight, weights.get((buf, idx), 0.0))
-        for (buf, idx), weight in weights.items():
-            widest = max(widest, self.buffers[buf].elem_bytes)
-            # the same address in every unrolled copy: gcc loads/stores it once per group
-            shared = unrolled and all(self._stride(buf, idx, u) == 0 for u in unrolled)
-            per_iter += weight / copies if shared else weight
-            stride = self._stride(buf, idx, inner) if inner is not None else 0
+        per_iter, per_access = self._accesses(leaves)
+        vector, widest = inner is not None and inner.extent >= 4, 1
+        for weight, elem_bytes, strides in per_access:
+            widest = max(widest, elem_bytes)
+            # unrolled copies that touch one address touch it once: an access counts once per
+            # distinct address among the copies (those of the unrolled dims it moves along)
+            distinct = prod(u.extent for u in unrolled if strides.get(u.var))
+            per_iter += weight * distinct / copies
+            stride = inner.stride * strides.get(inner.var, 0) if inner is not None else 0
             vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
         lanes = self.simd_bytes // widest if vector else 1
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
@@ -231,3 +257,58 @@ class Inverted:
 
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float:
         return -self.model.compute(dims, inner, leaves)
+
+
+def program_cost(model: CostModel, p: t.Proc) -> float:
+    """The model's cost of a program written with plain loops (as lowered from Exo).
+
+    Each perfect nest of constant-trip loops over leaf statements is priced as one band in
+    its written order (traffic, overhead, compute, as above); other loops cost their trips
+    times their body. Pricing two methods' schedules with this one function makes them
+    comparable however each represents a schedule.
+    """
+    return _block_cost(model, p.body)
+
+
+def _block_cost(model: CostModel, block: t.Block) -> float:
+    total = 0.0
+    for s in block:
+        if isinstance(s, t.Loop):
+            total += _loop_cost(model, s)
+        elif isinstance(s, t.If):
+            total += _block_cost(model, s.body) + _block_cost(model, s.orelse)
+        elif isinstance(s, t.CONTROL_TYPES):
+            raise TypeError(f"program_cost prices lowered programs; found {type(s).__name__}")
+        else:
+            total += model.leaf(s)
+    return total
+
+
+def _loop_cost(model: CostModel, loop: t.Loop) -> float:
+    dims: list[t.Dim] = []
+    s: t.Stmt = loop
+    while isinstance(s, t.Loop) and (s.hi + s.lo.scale(-1)).is_const and (not dims or s.lo.is_const):
+        dims.append(t.Dim(s.var, 1, (s.hi + s.lo.scale(-1)).const))
+        if len(s.body) != 1 or not isinstance(s.body[0], t.Loop):
+            break
+        s = s.body[0]
+    if not dims:  # symbolic trips
+        return model.symbolic_trips() * (_block_cost(model, loop.body) + model.loop_overhead())
+    body = s.body
+    iters = prod(d.extent for d in dims)
+    overhead = 0.0
+    for d in reversed(dims):
+        overhead = d.extent * (1.0 + overhead)
+    if any(isinstance(x, t.CONTROL_TYPES) for x in body):
+        return model.loop_overhead() * overhead + iters * _block_cost(model, body)
+    traffic = model.lines(frozenset(), body)
+    for k in range(len(dims) - 1, -1, -1):
+        lines = model.lines(frozenset(dims[k:]), body)
+        traffic = lines if model.fits(lines) else dims[k].extent * traffic
+    allocs = sum(model.leaf(x) for x in body if isinstance(x, t.Alloc))
+    return (
+        model.traffic_weight() * traffic
+        + model.loop_overhead() * overhead
+        + model.compute(frozenset(dims), dims[-1], body)
+        + iters * allocs
+    )

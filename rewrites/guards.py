@@ -124,7 +124,10 @@ Indep = relation("Indep", ir.Block, ir.Block, String)  # every leaf of X vs ever
 NoAllocLeaf = relation("NoAllocLeaf", ir.Stmt)
 # a statement other than a cut tail: a tail stays right after the nest it was cut from
 NotCut = relation("NotCut", ir.Stmt)
+# a block that does not start with a cut tail (so the statement before it has no tail to match)
+NoCutNext = relation("NoCutNext", ir.Block)
 NoAlloc = relation("NoAlloc", ir.Block)
+LeafBlock = relation("LeafBlock", ir.Block)  # straight-line: leaf statements only
 NoAllocStmt = relation("NoAllocStmt", ir.Stmt)
 
 
@@ -275,6 +278,10 @@ guard_rules.register(
     rule(eq(_b).to(ir.Block.cons(_s, _r)), NoAllocStmt(_s), NoAlloc(_r)).then(NoAlloc(_b)),
     rule(NoAllocLeaf(_s)).then(NoAllocStmt(_s)),
     rule(IsLeaf(_s)).then(NotCut(_s)),
+    rule(eq(_b).to(ir.Block.nil())).then(NoCutNext(_b)),
+    rule(eq(_b).to(ir.Block.nil())).then(LeafBlock(_b)),
+    rule(eq(_b).to(ir.Block.cons(_s, _r)), IsLeaf(_s), LeafBlock(_r)).then(LeafBlock(_b)),
+    rule(eq(_b).to(ir.Block.cons(_s, _r)), NotCut(_s)).then(NoCutNext(_b)),
     rule(eq(_s).to(ir.Stmt.loop(_w, _lo, _hi, _m, _b))).then(NotCut(_s)),
     rule(eq(_s).to(ir.Stmt.nest(_h, _b))).then(NotCut(_s)),
     rule(eq(_s).to(ir.Stmt.if_(_c, _b1, _b2))).then(NotCut(_s)),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
-from rewrites.guards import BlockStmt, Indep, NoAlloc, NotCut, StrictKey, Swappable
+from rewrites.guards import BlockStmt, Indep, LeafBlock, NoAlloc, NoCutNext, NotCut, StrictKey, Swappable
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class LoopRuleConfig:
     min_part: int = 4  # neither loop of a split may run fewer trips than this
     cut_factors: tuple[int, ...] = (4, 8, 16)  # divide_loop factors tried with tail="cut" where they don't divide
     unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
+    unroll_copies: int = 8  # ... and only while a nest's unrolled code has at most this many body copies
     reorder: bool = True
     divide: bool = True
     unroll: bool = True
@@ -36,13 +37,20 @@ def concat(a: Block, b: Block) -> Block:
     """Helper for fuse: the statements of ``a`` then ``b``. Not a program construct (never extracted)."""
 
 
+@function
+def hconcat(a: Hdr, b: Hdr) -> Hdr:
+    """Helper for nest merging: the dims of ``a`` then ``b``. Not a program construct (never extracted)."""
+
+
 ConstShape = relation("ConstShape", AffL)
+# every dim of the header is unrolled, making this many straight-line copies of the body
+UnrolledCopies = relation("UnrolledCopies", Hdr, i64)
 
 _v, _v2, _w, _m, _ty, _mem, _x = vars_("v v2 w m ty mem x", String)
 _s, _s2, _inner = vars_("s s2 inner", Stmt)
-_b, _b1, _b2, _r, _r2, _tail, _bl, _body = vars_("b b1 b2 r r2 tail bl body", Block)
-_h, _hr = vars_("h hr", Hdr)
-_d = var("d", Dim)
+_b, _b1, _b2, _r, _r2, _tail, _bl, _body, _bl_body = vars_("b b1 b2 r r2 tail bl body bl_body", Block)
+_h, _hr, _h2, _hr2 = vars_("h hr h2 hr2", Hdr)
+_d, _d2 = vars_("d d2", Dim)
 _st, _st2, _e, _e2, _n, _k = vars_("st st2 e e2 n k", i64)
 _lo, _hi = vars_("lo hi", Aff)
 _shape, _l = vars_("shape l", AffL)
@@ -74,6 +82,31 @@ def band_rules() -> list:
             NoAlloc(_body),
             Indep(_body, _body, _v),
         ).then(union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), _h), _body))),
+        # an unrolled nest that is a nest's whole body joins it: straight-line copies inside the
+        # loops around them, so the cost model sees one band. Headers stay all-perm or all-fixed
+        # (a term's nest has one permutability flag). Not before a cut tail: the tail keeps the
+        # nest's body, which merging would change.
+        *[
+            rule(
+                eq(_bl).to(Block.cons(_s, _tail)),
+                eq(_s).to(Stmt.nest(_h, Block.cons(_inner, Block.nil()))),
+                eq(_inner).to(Stmt.nest(_h2, _body)),
+                eq(_h).to(cell(_d, _hr)),
+                eq(_h2).to(cell(_d2, _hr2)),
+                UnrolledCopies(_h2, _k),
+                NoCutNext(_tail),
+            ).then(union(_bl).with_(Block.cons(Stmt.nest(hconcat(_h, _h2), _body), _tail)))
+            for cell in HEADER_CELLS
+        ],
+        rule(eq(_h).to(Hdr.nil())).then(UnrolledCopies(_h, i64(1))),
+        *[
+            rule(eq(_h).to(cell(Dim.unrolled(_v, _st, _e), _hr)), UnrolledCopies(_hr, _k)).then(
+                UnrolledCopies(_h, _k * _e)
+            )
+            for cell in HEADER_CELLS
+        ],
+        rewrite(hconcat(Hdr.nil(), _h2)).to(_h2),
+        *[rewrite(hconcat(cell(_d, _hr), _h2)).to(cell(_d, hconcat(_hr, _h2))) for cell in HEADER_CELLS],
     ]
 
 
@@ -133,13 +166,45 @@ def divide_loop_cut_rules(factors: tuple[int, ...], min_part: int) -> list:
     return out
 
 
-def unroll_loop_rules(limit: int) -> list:
-    """Exo ``unroll_loop(p, loop)`` of a nest's innermost loop. Guard: constant trips ≤ ``limit``."""
+# the header's innermost loop dim (only unrolled dims inside it): its trips, and the copies inside
+LastLoop = relation("LastLoop", Hdr, i64, i64)
+
+
+@function
+def unroll_last(h: Hdr) -> Hdr:
+    """Helper for unroll: ``h`` with its innermost loop dim unrolled. Not a program construct."""
+
+
+def unroll_loop_rules(limit: int, max_copies: int) -> list:
+    """Exo ``unroll_loop(p, loop)`` of a nest's innermost loop (only unrolled dims inside it).
+
+    Guard: constant trips ≤ ``limit``; the nest's body is straight-line statements; and the
+    unrolled code stays within ``max_copies`` copies of it (unrolling loops around loops, or
+    every loop of a nest, multiplies code, and Exo's passes recurse over it: a few thousand
+    statements exceed Python's recursion limit).
+    """
+    x = var("x", Hdr)
     return [
-        rule(eq(_h).to(cons(Dim(_v, _st, _e), Hdr.nil())), _e <= limit).then(
-            union(_h).with_(cons(Dim.unrolled(_v, _st, _e), Hdr.nil()))
-        )
-        for cons in HEADER_CELLS
+        *[
+            rule(eq(_h).to(cell(Dim(_v, _st, _e), _hr)), UnrolledCopies(_hr, _k)).then(LastLoop(_h, _e, _k))
+            for cell in HEADER_CELLS
+        ],
+        *[rule(eq(_h).to(cell(_d, _hr)), LastLoop(_hr, _e, _k)).then(LastLoop(_h, _e, _k)) for cell in HEADER_CELLS],
+        rule(eq(_s).to(Stmt.nest(_h, _b)), LeafBlock(_b), LastLoop(_h, _e, _k), _e <= limit, _e * _k <= max_copies).then(
+            union(_s).with_(Stmt.nest(unroll_last(_h), _b))
+        ),
+        *[
+            rule(eq(x).to(unroll_last(cell(Dim(_v, _st, _e), _hr))), UnrolledCopies(_hr, _k)).then(
+                union(x).with_(cell(Dim.unrolled(_v, _st, _e), _hr))
+            )
+            for cell in HEADER_CELLS
+        ],
+        *[
+            rule(eq(x).to(unroll_last(cell(_d, _hr))), LastLoop(_hr, _e, _k)).then(
+                union(x).with_(cell(_d, unroll_last(_hr)))
+            )
+            for cell in HEADER_CELLS
+        ],
     ]
 
 
@@ -149,16 +214,20 @@ def fission_rules() -> list:
     Guard: every leaf of the first statement is independent of every leaf of the rest across
     iterations of the loop, so running all of the first part before the rest reorders nothing
     that conflicts; and the rest does not start with a cut tail (Exo makes a tail together with
-    its nest, so replay could not reach them apart). Later gaps are reached by fission then fuse.
+    its nest, so replay could not reach them apart); and the body allocates nothing (Exo's
+    fission check refuses bodies with allocations more often than the dependence test would:
+    ``lift_alloc`` first). Later gaps are reached by fission then fuse.
     """
     loop = Stmt.loop(_v, _lo, _hi, _m, Block.cons(_s, _r))
     return [
         rule(
             eq(_bl).to(Block.cons(loop, _tail)),
+            eq(_bl_body).to(Block.cons(_s, _r)),
             eq(_r).to(Block.cons(_s2, _r2)),
             NotCut(_s2),
             StrictKey(_v, _x),
             BlockStmt(_r, _s, _x),
+            NoAlloc(_bl_body),
         ).then(
             union(_bl).with_(
                 Block.cons(
@@ -174,12 +243,18 @@ def fuse_rules() -> list:
     """Exo ``fuse(p, loop1, loop2)`` of adjacent loops with the same iterator and bounds.
 
     Guard: every leaf of the first body is independent of every leaf of the second across
-    iterations (the same condition as fission, which fusion inverts).
+    iterations (the same condition as fission, which fusion inverts), and neither allocates.
     """
     first = Stmt.loop(_v, _lo, _hi, _m, _b1)
     second = Stmt.loop(_v, _lo, _hi, _m, _b2)
     return [
-        rule(eq(_bl).to(Block.cons(first, Block.cons(second, _tail))), StrictKey(_v, _x), Indep(_b1, _b2, _x)).then(
+        rule(
+            eq(_bl).to(Block.cons(first, Block.cons(second, _tail))),
+            StrictKey(_v, _x),
+            Indep(_b1, _b2, _x),
+            NoAlloc(_b1),
+            NoAlloc(_b2),
+        ).then(
             union(_bl).with_(Block.cons(Stmt.loop(_v, _lo, _hi, _m, concat(_b1, _b2)), _tail))
         ),
         rewrite(concat(Block.nil(), _b)).to(_b),
@@ -211,7 +286,7 @@ def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...], extra: tuple = (
         chosen += divide_loop_rules(cfg.factors or factors, cfg.min_part)
         chosen += divide_loop_cut_rules(cfg.cut_factors, cfg.min_part)
     if cfg.unroll:
-        chosen += unroll_loop_rules(cfg.unroll_limit)
+        chosen += unroll_loop_rules(cfg.unroll_limit, cfg.unroll_copies)
     if cfg.fission:
         chosen += fission_rules()
     if cfg.fuse:

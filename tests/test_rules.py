@@ -30,7 +30,7 @@ CASES = {
     "reorder_loops": (K.matmul16_i8, LoopRuleConfig(**{**NONE, "reorder": True})),
     "divide_loop": (K.matmul16_i8, LoopRuleConfig(**{**NONE, "divide": True})),
     "divide_loop_cut": (K.vadd18_i32, LoopRuleConfig(**{**NONE, "divide": True}, cut_factors=(4, 8))),
-    "unroll_loop": (K.matmul16_i8, LoopRuleConfig(**{**NONE, "unroll": True}, unroll_limit=16)),
+    "unroll_loop": (K.matmul16_i8, LoopRuleConfig(**{**NONE, "unroll": True}, unroll_limit=16, unroll_copies=16)),
     "fission": (K.fused_pair_i32, LoopRuleConfig(**{**NONE, "fission": True})),
     "fuse": (K.split_pair_i32, LoopRuleConfig(**{**NONE, "fuse": True})),
     "lift_alloc": (K.inner_alloc, LoopRuleConfig(**{**NONE, "lift_alloc": True})),
