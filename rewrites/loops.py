@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egglog import String, eq, function, i64, relation, rewrite, rule, ruleset, union, var, vars_
+from egglog import String, StringLike, eq, function, i64, i64Like, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
 from rewrites.guards import BlockStmt, Indep, LeafBlock, NoAlloc, NoCutNext, NotCut, StrictKey, Swappable
@@ -171,8 +171,15 @@ LastLoop = relation("LastLoop", Hdr, i64, i64)
 
 
 @function
-def unroll_last(h: Hdr) -> Hdr:
-    """Helper for unroll: ``h`` with its innermost loop dim unrolled. Not a program construct."""
+def unroll_last(h: Hdr, v: StringLike, st: i64Like, e: i64Like, k: i64Like) -> Hdr:
+    """Helper for unroll: ``h`` with its innermost loop ``Dim(v, st, e)`` (``k`` unrolled copies
+    inside it) unrolled. Not a program construct."""
+
+
+# a representation of the header whose innermost loop dim is Dim(v, st, e), with k unrolled
+# copies inside it. A header e-class holds every legal order of its dims, so the helper names
+# the dim: only representations where *that* dim is innermost get it unrolled.
+LastLoop = relation("LastLoop", Hdr, String, i64, i64, i64)
 
 
 def unroll_loop_rules(limit: int, max_copies: int) -> list:
@@ -186,22 +193,25 @@ def unroll_loop_rules(limit: int, max_copies: int) -> list:
     x = var("x", Hdr)
     return [
         *[
-            rule(eq(_h).to(cell(Dim(_v, _st, _e), _hr)), UnrolledCopies(_hr, _k)).then(LastLoop(_h, _e, _k))
+            rule(eq(_h).to(cell(Dim(_v, _st, _e), _hr)), UnrolledCopies(_hr, _k)).then(LastLoop(_h, _v, _st, _e, _k))
             for cell in HEADER_CELLS
         ],
-        *[rule(eq(_h).to(cell(_d, _hr)), LastLoop(_hr, _e, _k)).then(LastLoop(_h, _e, _k)) for cell in HEADER_CELLS],
-        rule(eq(_s).to(Stmt.nest(_h, _b)), LeafBlock(_b), LastLoop(_h, _e, _k), _e <= limit, _e * _k <= max_copies).then(
-            union(_s).with_(Stmt.nest(unroll_last(_h), _b))
-        ),
         *[
-            rule(eq(x).to(unroll_last(cell(Dim(_v, _st, _e), _hr))), UnrolledCopies(_hr, _k)).then(
+            rule(eq(_h).to(cell(_d, _hr)), LastLoop(_hr, _v, _st, _e, _k)).then(LastLoop(_h, _v, _st, _e, _k))
+            for cell in HEADER_CELLS
+        ],
+        rule(
+            eq(_s).to(Stmt.nest(_h, _b)), LeafBlock(_b), LastLoop(_h, _v, _st, _e, _k), _e <= limit, _e * _k <= max_copies
+        ).then(union(_s).with_(Stmt.nest(unroll_last(_h, _v, _st, _e, _k), _b))),
+        *[
+            rule(eq(x).to(unroll_last(cell(Dim(_v, _st, _e), _hr), _v, _st, _e, _k)), UnrolledCopies(_hr, _k)).then(
                 union(x).with_(cell(Dim.unrolled(_v, _st, _e), _hr))
             )
             for cell in HEADER_CELLS
         ],
         *[
-            rule(eq(x).to(unroll_last(cell(_d, _hr))), LastLoop(_hr, _e, _k)).then(
-                union(x).with_(cell(_d, unroll_last(_hr)))
+            rule(eq(x).to(unroll_last(cell(_d, _hr), _v, _st, _e, _k)), LastLoop(_hr, _v, _st, _e, _k)).then(
+                union(x).with_(cell(_d, unroll_last(_hr, _v, _st, _e, _k)))
             )
             for cell in HEADER_CELLS
         ],
