@@ -233,6 +233,10 @@ def _fmt(x: Any, spec: str = ".2f") -> str:
     return format(x, spec)
 
 
+def _reached(seconds: float | None) -> str:
+    return "not reached" if seconds is None else f"{seconds:.2f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| kernel | explorer: schedules held / e-nodes / s | baseline: found / s (complete?) | compactness ×"
@@ -246,7 +250,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f" | {_fmt(r['baseline_found'])} / {_fmt(r['baseline_seconds'], '.1f')} ({_fmt(r['baseline_completed'])})"
             f" | {_fmt(r['compactness_ratio'], '.0f')}"
             f" | {_fmt(r['explorer_best_cost'], ',.0f')} / {_fmt(r['baseline_best_cost'], ',.0f')} / {_fmt(r['naive_cost'], ',.0f')}"
-            f" | {_fmt(r['explorer_time_to_best'])} / {_fmt(r['baseline_time_to_best'])} ({_fmt(r['time_to_best_ratio'], '.1f')})"
+            f" | {_reached(r['explorer_time_to_best'])} / {_reached(r['baseline_time_to_best'])} ({_fmt(r['time_to_best_ratio'], '.1f')})"
             f" | {_fmt(r['optimality_gap'], '.1%')} | {_fmt(r['kendall_tau'])} | {_fmt(r['speedup'])}x"
             f" | {_fmt(r['explorer_rss_mib'], '.0f')} / {_fmt(r['baseline_rss_mib'], '.0f')} |"
         )
@@ -312,7 +316,12 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=20.0, help="seconds per method per kernel")
     ap.add_argument("--kernels", nargs="+", help="kernel names (default: every shipped kernel)")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    ap.add_argument("--redraw", action="store_true", help="rewrite the table and plots from results/compare.json")
     args = ap.parse_args()
+    if args.redraw:
+        saved = json.loads((RESULTS / "compare.json").read_text())
+        write_outputs(saved["budget_s"], saved["rows"], saved["runs"])
+        return
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args.kernels[0], args.budget_s)))
         return
@@ -327,8 +336,12 @@ def main() -> None:
         runs[name] = {"explorer": ex, "baseline": base}
         rows.append(summarize(ex, base))
     (RESULTS / "compare.json").write_text(json.dumps({"budget_s": args.budget_s, "rows": rows, "runs": runs}, indent=1) + "\n")
+    write_outputs(args.budget_s, rows, runs)
+
+
+def write_outputs(budget_s: float, rows: list[dict[str, Any]], runs: dict[str, Any]) -> None:
     md = table(rows)
-    (RESULTS / "compare.md").write_text(f"Budget: {args.budget_s} s per method per kernel.\n\n{md}\n")
+    (RESULTS / "compare.md").write_text(f"Budget: {budget_s} s per method per kernel.\n\n{md}\n")
     print(md)
     for path in plots(runs, RESULTS):
         print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
