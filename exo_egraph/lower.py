@@ -7,6 +7,8 @@ expressions become canonical affine forms; anything that cannot be lowered faith
 
 from __future__ import annotations
 
+from ast import literal_eval
+
 from typing import Any
 
 from exo import Procedure
@@ -142,7 +144,7 @@ def _value(e: Any) -> Expr:
         case LoopIR.USub():
             return USub(_value(e.arg))
         case LoopIR.BinOp():
-            return BinOp(str(e.op), _value(e.lhs), _value(e.rhs))
+            return _fold(BinOp(str(e.op), _value(e.lhs), _value(e.rhs)))
         case LoopIR.Extern():
             return BuiltIn(e.f.name(), tuple(_value(a) for a in e.args))
         case LoopIR.WindowExpr():
@@ -156,6 +158,17 @@ def _value(e: Any) -> Expr:
             return ReadConfig(e.config.name(), e.field)
         case _:
             raise UnsupportedConstruct(type(e).__name__, e.srcinfo)
+
+
+def _fold(e: BinOp) -> BinOp | Const:
+    """``c1 op c2`` of two constants as one constant, computed as Exo's ``simplify`` does (Python
+    arithmetic): replay calls ``simplify`` after a cut, and the term must not change under it."""
+    if isinstance(e.lhs, Const) and isinstance(e.rhs, Const) and e.op in ("+", "-", "*") and e.lhs.typ == e.rhs.typ:
+        a, b = literal_eval(e.lhs.val), literal_eval(e.rhs.val)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            value = a + b if e.op == "+" else a - b if e.op == "-" else a * b
+            return Const(repr(value), e.lhs.typ)
+    return e
 
 
 def _aff(e: Any) -> Aff:
