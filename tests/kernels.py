@@ -126,3 +126,10 @@ def calls_and_windows(a: f32[4, 8] @ DRAM):
         scale_row(row)
     for r in seq(0, 4):
         pass
+
+
+@proc
+def const_arith(a: f32[4] @ DRAM, b: i8[4] @ DRAM):
+    for i in seq(0, 4):
+        a[i] = (1.0 + 2.0) * a[i] + 0.1 * 3.0
+        b[i] = (1 + 1) * b[i] + 2 * 3

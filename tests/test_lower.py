@@ -78,3 +78,11 @@ def test_egglog_encoding_decodes_to_the_same_term():
         assert s.stats.schedules == 1
         (best,) = extract(s.view, CpuCost(buffers_of(term)))
         assert best.proc == term
+
+
+def test_constant_arithmetic_is_folded_as_exo_simplify_folds_it():
+    from exo.stdlib.scheduling import simplify
+
+    assert lower(K.const_arith) == lower(simplify(K.const_arith))
+    a_stmt = lower(K.const_arith).body[0].body[0]
+    assert a_stmt.rhs.rhs == t.Const("0.30000000000000004", "R")  # Python's double, as Exo computes it
