@@ -223,6 +223,22 @@ def summarize(ex: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field by field median over repeated runs (a value missing in most runs stays missing)."""
+    out: dict[str, Any] = {}
+    for key, first in rows[0].items():
+        values = [r[key] for r in rows]
+        if isinstance(first, (str, bool)):
+            out[key] = first if all(v == first for v in values) else values
+            continue
+        present = [v for v in values if v is not None]
+        out[key] = statistics.median(present) if len(present) * 2 > len(values) else None
+        if isinstance(first, int) and out[key] is not None:
+            out[key] = int(out[key])
+    out["repeats"] = len(rows)
+    return out
+
+
 def _fmt(x: Any, spec: str = ".2f") -> str:
     if x is None:
         return "–"
@@ -315,6 +331,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-s", type=float, default=20.0, help="seconds per method per kernel")
     ap.add_argument("--kernels", nargs="+", help="kernel names (default: every shipped kernel)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of both methods per kernel; the table shows medians")
     ap.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--redraw", action="store_true", help="rewrite the table and plots from results/compare.json")
     args = ap.parse_args()
@@ -329,12 +346,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs, rows = {}, []
     for name in names:
-        print(f"{name}: explorer …", file=sys.stderr, flush=True)
-        ex = run_worker("explorer", name, args.budget_s)
-        print(f"{name}: baseline …", file=sys.stderr, flush=True)
-        base = run_worker("baseline", name, args.budget_s)
+        pairs = []
+        for r in range(args.repeats):
+            print(f"{name}: run {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
+            pairs.append((run_worker("explorer", name, args.budget_s), run_worker("baseline", name, args.budget_s)))
+        # each run's ratios come from that run; the table shows the median run's numbers
+        rows.append(median_row([summarize(ex, base) for ex, base in pairs]))
+        ex, base = pairs[len(pairs) // 2]
         runs[name] = {"explorer": ex, "baseline": base}
-        rows.append(summarize(ex, base))
     (RESULTS / "compare.json").write_text(json.dumps({"budget_s": args.budget_s, "rows": rows, "runs": runs}, indent=1) + "\n")
     write_outputs(args.budget_s, rows, runs)
 
