@@ -284,33 +284,34 @@ def plots(runs: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     rows = (len(names) + cols - 1) // cols
     paths = []
 
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    def grid(title: str, file: str, draw) -> None:
+        """One small panel per kernel, drawn by ``draw(ax, name)``."""
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            draw(ax, name)
+            ax.set_title(name, fontsize=9)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(title)
+        fig.tight_layout()
+        paths.append(out / file)
+        fig.savefig(paths[-1], dpi=110)
+
+    def schedules(ax, name: str) -> None:
         ex, base = runs[name]["explorer"], runs[name]["baseline"]
         ax.plot([p["saturate_seconds"] for p in ex["sweep"]], [p["schedules"] for p in ex["sweep"]], "o-", label="explorer (held)")
         ax.plot(base["found_at"], range(1, len(base["found_at"]) + 1), "-", label="baseline (found)")
         ax.set_yscale("log")
-        ax.set_title(name, fontsize=9)
         ax.set_xlabel("seconds")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("schedules vs time")
-    fig.tight_layout()
-    paths.append(out / "schedules_vs_time.png")
-    fig.savefig(paths[-1], dpi=110)
 
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    def ranks(ax, name: str) -> None:
         fid = runs[name]["explorer"]["fidelity"]
         ranks = range(1, len(fid) + 1)
         ax.plot(ranks, [f["model_cost"] / fid[0]["model_cost"] for f in fid], "o-", label="model cost")
         ax.plot(ranks, [f["seconds"] / fid[0]["seconds"] for f in fid], "s--", label="measured time")
-        ax.set_title(name, fontsize=9)
         ax.set_xlabel("extraction rank")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("cost vs rank (relative to rank 1)")
-    fig.tight_layout()
-    paths.append(out / "cost_vs_rank.png")
-    fig.savefig(paths[-1], dpi=110)
+
+    grid("schedules vs time", "schedules_vs_time.png", schedules)
+    grid("cost vs rank (relative to rank 1)", "cost_vs_rank.png", ranks)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in names:

@@ -295,12 +295,21 @@ def _loop_cost(model: CostModel, loop: t.Loop) -> float:
     if not dims:  # symbolic trips
         return model.symbolic_trips() * (_block_cost(model, loop.body) + model.loop_overhead())
     body = s.body
-    iters = prod(d.extent for d in dims)
+    if any(isinstance(x, t.CONTROL_TYPES) for x in body):
+        return model.loop_overhead() * _overhead(dims) + prod(d.extent for d in dims) * _block_cost(model, body)
+    return band_cost(model, dims, body)
+
+
+def _overhead(dims: list[t.Dim]) -> float:
+    """Loop iterations started, outer to inner: ``O(d::rest) = e_d · (1 + O(rest))``."""
     overhead = 0.0
     for d in reversed(dims):
         overhead = d.extent * (1.0 + overhead)
-    if any(isinstance(x, t.CONTROL_TYPES) for x in body):
-        return model.loop_overhead() * overhead + iters * _block_cost(model, body)
+    return overhead
+
+
+def band_cost(model: CostModel, dims: list[t.Dim], body: t.Block) -> float:
+    """The model's cost of loops ``dims`` (outer to inner) in this order over leaf statements."""
     traffic = model.lines(frozenset(), body)
     for k in range(len(dims) - 1, -1, -1):
         lines = model.lines(frozenset(dims[k:]), body)
@@ -308,7 +317,7 @@ def _loop_cost(model: CostModel, loop: t.Loop) -> float:
     allocs = sum(model.leaf(x) for x in body if isinstance(x, t.Alloc))
     return (
         model.traffic_weight() * traffic
-        + model.loop_overhead() * overhead
+        + model.loop_overhead() * _overhead(dims)
         + model.compute(frozenset(dims), dims[-1], body)
-        + iters * allocs
+        + prod(d.extent for d in dims) * allocs
     )

@@ -19,7 +19,7 @@ from typing import Any
 from exo_egraph import ir
 from exo_egraph import terms as t
 from exo_egraph.saturate import EGraphView
-from extract.cost import CostModel
+from extract.cost import CostModel, band_cost
 
 Cand = tuple[float, Any]  # (cost, term)
 _BODY_STMTS = t.CONTROL_TYPES
@@ -108,16 +108,7 @@ class _Extractor:
             return self.model.symbolic_trips() * (body_cost + self.model.loop_overhead())
         if any(isinstance(s, _BODY_STMTS) for s in body) or trips <= 0:
             return trips * (body_cost + self.model.loop_overhead())
-        d = t.Dim(var, 1, trips)
-        inside, outside = self.model.lines(frozenset({d}), body), self.model.lines(frozenset(), body)
-        traffic = inside if self.model.fits(inside) else trips * outside
-        allocs = sum(self.model.leaf(s) for s in body if isinstance(s, t.Alloc))
-        return (
-            self.model.traffic_weight() * traffic
-            + self.model.loop_overhead() * trips
-            + self.model.compute(frozenset({d}), d, body)
-            + trips * allocs
-        )
+        return band_cost(self.model, [t.Dim(var, 1, trips)], body)
 
     def combine(self, op: str, kids: tuple[str, ...]) -> list[Cand]:
         """k cheapest combinations of the children's candidates (costs add)."""

@@ -11,12 +11,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from egglog import eq, rule, union
-
 from exo_egraph.checks import RULES, check_rule
-from exo_egraph.ir import Aff, Block, Dim, Hdr, Stmt
-from rewrites.guards import NoAlloc
-from rewrites.loops import _b, _body, _d, _h, _hr, _inner, _n, _s, _v
+from rewrites.loops import perm_band_rules
 
 EXAMPLES = int(os.environ.get("EXO_EGRAPH_EXAMPLES", "50"))
 
@@ -33,19 +29,7 @@ def test_rule_is_sound_on_random_kernels(name: str) -> None:
 
 def unguarded_bands() -> list:
     """A broken rule set for the test below: permutable bands without their dependence guard."""
-    loop = Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", _b)
-    return [
-        rule(eq(_s).to(loop), _n > 0, NoAlloc(_b)).then(
-            union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), Hdr.nil()), _b))
-        ),
-        rule(
-            eq(_s).to(Stmt.loop(_v, Aff.c(0), Aff.c(_n), "seq", Block.cons(_inner, Block.nil()))),
-            eq(_inner).to(Stmt.nest(_h, _body)),
-            eq(_h).to(Hdr.perm(_d, _hr)),
-            _n > 0,
-            NoAlloc(_body),
-        ).then(union(_s).with_(Stmt.nest(Hdr.perm(Dim(_v, 1, _n), _h), _body))),
-    ]
+    return perm_band_rules(independent=lambda body, v: [])
 
 
 def test_a_reorder_without_its_guard_is_caught() -> None:
