@@ -17,8 +17,9 @@ from exo import Procedure
 
 from rewrites.loops import LoopRuleConfig
 
-from .api import TARGETS, Result, explore
+from .api import TARGETS, Result, explore, explore_gemmini
 from .lower import UnsupportedConstruct
+from .lower_gemmini import NotGemmini
 from .replay import ReplayError
 from .saturate import Budget
 
@@ -31,7 +32,7 @@ def load_procs(path: Path) -> dict[str, Procedure]:
     """The (non-instruction) procs an ordinary Python file defines, by name."""
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    module_name = f"_exo_egraph_user_{path.stem}_{abs(hash(path.resolve()))}"
+    module_name = _module_name(path)
     try:
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
@@ -40,6 +41,16 @@ def load_procs(path: Path) -> dict[str, Procedure]:
     except Exception as e:
         raise InputError(f"{path} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return {k: v for k, v in vars(module).items() if isinstance(v, Procedure) and not v.is_instr()}
+
+
+def _module_name(path: Path) -> str:
+    return f"_exo_egraph_user_{path.stem}_{abs(hash(path.resolve()))}"
+
+
+def numpy_reference(spec: str, proc: Procedure):
+    """The kernel file's numpy reference for ``proc``: ``REFERENCES[name]``, when it defines one."""
+    module = sys.modules.get(_module_name(Path(spec.partition("::")[0])))
+    return getattr(module, "REFERENCES", {}).get(proc.name())
 
 
 def load_proc(spec: str) -> Procedure:
@@ -59,20 +70,13 @@ def load_proc(spec: str) -> Procedure:
 
 def report(result: Result) -> dict:
     """report.json: what was explored, how big the e-graph grew, the best schedule and its verdicts."""
-    s = result.stats
+    if result.target == "gemmini":
+        return report_gemmini(result)
     v = result.validation
     return {
         "kernel": result.kernel,
         "target": result.target,
-        "egraph": {
-            "enodes": s.enodes,
-            "eclasses": s.eclasses,
-            "iterations": s.iterations,
-            "stop_reason": s.stop_reason,
-            "schedules": s.schedules,
-            "cyclic_classes": s.cyclic_classes,
-            "seconds": round(s.seconds, 3),
-        },
+        "egraph": _egraph(result),
         "best": {"cost": result.cost, "naive_cost": result.naive_cost, "steps": list(result.best.replayed.steps)},
         "top_k": [{"cost": c.cost, "steps": list(c.replayed.steps)} for c in result.candidates],
         "replay": {"ok": True, "roundtrip": all(c.replayed.roundtrip for c in result.candidates)},
@@ -90,7 +94,68 @@ def report(result: Result) -> dict:
     }
 
 
+def _egraph(result: Result) -> dict:
+    s = result.stats
+    return {
+        "enodes": s.enodes,
+        "eclasses": s.eclasses,
+        "iterations": s.iterations,
+        "stop_reason": s.stop_reason,
+        "schedules": s.schedules,
+        "cyclic_classes": s.cyclic_classes,
+        "seconds": round(s.seconds, 3),
+    }
+
+
+def report_gemmini(result: Result) -> dict:
+    """report.json for ``--target gemmini``: cycles and utilization on the Gemmini model."""
+    from .plans import show
+
+    v = result.validation
+    best = result.best
+    return {
+        "kernel": result.kernel,
+        "target": "gemmini",
+        "egraph": _egraph(result),
+        "best": {"cycles": best.cost, "plan": show(best.plan).splitlines(), "steps": list(best.replayed.steps)},
+        "top_k": [{"cycles": c.cost, "steps": list(c.replayed.steps)} for c in result.candidates],
+        "replay": {"ok": True},
+        "validation": None
+        if v is None
+        else {
+            "ok": v.ok,
+            "message": v.message,
+            "cycles": v.cycles,
+            "utilization": round(v.utilization, 4),
+            "model_cycles": v.model_cycles,
+            "model_agrees": v.model_cycles == v.cycles,
+            "counters": v.counters,
+            "naive": {"runs_on": "host CPU only (no Gemmini)", "host_cycles": v.naive_host_cycles,
+                      "speedup_vs_naive": round(v.naive_host_cycles / max(v.cycles, 1), 2)},
+        },
+    }
+
+
+def _summary_gemmini(rep: dict) -> str:
+    e, b, v = rep["egraph"], rep["best"], rep["validation"] or {}
+    rows = [
+        ("kernel", f"{rep['kernel']} (gemmini)"),
+        ("e-nodes / e-classes", f"{e['enodes']:,} / {e['eclasses']:,}"),
+        ("schedules held", f"{e['schedules']:,}"),
+        ("saturation", f"{e['iterations']} iterations, {e['seconds']} s, {e['stop_reason']}"),
+        ("modeled cycles", f"{b['cycles']:,}"),
+        ("validation", f"{v.get('ok')} ({v.get('message')})" if v else "skipped"),
+        ("simulated cycles", f"{v['cycles']:,} (model agrees: {v['model_agrees']})" if v else "-"),
+        ("utilization", f"{v['utilization']:.1%}" if v else "-"),
+        ("naive (host CPU)", f"{v['naive']['host_cycles']:,} cycles" if v else "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {val}" for k, val in rows)
+
+
 def _summary(rep: dict) -> str:
+    if rep["target"] == "gemmini":
+        return _summary_gemmini(rep)
     e, b, v = rep["egraph"], rep["best"], rep["validation"] or {}
     rows = [
         ("kernel", rep["kernel"]),
@@ -117,15 +182,25 @@ def cmd_explore(args: argparse.Namespace) -> int:
         print(f"\r  saturating: iteration {iteration}, {nodes:,} e-nodes, {seconds:.1f} s", end="", file=sys.stderr)
 
     budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations)
-    result = explore(
-        proc,
-        args.target,
-        budget=budget,
-        rules=LoopRuleConfig(reassociate=args.reassociate),
-        top_k=args.top_k,
-        validate=not args.no_validate,
-        progress=progress,
-    )
+    if args.target == "gemmini":
+        result = explore_gemmini(
+            proc,
+            budget=budget,
+            top_k=args.top_k,
+            validate=not args.no_validate,
+            progress=progress,
+            reference=numpy_reference(args.kernel, proc),
+        )
+    else:
+        result = explore(
+            proc,
+            args.target,
+            budget=budget,
+            rules=LoopRuleConfig(reassociate=args.reassociate),
+            top_k=args.top_k,
+            validate=not args.no_validate,
+            progress=progress,
+        )
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     (out / "schedule.py").write_text(result.script)
@@ -204,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check_rules(args) if args.command == "check-rules" else cmd_explore(args)
     except InputError as e:
         print(f"exo-egraph: {e}", file=sys.stderr)
-    except UnsupportedConstruct as e:
+    except (UnsupportedConstruct, NotGemmini) as e:
         print(f"exo-egraph: {e}", file=sys.stderr)
     except ReplayError as e:
         print(f"exo-egraph: soundness bug: {e}", file=sys.stderr)

@@ -68,10 +68,12 @@ def mem_name(mem: Any) -> str:
     return "" if mem is None else mem.name()
 
 
-def lower(proc: Procedure) -> Proc:
-    """The term of ``proc``. Raises `UnsupportedConstruct` for what cannot be lowered faithfully."""
+def lower(proc: Procedure, *, instr_ok: bool = False) -> Proc:
+    """The term of ``proc``. Raises `UnsupportedConstruct` for what cannot be lowered faithfully.
+
+    ``instr_ok``: also lower an ``@instr`` procedure's body (instruction selection reads it)."""
     ir = proc.INTERNAL_proc()
-    if ir.instr is not None:
+    if ir.instr is not None and not instr_ok:
         raise UnsupportedConstruct("@instr procedure", ir.srcinfo, f"{ir.name} is an instruction, not a kernel")
     args = tuple(_arg(a) for a in ir.args)
     scope = frozenset(a.name for a in args)
@@ -134,6 +136,10 @@ def _stmt(s: Any, scope: frozenset[str]) -> Any:
 
 def _value(e: Any) -> Expr:
     """A value expression; index-typed subexpressions become affine `IdxExpr` leaves."""
+    if isinstance(e, LoopIR.StrideExpr):
+        return StrideExpr(e.name.name(), int(e.dim))
+    if isinstance(e, LoopIR.ReadConfig):
+        return ReadConfig(e.config.name(), e.field)
     if isinstance(e.type, _INDEX_TYPES):
         return IdxExpr(_aff(e))
     match e:

@@ -48,9 +48,11 @@ class _Session:
     proc: Procedure
     term: t.Proc
     steps: list[str] = field(default_factory=list)
+    names: dict[str, Any] = field(default_factory=dict)  # what the script imports besides SCHEDULING_CALLS
 
     def apply(self, line: str) -> None:
         env: dict[str, Any] = {name: getattr(scheduling, name) for name in SCHEDULING_CALLS}
+        env.update(self.names)
         env["p"] = self.proc
         try:
             exec(f"p = {line}", env)

@@ -94,10 +94,16 @@ def saturate(
         root = egraph.let("root", ir.proc(term))
         egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
     rules = loop_ruleset(cfg, split_factors(term, cfg.min_part), extra_rules)
+    return _run(egraph, root, rules, budget, progress, start, before=guard_rules.saturate())
+
+
+def _run(egraph: EGraph, root: Any, rules: Any, budget: Budget, progress, start: float, before: Any = None) -> Saturated:
+    """Run ``rules`` one iteration at a time (``before`` first each time) until saturated or over budget."""
     history = []
     stop, iterations = "iterations", 0
     for iterations in range(1, budget.iterations + 1):
-        egraph.run(guard_rules.saturate())
+        if before is not None:
+            egraph.run(before)
         report = egraph.run(rules)
         nodes = _enode_count(egraph)
         elapsed = time.perf_counter() - start
@@ -113,7 +119,8 @@ def saturate(
         if elapsed >= budget.seconds:
             stop = "time"
             break
-    egraph.run(guard_rules.saturate())
+    if before is not None:
+        egraph.run(before)
     view = serialize(egraph, root)
     count, cyclic = count_terms(view)
     stats = SaturationStats(
@@ -126,6 +133,18 @@ def saturate(
         cyclic_classes=cyclic,
     )
     return Saturated(egraph, view, stats, tuple(history))
+
+
+def saturate_plan(
+    expr: Any, facts: list, rules: Any, budget: Budget = Budget(), progress: Callable[[int, int, float], None] | None = None
+) -> Saturated:
+    """Saturate a Gemmini tile plan (`exo_egraph.plans`) under ``rules`` (`rewrites.gemmini`)."""
+    start = time.perf_counter()
+    egraph = EGraph()
+    with _no_shared_lets():
+        root = egraph.let("root", expr)
+        egraph.register(*facts)
+    return _run(egraph, root, rules, budget, progress, start)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import exo
 import numpy as np
@@ -55,9 +55,15 @@ class _Param:
     def is_index(self) -> bool:
         return self.typ in INDEX_TYPES
 
+    @property
+    def is_flag(self) -> bool:
+        return self.typ == "bool"  # passed by value, like sizes
+
     def c_decl(self) -> str:
         if self.is_index:
             return f"int_fast32_t {self.name}"
+        if self.is_flag:
+            return f"bool {self.name}"
         if self.typ not in C_TYPES:
             raise ValidationError(f"argument {self.name}: type {self.typ} is not supported by the CPU validator")
         return f"{C_TYPES[self.typ]} *{self.name}"
@@ -97,7 +103,9 @@ def random_inputs(proc: Procedure, sizes: Mapping[str, int] | None = None, seed:
         if p.is_index:
             values[p.name] = int((sizes or {}).get(p.name, 16))
     for p in params:
-        if p.is_index:
+        if p.is_flag:
+            values[p.name] = bool(rng.integers(0, 2))
+        if p.is_index or p.is_flag:
             continue
         shape = tuple(_eval_size(e, values) for e in p.shape) or (1,)
         dtype = NP_TYPES[p.typ]
@@ -127,11 +135,15 @@ def _harness(name: str, params: list[_Param]) -> str:
     )
 
 
-def _library(procs: list[Procedure]) -> ctypes.CDLL:
+def _library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "") -> ctypes.CDLL:
+    """Compile ``procs`` (plus a timing harness each) into one shared library, cached by source.
+    ``include_dirs`` go to gcc as ``-I``; ``prelude`` is C placed before Exo's code (it is part of
+    the cache key, so callers can fold the contents of their headers into it as a comment)."""
     c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
-    src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + c_src + "\n"
+    src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + prelude + c_src + "\n"
     src += "".join(_harness(p.name(), _params(p)) for p in procs)
-    key = hashlib.sha256((src + h_src).encode()).hexdigest()[:16]
+    includes = [f"-I{d}" for d in include_dirs]
+    key = hashlib.sha256((src + h_src + "\0".join(includes)).encode()).hexdigest()[:16]
     if key not in _LIBS:
         folder = _WORKDIR / key
         folder.mkdir(exist_ok=True)
@@ -139,7 +151,8 @@ def _library(procs: list[Procedure]) -> ctypes.CDLL:
         (folder / "kernels.c").write_text(src)
         done = subprocess.run(
             # -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
-            ["gcc", "-O2", "-fwrapv", "-shared", "-fPIC", "-o", str(folder / "kernels.so"), str(folder / "kernels.c")],
+            ["gcc", "-O2", "-fwrapv", *includes, "-shared", "-fPIC"]
+            + ["-o", str(folder / "kernels.so"), str(folder / "kernels.c")],
             capture_output=True,
             text=True,
             timeout=300,
@@ -154,7 +167,12 @@ def _call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
     out = []
     for p in _params(proc):
         v = values[p.name]
-        out.append(ctypes.c_int64(v) if p.is_index else ctypes.c_void_p(v.ctypes.data))
+        if p.is_index:
+            out.append(ctypes.c_int64(v))
+        elif p.is_flag:
+            out.append(ctypes.c_bool(v))
+        else:
+            out.append(ctypes.c_void_p(v.ctypes.data))
     return out
 
 

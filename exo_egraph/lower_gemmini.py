@@ -1,0 +1,242 @@
+"""lower (Gemmini): a kernel term → its matmul pattern, the roles instructions must fill, and the first plan.
+
+A kernel Gemmini can run has the shape of Exo's Gemmini examples: parallel loops around
+
+    acc: i32            # the accumulator
+    acc = 0
+    for <reduction loops>: ... acc += a * b     (a, b read from two DRAM buffers)
+    <epilogue>          # scale, clamp, store to the output
+
+Three iterators are tiled by DIM (16): ``n`` (rows of the first operand and of the output), ``m``
+(columns of the second operand and of the output) and ``k`` (reduced, shared by both operands);
+any other iterator stays a loop over single rows. Each *role* (zero, load_A, load_B, mac, store)
+is the loop nest Exo shows for one DIM tile after the replay's tiling and staging; instruction
+selection (`rewrites.gemmini`) unifies the instructions with these nests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rewrites.instrs import Buffer
+
+from . import terms as t
+from .lower import UnsupportedConstruct
+from .plans import PAcc, Plan, PLoop, PMac, PStage, role
+
+DIM = 16
+ROLES = ("zero", "load_A", "load_B", "mac", "store")
+
+
+class NotGemmini(Exception):
+    """The kernel does not have a shape the Gemmini target maps (one line, says why)."""
+
+
+@dataclass(frozen=True)
+class GemmPattern:
+    """The matmul hidden in a kernel, in the kernel's own names."""
+
+    proc: str
+    parallel: tuple[str, ...]  # outer loops, source order
+    reduction: tuple[str, ...]  # reduction loops, source order
+    extents: tuple[tuple[str, int], ...]
+    n: str
+    m: str
+    k: str
+    acc: str
+    operands: tuple[tuple[str, str, tuple[t.Aff, ...]], ...]  # (A|B, buffer, index) of the two reads
+    out: str
+    roles: tuple[tuple[str, t.Block], ...]  # role → one tile's nest, as the replay leaves it
+    buffers: tuple[tuple[str, Buffer], ...]  # every buffer the role nests use
+
+    def extent(self, var: str) -> int:
+        return dict(self.extents)[var]
+
+    def tiled(self, var: str) -> bool:
+        return var in (self.n, self.m, self.k)
+
+    def operand(self, name: str) -> tuple[str, tuple[t.Aff, ...]]:
+        buf, idx = next((b, i) for o, b, i in self.operands if o == name)
+        return buf, idx
+
+    def depends(self, operand: str, var: str) -> bool:
+        """Does the data of ``operand`` (A, B or C, the accumulator) change with ``var``?"""
+        if operand == "C":
+            return var in self.parallel
+        return any(var in a.vars for a in self.operand(operand)[1])
+
+    def staged_name(self, operand: str) -> str:
+        return {"A": f"{self.operand('A')[0]}_s", "B": f"{self.operand('B')[0]}_s", "C": self.acc}[operand]
+
+
+def find_gemm(term: t.Proc) -> GemmPattern:
+    """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit."""
+    args = {a.name: a for a in term.args}
+    parallel, body = _chain(term.body)
+    if not parallel:
+        raise NotGemmini(f"{term.name}: the body is not a loop nest")
+    if len(body) < 3 or not isinstance(body[0], t.Alloc) or body[0].shape or body[0].typ != "i32":
+        raise NotGemmini(f"{term.name}: no scalar i32 accumulator allocated inside the parallel loops")
+    acc = body[0].name
+    zero = body[1]
+    if not (isinstance(zero, t.Assign) and zero.buf == acc and isinstance(zero.rhs, t.Const)):
+        raise NotGemmini(f"{term.name}: the accumulator '{acc}' is not zeroed before the reduction")
+    reduction, inner = _chain(body[2:3])
+    if not reduction:
+        raise NotGemmini(f"{term.name}: no reduction loop after zeroing '{acc}'")
+    epilogue = body[3:]
+    reads = list(dict.fromkeys((r.buf, r.idx) for r in _reads(inner) if r.buf in args and args[r.buf].shape))
+    if len(reads) != 2 or not any(isinstance(s, t.Reduce) and s.buf == acc for s in inner):
+        raise NotGemmini(f"{term.name}: the reduction body must read two DRAM buffers and add into '{acc}'")
+    outs = [s for s in t.leaves(epilogue) if isinstance(s, t.Assign) and s.buf in args]
+    if len(outs) != 1:
+        raise NotGemmini(f"{term.name}: the epilogue must store to exactly one output buffer")
+    extents = {}
+    for v, ext in parallel + reduction:
+        extents[v] = ext
+    (a_buf, a_idx), (b_buf, b_idx) = reads
+    out = outs[0]
+    pvars = [v for v, _ in parallel]
+    rvars = [v for v, _ in reduction]
+
+    def fits(v: str, *idxs: tuple[t.Aff, ...]) -> bool:
+        return extents[v] % DIM == 0 and all(any(v in a.vars for a in idx) for idx in idxs)
+
+    ns = [v for v in reversed(pvars) if fits(v, a_idx, out.idx)]
+    ms = [v for v in reversed(pvars) if fits(v, b_idx, out.idx)]
+    ks = [v for v in reversed(rvars) if fits(v, a_idx, b_idx)]
+    for n in ns:
+        for m in ms:
+            for k in ks:
+                if len({n, m, k}) == 3:
+                    return _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue,
+                                    (a_buf, a_idx), (b_buf, b_idx), out)
+    raise NotGemmini(f"{term.name}: no three loops with trip counts divisible by {DIM} index the operands as a matmul")
+
+
+def _chain(block: t.Block) -> tuple[list[tuple[str, int]], t.Block]:
+    loops = []
+    while len(block) == 1 and isinstance(block[0], t.Loop):
+        loop = block[0]
+        if loop.lo != t.Aff() or not loop.hi.is_const:
+            raise UnsupportedConstruct("loop with non-constant bounds (Gemmini target)", None, loop.var)
+        loops.append((loop.var, loop.hi.const))
+        block = loop.body
+    return loops, block
+
+
+def _reads(block: t.Block):
+    def expr(e: t.Expr):
+        if isinstance(e, t.Read):
+            yield e
+        elif isinstance(e, t.BinOp):
+            yield from expr(e.lhs)
+            yield from expr(e.rhs)
+        elif isinstance(e, (t.USub,)):
+            yield from expr(e.arg)
+
+    for s in t.leaves(block):
+        if isinstance(s, (t.Assign, t.Reduce)):
+            yield from expr(s.rhs)
+
+
+def _tile_loops(names: tuple[str, ...], body: t.Block) -> t.Block:
+    for name in reversed(names):
+        body = (t.Loop(name, t.Aff(), t.Aff((), DIM), "seq", body),)
+    return body
+
+
+def _replace_reads(block: t.Block, swap: dict[str, tuple[str, tuple[t.Aff, ...]]]) -> t.Block:
+    """Rename reads/writes of scalar or staged buffers: ``swap[buf] = (new buf, new index)``."""
+
+    def expr(e: t.Expr) -> t.Expr:
+        match e:
+            case t.Read(buf, _) if buf in swap:
+                return t.Read(*swap[buf])
+            case t.BinOp(op, lhs, rhs):
+                return t.BinOp(op, expr(lhs), expr(rhs))
+            case t.USub(arg):
+                return t.USub(expr(arg))
+            case t.BuiltIn(f, a):
+                return t.BuiltIn(f, tuple(expr(x) for x in a))
+        return e
+
+    out = []
+    for s in block:
+        match s:
+            case t.Assign(buf, idx, rhs):
+                buf, idx = swap.get(buf, (buf, idx))
+                out.append(t.Assign(buf, idx, expr(rhs)))
+            case t.Reduce(buf, idx, rhs):
+                buf, idx = swap.get(buf, (buf, idx))
+                out.append(t.Reduce(buf, idx, expr(rhs)))
+            case t.Call(p, args):
+                out.append(t.Call(p, tuple(expr(a) for a in args)))
+            case t.If(cond, body, orelse):
+                out.append(t.If(expr(cond), _replace_reads(body, swap), _replace_reads(orelse, swap)))
+            case _:
+                out.append(s)
+    return tuple(out)
+
+
+def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue, a_read, b_read, out):
+    n1, m1, k1 = f"{n}_1", f"{m}_1", f"{k}_1"
+    (a_buf, a_idx), (b_buf, b_idx) = a_read, b_read
+    a_s, b_s = f"{a_buf}_s", f"{b_buf}_s"
+    tile_env = {n: t.Aff.var(f"{n}_t") + t.Aff.var(n1), m: t.Aff.var(f"{m}_t") + t.Aff.var(m1),
+                k: t.Aff.var(f"{k}_t") + t.Aff.var(k1)}
+    acc_tile = (acc, (t.Aff.var(n1), t.Aff.var(m1)))
+    mac_body = _replace_reads(
+        inner, {acc: acc_tile, a_buf: (a_s, (t.Aff.var(n1), t.Aff.var(k1))), b_buf: (b_s, (t.Aff.var(k1), t.Aff.var(m1)))}
+    )
+    mac = _tile_loops((n1, m1, k1), mac_body)
+    zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], zero.rhs),))
+    store_body = t.subst_block(_replace_reads(epilogue, {acc: acc_tile}), tile_env)
+    store = _tile_loops((n1, m1), store_body)
+
+    def load(staged: str, buf: str, idx: tuple[t.Aff, ...], rows: str, cols: str) -> t.Block:
+        i0, i1 = f"{staged}_i0", f"{staged}_i1"
+        env = {rows: t.Aff.var(f"{rows}_t") + t.Aff.var(i0), cols: t.Aff.var(f"{cols}_t") + t.Aff.var(i1)}
+        read = t.Read(buf, tuple(a.subst(env) for a in idx))
+        return _tile_loops((i0, i1), (t.Assign(staged, (t.Aff.var(i0), t.Aff.var(i1)), read),))
+
+    def dram(name: str) -> Buffer:
+        a = args[name]
+        return Buffer(a.typ, a.mem or "DRAM", tuple(s.const for s in a.shape))
+
+    buffers = {name: dram(name) for name, a in args.items() if a.shape}
+    buffers.update({name: Buffer(a.typ, "DRAM", ()) for name, a in args.items() if not a.shape})
+    buffers[a_s] = Buffer(args[a_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
+    buffers[b_s] = Buffer(args[b_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
+    buffers[acc] = Buffer("i32", "GEMM_ACCUM", (DIM, DIM))
+    for s in t.leaves(inner + epilogue):
+        if isinstance(s, t.Alloc):
+            buffers[s.name] = Buffer(s.typ, "DRAM", ())
+    roles = (
+        ("zero", zero_nest),
+        ("load_A", load(a_s, a_buf, a_idx, n, k)),
+        ("load_B", load(b_s, b_buf, b_idx, k, m)),
+        ("mac", mac),
+        ("store", store),
+    )
+    return GemmPattern(
+        term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,
+        (("A", a_buf, a_idx), ("B", b_buf, b_idx)), out.buf, roles, tuple(buffers.items()),
+    )
+
+
+def initial_plan(g: GemmPattern) -> Plan:
+    """The kernel as Gemmini would first run it: one tile at a time, in source loop order."""
+    plan: Plan = PStage("A", role("load_A"), PStage("B", role("load_B"), PMac(role("mac"))))
+    for v in reversed(g.reduction):
+        plan = _tile_loop(g, v, plan)
+    plan = PAcc(role("zero"), role("store"), plan)
+    for v in reversed(g.parallel):
+        plan = _tile_loop(g, v, plan)
+    return plan
+
+
+def _tile_loop(g: GemmPattern, v: str, body: Plan) -> PLoop:
+    if g.tiled(v):
+        return PLoop(v, DIM, g.extent(v) // DIM, body)
+    return PLoop(v, 1, g.extent(v), body)

@@ -1,0 +1,329 @@
+"""replay (Gemmini): original proc + extracted plan → a schedule script of Exo calls, and the scheduled proc.
+
+Each plan link is reached by the Exo calls its rule names (`rewrites.gemmini`), in this order:
+
+1. configs a ``do_*`` instruction relies on: ``write_config`` at the top, ``replace`` by the config instr;
+2. ``divide_loop`` of n, m, k by DIM, then by the plan's blocks;
+3. ``reorder_loops`` of the parallel loops into the plan's order, intra-tile loops innermost;
+4. the accumulator: ``expand_dim`` over the tile loops it covers, ``lift_alloc``, ``fission`` into
+   zero / compute / store nests, ``set_memory`` to the accumulator, ``replace`` by the zero instr;
+5. ``reorder_loops`` of the compute nest into the plan's order;
+6. ``stage_mem`` of one A tile and one B tile, ``set_memory`` to the scratchpad, ``replace`` by the
+   load instrs, ``replace`` of the tile's multiply-accumulate;
+7. each staging lifted to its plan level, one loop at a time: ``expand_dim`` (when the tile changes
+   with the loop), ``lift_alloc``, ``reorder_stmts`` (the load first), ``fission``, and
+   ``remove_loop`` (when it does not change: the reuse);
+8. ``replace`` of the store nest, ``simplify``.
+
+Exo re-checks every step; a rejected step is a `ReplayError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import exo.stdlib.scheduling as scheduling
+from exo import Procedure
+from exo.libs import memories
+
+from . import terms as t
+from .lower import lower
+from .lower_gemmini import DIM, GemmPattern
+from .plans import PAcc, Plan, PLoop, PStage, chain
+from .replay import ReplayError, _block_at, _loop_ref, _Session
+
+GEMMINI_CALLS = (
+    "divide_loop", "reorder_loops", "expand_dim", "lift_alloc", "fission", "set_memory", "replace", "stage_mem",
+    "reorder_stmts", "remove_loop", "write_config", "simplify",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GemminiReplayed:
+    proc: Procedure
+    steps: tuple[str, ...]
+    script: str
+
+
+def loop_name(g: GemmPattern, var: str, stride: int) -> str:
+    """The Exo loop name of a plan loop (tiled iterators: ``var_stride``; others keep their name)."""
+    return f"{var}_{stride}" if g.tiled(var) else var
+
+
+def replay_plan(
+    original: Procedure, g: GemmPattern, plan: Plan, hoisted: tuple[tuple[str, tuple[str, ...]], ...], platform: ModuleType
+) -> GemminiReplayed:
+    """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top); raises `ReplayError`."""
+    names: dict[str, Any] = {n: getattr(scheduling, n) for n in GEMMINI_CALLS}
+    names.update({"GEMM_SCRATCH": memories.GEMM_SCRATCH, "GEMM_ACCUM": memories.GEMM_ACCUM})
+    links = chain(plan)
+    used = {x.op for x in links if isinstance(x, PStage)} | {links[-1].op}
+    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
+    used |= {name for name, _ in hoisted}
+    names.update({n: getattr(platform, n) for n in used})
+    s = _Session(original, lower(original), names=dict(names))
+    cfg_names = _hoist_configs(s, hoisted, platform)
+    acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
+    loops = [x for x in links if isinstance(x, PLoop)]
+    outer = [x for x in links[:acc_at] if isinstance(x, PLoop)]
+    inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
+    _split(s, g, loops)
+    n1, m1, k1 = (f"{v}_1" for v in (g.n, g.m, g.k))
+    par_inner = [x for x in inner if x.var in g.parallel]
+    top = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
+    _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=top)
+    _accumulator(s, g, links[acc_at], par_inner, n1, m1)
+    compute = _compute_path(s, g, top, len(outer))
+    _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
+    _stage_tiles(s, g, links, n1)
+    _lift_stagings(s, g, links, outer, inner)
+    s.apply(f"replace(p, p.find_loop('{n1}'), {links[acc_at].store})")
+    s.apply("simplify(p)")
+    imports = sorted(used | cfg_names)
+    return GemminiReplayed(s.proc, tuple(s.steps), script_text(original.name(), s.steps, imports, platform))
+
+
+def script_text(name: str, steps: list[str], instrs: list[str], platform: ModuleType) -> str:
+    body = "\n".join(f"    p = {x}" for x in steps)
+    return (
+        '"""Gemmini schedule found by exo-egraph; paste into your Exo project."""\n\n'
+        "from __future__ import annotations\n\n"
+        "from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH\n"
+        f"from {platform.__name__} import {', '.join(instrs)}\n"
+        f"from exo.stdlib.scheduling import {', '.join(GEMMINI_CALLS)}\n\n\n"
+        "def schedule(p):\n"
+        f'    """Schedule {name} for Gemmini: apply to the original proc, returns the scheduled proc."""\n'
+        f"{body}\n"
+        "    return p\n"
+    )
+
+
+def _hoist_configs(s: _Session, hoisted, platform: ModuleType) -> set[str]:
+    """``write_config`` each field a hoisted config instruction sets, then ``replace`` them by it."""
+    out = set()
+    for name, args in reversed(hoisted):
+        instr = getattr(platform, name)
+        body = lower(instr, instr_ok=True)
+        writes = [x for x in body.body if isinstance(x, t.WriteConfig)]
+        params = {a.name: v for a, v in zip(body.args, args)}
+        for w in reversed(writes):
+            text = _expr_text(w.rhs, params)
+            s.names[w.config] = getattr(platform, w.config)
+            out.add(w.config)
+            s.apply(f'write_config(p, p.body()[0].before(), {w.config}, "{w.field}", "{text}")')
+        first = f'p.find("{writes[0].config}.{writes[0].field} = _")'
+        block = first if len(writes) == 1 else f"{first}.expand(0, {len(writes) - 1})"
+        s.apply(f"replace(p, {block}, {name})")
+    return out
+
+
+def _expr_text(e: t.Expr, params: dict[str, str]) -> str:
+    """A config value as Exo source, the config instr's parameters replaced by their arguments."""
+    match e:
+        case t.Read(buf, ()) if buf in params:
+            return params[buf]
+        case t.IdxExpr(aff) if len(aff.terms) == 1 and aff.terms[0] == (aff.terms[0][0], 1) and aff.const == 0:
+            return params.get(aff.terms[0][0], str(aff))
+        case t.Const(val):
+            return val
+        case t.IdxExpr(aff):
+            return str(aff)
+    raise ReplayError("(config)", f"cannot write config value {e}")
+
+
+def _split(s: _Session, g: GemmPattern, loops: list[PLoop]) -> None:
+    for v in (g.n, g.m, g.k):
+        strides = sorted({x.stride for x in loops if x.var == v}, reverse=True)
+        s.apply(f'divide_loop(p, "{v}", {DIM}, ["{v}_{DIM}", "{v}_1"], perfect=True)')
+        for big in strides[:-1]:  # the plan splits the tile loop once: v_big over v_16
+            s.apply(f'divide_loop(p, "{v}_{DIM}", {big // DIM}, ["{v}_{big}", "{v}_{DIM}"], perfect=True)')
+
+
+def _order(s: _Session, path: tuple, want: list[str], start: int = 0) -> None:
+    """Bubble the perfect chain of loops at ``path[start]`` into the order ``want`` (its first loops)."""
+    for _ in range(len(want) ** 2 + 1):
+        chain_ = _loop_chain(s.term, path, start, len(want))
+        names = [_block_at(s.term, bp)[bi].var for bp, bi in chain_]
+        swap = next((q for q in range(len(want) - 1) if want.index(names[q]) > want.index(names[q + 1])), None)
+        if swap is None:
+            if names != want:
+                raise ReplayError("(order)", f"loops {names} are not {want}")
+            return
+        bp, bi = chain_[swap]
+        s.apply(f"reorder_loops(p, {_loop_ref(s.term, bp, bi)})")
+
+
+def _loop_chain(term: t.Proc, path: tuple, idx: int, depth: int) -> list[tuple[tuple, int]]:
+    out = [(path, idx)]
+    for _ in range(depth - 1):
+        p, i = out[-1]
+        loop = _block_at(term, p)[i]
+        if not isinstance(loop, t.Loop) or not isinstance(loop.body[0], t.Loop):
+            raise ReplayError("(order)", f"no perfect chain of {depth} loops at {path}[{idx}]")
+        out.append((p + ((i, 0),), 0))
+    return out
+
+
+def _accumulator(s: _Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop], n1: str, m1: str) -> None:
+    for name, extent in [(m1, DIM), (n1, DIM)] + [(loop_name(g, x.var, x.stride), x.extent) for x in reversed(par_inner)]:
+        s.apply(f'expand_dim(p, "{g.acc}", {extent}, "{name}")')
+    lifts = len(par_inner) + 2
+    s.apply(f'lift_alloc(p, "{g.acc}", n_lifts={lifts})')
+    s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
+    first_red = g.reduction[0]
+    red_name = max((n for n in _loop_names(s.term) if n == first_red or n.startswith(f"{first_red}_")),
+                   key=lambda n: int(n.rsplit("_", 1)[1]) if n != first_red else 0)  # fmt: skip
+    s.apply(f'fission(p, p.find_loop("{red_name}").after(), n_lifts={lifts})')
+    s.apply(f'set_memory(p, "{g.acc}", GEMM_ACCUM)')
+    s.apply(f"replace(p, p.find_loop('{n1}'), {acc.zero})")
+
+
+def _loop_names(term: t.Proc) -> list[str]:
+    out = []
+
+    def walk(b: t.Block) -> None:
+        for x in b:
+            if isinstance(x, t.Loop):
+                out.append(x.var)
+                walk(x.body)
+            elif isinstance(x, t.If):
+                walk(x.body)
+                walk(x.orelse)
+
+    walk(term.body)
+    return out
+
+
+def _compute_path(s: _Session, g: GemmPattern, top: int, depth: int) -> tuple:
+    """Path to the compute nest: under the ``depth`` outer loops (from ``top``), the nest that reduces."""
+    path: tuple = ((top, 0),) + ((0, 0),) * (depth - 1) if depth else ()
+    block = _block_at(s.term, path)
+    idx = next(i for i, x in enumerate(block) if isinstance(x, t.Loop) and _has_reduce(x, g.acc))
+    return path + (idx,)
+
+
+def _has_reduce(x: t.Stmt, acc: str) -> bool:
+    return any(isinstance(leaf, t.Reduce) and leaf.buf == acc for leaf in t.leaves((x,)))
+
+
+def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
+    buf, idx = g.operand(operand)
+    rows, cols = (g.n, g.k) if operand == "A" else (g.k, g.m)
+    env: dict[str, t.Aff] = {}
+    for v in set(g.parallel) | set(g.reduction):
+        parts = [x for x in links if isinstance(x, PLoop) and x.var == v]
+        env[v] = sum((t.Aff.var(loop_name(g, v, x.stride)).scale(x.stride if g.tiled(v) else 1) for x in parts), t.Aff())
+    out = []
+    for a in idx:
+        lo = a.subst(env)
+        if a.vars & {rows, cols}:
+            out.append(f"{lo}:{lo + t.Aff((), DIM)}")
+        else:
+            out.append(str(lo))
+    return f"{buf}[{', '.join(out)}]"
+
+
+def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
+    stages = {x.operand: x.op for x in links if isinstance(x, PStage)}
+    for operand in ("A", "B"):
+        staged = g.staged_name(operand)
+        s.apply(f'stage_mem(p, {_compute_n1(s, g, n1)}, "{_window(g, operand, links)}", "{staged}")')
+    s.apply("simplify(p)")
+    for operand in ("A", "B"):
+        staged = g.staged_name(operand)
+        s.apply(f'set_memory(p, "{staged}", GEMM_SCRATCH)')
+        s.apply(f"replace(p, p.find_loop('i0'), {stages[operand]})")
+    s.apply(f"replace(p, {_compute_n1(s, g, n1)}, {links[-1].op})")
+
+
+def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:
+    """Cursor text of the compute nest's ``n1`` loop (the one holding the accumulator's reduce)."""
+    found = []
+
+    def walk(b: t.Block, path: tuple) -> None:
+        for i, x in enumerate(b):
+            if isinstance(x, t.Loop):
+                if x.var == n1 and _has_reduce(x, g.acc):
+                    found.append((path, i))
+                walk(x.body, path + ((i, 0),))
+
+    walk(s.term.body, ())
+    if not found:
+        raise ReplayError("(locate)", f"no compute loop {n1}")
+    return _loop_ref(s.term, *found[0])
+
+
+def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan], outer: list[PLoop], inner: list[PLoop]) -> None:
+    below: dict[str, set[int]] = {}
+    for i, x in enumerate(links):
+        if isinstance(x, PStage):
+            below[x.operand] = {j for j in range(i, len(links)) if isinstance(links[j], PLoop)}
+    order = [i for i, x in enumerate(links) if isinstance(x, PLoop)]
+    for j in reversed(order):
+        loop = links[j]
+        for operand in ("A", "B"):
+            if j in below[operand]:
+                _lift_once(s, g, operand, loop_name(g, loop.var, loop.stride), loop)
+
+
+def _lift_once(s: _Session, g: GemmPattern, operand: str, name: str, loop: PLoop) -> None:
+    staged = g.staged_name(operand)
+    path, idx = _enclosing_loop(s.term, staged, name)
+    ref = _loop_ref(s.term, path, idx)
+    depends = g.depends(operand, loop.var)
+    if depends:
+        s.apply(f'expand_dim(p, "{staged}", {loop.extent}, "{name}")')
+    s.apply(f'lift_alloc(p, "{staged}")')
+    path, idx = _loop_of_load(s.term, staged, name)
+    body = _block_at(s.term, path)[idx].body
+    pos = next(i for i, x in enumerate(body) if _loads(x, staged))
+    for i in range(pos, 0, -1):
+        s.apply(f"reorder_stmts(p, {_loop_ref(s.term, path, idx)}.body()[{i - 1}].expand(0, 1))")
+    if len(body) > 1:
+        s.apply(f"fission(p, {_loop_ref(s.term, path, idx)}.body()[0].after())")
+    if not depends:
+        s.apply(f"remove_loop(p, {_loop_ref(s.term, path, idx)})")
+
+
+def _loads(x: t.Stmt, staged: str) -> bool:
+    return any(
+        isinstance(leaf, t.Call) and any(isinstance(a, t.WindowExpr) and a.buf == staged for a in leaf.args[-1:])
+        for leaf in t.leaves((x,))
+    )
+
+
+def _enclosing_loop(term: t.Proc, staged: str, name: str) -> tuple[tuple, int]:
+    """The loop ``name`` whose body holds the alloc of ``staged``."""
+    found = []
+
+    def walk(b: t.Block, path: tuple) -> None:
+        for i, x in enumerate(b):
+            if isinstance(x, t.Loop):
+                if x.var == name and any(isinstance(y, t.Alloc) and y.name == staged for y in x.body):
+                    found.append((path, i))
+                walk(x.body, path + ((i, 0),))
+
+    walk(term.body, ())
+    if not found:
+        raise ReplayError("(lift)", f"no loop {name} right around the alloc of {staged}")
+    return found[0]
+
+
+def _loop_of_load(term: t.Proc, staged: str, name: str) -> tuple[tuple, int]:
+    """The loop ``name`` right after the (lifted) alloc of ``staged``."""
+    found = []
+
+    def walk(b: t.Block, path: tuple) -> None:
+        for i, x in enumerate(b):
+            if isinstance(x, t.Alloc) and x.name == staged and i + 1 < len(b) and isinstance(b[i + 1], t.Loop):
+                if b[i + 1].var == name:
+                    found.append((path, i + 1))
+            if isinstance(x, t.Loop):
+                walk(x.body, path + ((i, 0),))
+
+    walk(term.body, ())
+    if not found:
+        raise ReplayError("(lift)", f"no loop {name} after the alloc of {staged}")
+    return found[0]

@@ -1,0 +1,324 @@
+"""The Gemmini cost model: cycles of a tile plan, counted as the timing model counts them.
+
+Each instruction's cost is read from its own C template (the ``gemmini_*`` commands it emits and
+their row/column arguments under the unifier's size binding) and priced with the constants of
+``exo_egraph/validate/gemmini/include/gemmini_timing.h`` — the same formulas the simulator runs,
+so a plan's modeled cycles are the simulator's cycles for its replayed proc. Scratchpad and
+accumulator capacity are hard limits (`Footprint.fits`).
+
+The naive proc runs on the host CPU only; `host_cycles` models it as one cycle per executed
+scalar statement (an in-order core such as Rocket at CPI 1: a lower bound).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from itertools import product
+
+from exo_egraph import terms as t
+from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
+from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage
+from rewrites.gemmini import Selection
+from rewrites.instrs import Binding, InstrPattern
+
+COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
+
+
+@dataclass(frozen=True)
+class InstrCost:
+    """What one call of an instruction adds to the model's counters."""
+
+    counters: tuple[tuple[str, int], ...]
+
+    def get(self, name: str) -> int:
+        return dict(self.counters).get(name, 0)
+
+    @property
+    def cycles(self) -> int:
+        return self.get("cycles")
+
+
+def _commands(template: str) -> list[tuple[str, list[str]]]:
+    """``gemmini_*(args)`` commands of a C template, with their top-level arguments."""
+    out = []
+    for m in re.finditer(r"(gemmini_\w+)\s*\(", template):
+        depth, i, start = 1, m.end(), m.end()
+        args, arg_start = [], start
+        while depth:
+            c = template[i]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c == "," and depth == 1:
+                args.append(template[arg_start:i].strip())
+                arg_start = i + 1
+            i += 1
+        args.append(template[arg_start : i - 1].strip())
+        out.append((m.group(1), args))
+    return out
+
+
+def _number(text: str, sizes: dict[str, int]) -> int:
+    expr = re.sub(r"\{(\w+)\}", lambda m: str(sizes[m.group(1)]), text)
+    if not re.fullmatch(r"[\d\s*+()-]+", expr):
+        raise ValueError(f"not a size expression: {text}")
+    return int(eval(expr, {"__builtins__": {}}))  # digits and + - * ( ) only
+
+
+def instr_cost(pattern: InstrPattern, binding: Binding, consts: dict[str, int]) -> InstrCost:
+    """Counters one call adds, by the formulas documented in ``gemmini_timing.h``."""
+    sizes = dict(binding.sizes)
+    acc_params = {a.name for a in pattern.args if a.mem == "GEMM_ACCUM"}
+    c: dict[str, int] = {k: 0 for k in COUNTERS}
+    preload_cols = DIM
+
+    def dma(cols: int, rows: int, elem: int) -> int:
+        return consts["DMA_LATENCY"] + rows * -(-cols * elem // consts["BUS_BYTES"])
+
+    for name, args in _commands(pattern.c_template):
+        if re.fullmatch(r"gemmini_extended_mvin[23]?", name):
+            elem = 4 if any(f"{{{p}_data}}" in args[1] for p in acc_params) else 1
+            c["cycles"] += dma(_number(args[2], sizes), _number(args[3], sizes), elem)
+            c["mvins"] += 1
+        elif name == "gemmini_extended_mvout":
+            elem = 4 if "0x20000000" in args[1] else 1
+            c["cycles"] += dma(_number(args[2], sizes), _number(args[3], sizes), elem)
+            c["mvouts"] += 1
+        elif name == "gemmini_extended_preload":
+            preload_cols = _number(args[2], sizes)
+            c["cycles"] += consts["PRELOAD"] + _number(args[3], sizes)
+            c["preloads"] += 1
+        elif name in ("gemmini_extended_compute_preloaded", "gemmini_extended_compute_accumulated"):
+            a_cols, a_rows = _number(args[2], sizes), _number(args[3], sizes)
+            c["cycles"] += consts["COMPUTE"] + a_rows
+            c["macs"] += a_rows * a_cols * preload_cols
+            c["computes"] += 1
+        elif name in ("gemmini_extended3_config_ld", "gemmini_extended4_config_ld", "gemmini_extended_config_st"):
+            c["cycles"] += consts["CONFIG"]
+            c["configs"] += 1
+        elif name == "gemmini_extended_config_ex":
+            c["cycles"] += consts["CONFIG_EX"]
+            c["configs"] += 1
+        elif name == "gemmini_fence":
+            c["cycles"] += consts["FENCE"]
+    return InstrCost(tuple(c.items()))
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class ConfigWrite:
+    """A config field an instruction sets: at its call (inline) or once at the top (hoisted)."""
+
+    config: str
+    field: str
+    value: str
+    instr: str  # the config instruction that writes it (a call of it is hoisted)
+    args: tuple[str, ...]
+    hoisted: bool
+
+
+def config_writes(selection: Selection, binding: Binding) -> tuple[ConfigWrite, ...]:
+    """Config writes of ``binding``'s instruction, read from its ``*_v2`` twin (configs, then ``do_*``)."""
+    name = binding.instr
+    hoisted = name.startswith("do_")
+    twin = selection.all_patterns.get((name[3:] if hoisted else name) + "_v2")
+    if twin is None or not twin.body or not isinstance(twin.body[-1], t.Call):
+        return ()
+    required = {(c, f): v for c, f, v in binding.requires}
+    out = []
+    for call in twin.config_calls:
+        cfg = selection.all_patterns.get(call.proc)
+        if cfg is None:
+            continue
+        for s in cfg.body:
+            if isinstance(s, t.WriteConfig):
+                value = required.get((s.config, s.field), s.rhs)
+                out.append(ConfigWrite(s.config, s.field, _show(value), call.proc, (_show(value),) if cfg.args else (), hoisted))
+    return tuple(out)
+
+
+def _show(e: t.Expr) -> str:
+    match e:
+        case t.StrideExpr(buf, dim):
+            return f"stride({buf}, {dim})"
+        case t.IdxExpr(aff):
+            return str(aff)
+        case t.Const(val):
+            return val
+    return repr(e)
+
+
+def consistent(writes: list[ConfigWrite]) -> bool:
+    """Hoisted configs hold for the whole proc: no other write of the same field may differ or
+    happen inline (an inline write would change what a hoisted ``do_*`` instruction relies on)."""
+    by_field: dict[tuple[str, str], list[ConfigWrite]] = {}
+    for w in writes:
+        by_field.setdefault((w.config, w.field), []).append(w)
+    for ws in by_field.values():
+        if any(w.hoisted for w in ws) and (len({w.value for w in ws}) > 1 or not all(w.hoisted for w in ws)):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class OpChoice:
+    """One instruction per role, with the configs the choice hoists to the top of the proc."""
+
+    instrs: tuple[tuple[str, str], ...]  # role → instruction
+    hoisted: tuple[tuple[str, tuple[str, ...]], ...]  # config instruction calls at the top
+
+    def instr(self, role: str) -> str:
+        return dict(self.instrs)[role]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    sp_rows: int = 0
+    acc_rows: int = 0
+
+    def fits(self, consts: dict[str, int]) -> bool:
+        return self.sp_rows <= consts["SP_ROWS"] and self.acc_rows <= consts["ACC_ROWS"]
+
+
+@dataclass
+class GemminiCost:
+    """Cycles of plans for one kernel, under the timing model's constants."""
+
+    g: GemmPattern
+    selection: Selection
+    consts: dict[str, int]
+    _costs: dict[str, InstrCost] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for role, b in self.selection.bindings:
+            self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
+        self._bindings = {b.instr: (role, b) for role, b in self.selection.bindings}
+
+    def cost_of(self, instr: str) -> InstrCost:
+        return self._costs[instr]
+
+    def config_cost(self, call: tuple[str, tuple[str, ...]]) -> InstrCost:
+        pattern = self.selection.all_patterns[call[0]]
+        sizes = Binding(call[0], (), (), (), ())
+        return instr_cost(pattern, sizes, self.consts)
+
+    def choices(self) -> list[OpChoice]:
+        """Every config-consistent way to pick an instruction per role."""
+        per_role = [[b for b in self.selection.for_role(r)] for r in ROLES]
+        out = []
+        for combo in product(*per_role):
+            writes = [w for b in combo for w in config_writes(self.selection, b)]
+            if not consistent(writes):
+                continue
+            hoisted = tuple(sorted({(w.instr, w.args) for w in writes if w.hoisted}))
+            out.append(OpChoice(tuple(zip(ROLES, (b.instr for b in combo))), hoisted))
+        return out
+
+    def distinct_choices(self) -> list[OpChoice]:
+        """`choices` without those no cheaper anywhere than another (same or higher cost per call
+        of every role, and at least the same one-off config cost)."""
+        priced = []
+        for ch in self.choices():
+            per_call = tuple(self.cost_of(ch.instr(r)).cycles for r in ROLES)
+            once = sum(self.config_cost(call).cycles for call in ch.hoisted)
+            priced.append((per_call, once, ch))
+        keep = []
+        for per_call, once, ch in priced:
+            dominated = any(
+                (p2, o2) != (per_call, once) and all(a <= b for a, b in zip(p2, per_call)) and o2 <= once
+                for p2, o2, _ in priced
+            )
+            if not dominated and all((p2, o2) != (per_call, once) for p2, o2, _ in keep):
+                keep.append((per_call, once, ch))
+        return [ch for _, _, ch in keep]
+
+    def tiles(self, operand: str, loops: dict[str, int]) -> int:
+        """Tiles of ``operand`` a staging covers when ``loops`` (iterator → total trips) run below it."""
+        out = 1
+        for v, trips in loops.items():
+            if self.g.depends(operand, v):
+                out *= trips
+        return out
+
+    def counters(self, plan: Plan, hoisted: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> dict[str, int]:
+        """Every counter of the timing model for ``plan`` (as the simulator counts its replay)."""
+        total = {k: 0 for k in COUNTERS}
+        for call in hoisted:
+            for k, v in self.config_cost(call).counters:
+                total[k] += v
+        for instr, calls in self.calls(plan).items():
+            for k, v in self.cost_of(instr).counters:
+                total[k] += v * calls
+        return total
+
+    def calls(self, plan: Plan) -> dict[str, int]:
+        """How many times each instruction of ``plan`` runs."""
+        out: dict[str, int] = {}
+
+        def add(instr: str, n: int) -> None:
+            out[instr] = out.get(instr, 0) + n
+
+        def walk(p: Plan, mult: int) -> dict[str, int]:
+            match p:
+                case PLoop(var, _, extent, body):
+                    inner = walk(body, mult * extent)
+                    return {**inner, var: inner.get(var, 1) * extent}
+                case PStage(operand, op, body):
+                    inner = walk(body, mult)
+                    add(op, mult * self.tiles(operand, inner))
+                    return inner
+                case PAcc(zero, store, body):
+                    inner = walk(body, mult)
+                    add(zero, mult * self.tiles("C", inner))
+                    add(store, mult * self.tiles("C", inner))
+                    return inner
+                case PMac(op):
+                    add(op, mult)
+                    return {}
+            raise TypeError(p)
+
+        walk(plan, 1)
+        return out
+
+    def footprint(self, plan: Plan) -> Footprint:
+        def walk(p: Plan) -> tuple[Footprint, dict[str, int]]:
+            match p:
+                case PLoop(var, _, extent, body):
+                    fp, inner = walk(body)
+                    return fp, {**inner, var: inner.get(var, 1) * extent}
+                case PStage(operand, _, body):
+                    fp, inner = walk(body)
+                    return Footprint(fp.sp_rows + DIM * self.tiles(operand, inner), fp.acc_rows), inner
+                case PAcc(_, _, body):
+                    fp, inner = walk(body)
+                    return Footprint(fp.sp_rows, fp.acc_rows + DIM * self.tiles("C", inner)), inner
+            return Footprint(), {}
+
+        return walk(plan)[0]
+
+    def cycles(self, plan: Plan, hoisted: tuple = ()) -> int:
+        return self.counters(plan, hoisted)["cycles"]
+
+
+def host_cycles(term: t.Proc) -> int:
+    """The naive proc on the host: one cycle per executed scalar statement (allocations are free)."""
+
+    def block(b: t.Block) -> int:
+        total = 0
+        for s in b:
+            if isinstance(s, t.Loop):
+                total += (s.hi.const - s.lo.const) * block(s.body)
+            elif isinstance(s, t.If):
+                total += 1 + max(block(s.body), block(s.orelse))
+            elif not isinstance(s, (t.Alloc, t.Pass)):
+                total += 1
+        return total
+
+    return block(term.body)

@@ -1,0 +1,176 @@
+"""Extraction of Gemmini plans: k-best dynamic programming with capacity as a hard constraint.
+
+A plan's cycles are additive bottom-up once the instruction of each role is fixed: a loop
+multiplies its body's cycles, a staging adds its loads (tiles × one load) — and the tiles a
+staging covers depend only on the loops below it, which every plan of an e-class shares. The
+scratchpad/accumulator footprint is not shared by an e-class (staging higher holds more), so
+each e-class keeps its ``k`` cheapest entries that fit, plus the smallest-footprint ones, and a
+parent drops what overflows. Roles are filled by each config-consistent choice of instructions
+in turn (`GemminiCost.choices`, a handful), each choice one pass of the dynamic programme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from exo_egraph.plans import PAcc, Plan, PLoop, PMac, PStage, decode
+from exo_egraph.saturate import EGraphView
+
+from .gemmini_cost import Footprint, GemminiCost, OpChoice
+
+
+@dataclass(frozen=True)
+class Extracted:
+    cycles: int
+    plan: Plan
+    choice: OpChoice
+    footprint: Footprint
+
+
+@dataclass(frozen=True)
+class _Entry:
+    cycles: int
+    sp: int
+    acc: int
+    plan: Plan
+
+
+def extract_plans(
+    view: EGraphView, model: GemminiCost, k: int = 1, keep: int = 24, distinct_cycles: bool = False
+) -> list[Extracted]:
+    """The ``k`` cheapest distinct plans of the root e-class that fit the scratchpad and accumulator
+    (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts)."""
+    values = _primitives(view)
+    order = _bottom_up(view)
+    found: dict[Plan, Extracted] = {}
+    for choice in model.distinct_choices():
+        table = _programme(view, model, choice, values, order, max(k, keep), distinct_cycles)
+        hoist = model.counters(PMac(choice.instr("mac")), choice.hoisted)["cycles"] - model.cost_of(
+            choice.instr("mac")
+        ).cycles
+        for e in table.get(view.root, []):
+            plan = e.plan
+            cycles = e.cycles + hoist
+            if plan not in found or found[plan].cycles > cycles:
+                found[plan] = Extracted(cycles, plan, choice, Footprint(e.sp, e.acc))
+    ranked = sorted(found.values(), key=lambda x: (x.cycles, repr(x.plan)))
+    if distinct_cycles:
+        ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
+    return ranked[:k]
+
+
+def _primitives(view: EGraphView) -> dict[str, object]:
+    out = {}
+    for c, ids in view.classes.items():
+        op, kids = view.nodes[ids[0]]
+        if not kids and "." not in op:
+            out[c] = decode(op, [])
+    return out
+
+
+def _bottom_up(view: EGraphView) -> list[str]:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(view.classes)
+    for c, ids in view.classes.items():
+        for nid in ids:
+            graph.add_edges_from((c, kid) for kid in view.nodes[nid][1] if kid != c)
+    return list(reversed(list(nx.topological_sort(graph))))
+
+
+def _programme(
+    view, model: GemminiCost, choice: OpChoice, values, order, keep: int, distinct: bool = False
+) -> dict[str, list[_Entry]]:
+    instrs: dict[str, set[str]] = {}  # Op e-class → instructions it holds
+    loops: dict[str, dict[str, int]] = {}  # plan e-class → iterator → trips below (shared by the class)
+    table: dict[str, list[_Entry]] = {}
+    for c in order:
+        entries: list[_Entry] = []
+        for nid in view.classes[c]:
+            op, kids = view.nodes[nid]
+            if op == "Op.instr":
+                instrs.setdefault(c, set()).add(str(values[kids[0]]))
+            elif op == "G.mac" and choice.instr("mac") in instrs.get(kids[0], ()):
+                entries.append(_Entry(model.cost_of(choice.instr("mac")).cycles, 0, 0, PMac(choice.instr("mac"))))
+                loops.setdefault(c, {})
+            elif op == "G.loop" and kids[3] in table:
+                var, stride, extent = (values[x] for x in kids[:3])
+                inner = loops[kids[3]]
+                loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
+                entries += [_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan)) for e in table[kids[3]]]
+            elif (
+                op == "G.stage"
+                and choice.instr(f"load_{values[kids[0]]}") in instrs.get(kids[1], ())
+                and kids[2] in table
+            ):
+                operand = values[kids[0]]
+                instr = choice.instr(f"load_{operand}")
+                inner = loops[kids[2]]
+                loops.setdefault(c, inner)
+                tiles = model.tiles(operand, inner)
+                load = tiles * model.cost_of(instr).cycles
+                entries += [
+                    _Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan)) for e in table[kids[2]]
+                ]
+            elif (
+                op == "G.acc"
+                and choice.instr("zero") in instrs.get(kids[0], ())
+                and choice.instr("store") in instrs.get(kids[1], ())
+                and kids[2] in table
+            ):
+                zero, store = choice.instr("zero"), choice.instr("store")
+                inner = loops[kids[2]]
+                loops.setdefault(c, inner)
+                tiles = model.tiles("C", inner)
+                extra = tiles * (model.cost_of(zero).cycles + model.cost_of(store).cycles)
+                entries += [
+                    _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan)) for e in table[kids[2]]
+                ]
+        fits = [e for e in entries if Footprint(e.sp, e.acc).fits(model.consts)]
+        if fits:
+            table[c] = _prune(fits, keep, distinct)
+    return table
+
+
+def _prune(entries: list[_Entry], keep: int, distinct: bool = False) -> list[_Entry]:
+    """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
+    ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
+    unique = {(e.cycles, e.sp, e.acc) if distinct else e.plan: e for e in entries}.values()
+    cheapest = sorted(unique, key=lambda e: (e.cycles, e.sp + e.acc))[:keep]
+    smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
+    return list({e.plan: e for e in cheapest + smallest}.values())
+
+
+def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) -> Plan | None:
+    """A plan of the root e-class drawn node by node (``pick(n)`` chooses an index below ``n``),
+    its roles filled by ``choice``; None when the draw reaches a role the choice cannot fill."""
+    values = _primitives(view)
+    instrs: dict[str, set[str]] = {}
+    for c, ids in view.classes.items():
+        for nid in ids:
+            op, kids = view.nodes[nid]
+            if op == "Op.instr":
+                instrs.setdefault(c, set()).add(str(values[kids[0]]))
+
+    def fill(cls: str, role: str) -> str | None:
+        instr = choice.instr(role)
+        return instr if instr in instrs.get(cls, ()) else None
+
+    def draw(cls: str) -> Plan | None:
+        ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in ("G.loop", "G.stage", "G.acc", "G.mac")]
+        op, kids = view.nodes[ids[pick(len(ids))]]
+        if op == "G.mac":
+            instr = fill(kids[0], "mac")
+            return None if instr is None else PMac(instr)
+        if op == "G.loop":
+            body = draw(kids[3])
+            return None if body is None else PLoop(*(values[x] for x in kids[:3]), body)
+        if op == "G.stage":
+            operand = str(values[kids[0]])
+            instr, body = fill(kids[1], f"load_{operand}"), draw(kids[2])
+            return None if instr is None or body is None else PStage(operand, instr, body)
+        zero, store, body = fill(kids[0], "zero"), fill(kids[1], "store"), draw(kids[2])
+        return None if zero is None or store is None or body is None else PAcc(zero, store, body)
+
+    return draw(view.root)

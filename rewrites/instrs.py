@@ -1,0 +1,304 @@
+"""Instruction patterns read from the ``@instr`` procs themselves, and a unifier that matches them.
+
+Each Exo ``@instr`` proc (e.g. ``exo.platforms.gemmini.ld_i8_id1``) is lowered like a kernel; its
+body is the pattern. `unify` matches a pattern against a statement block of a kernel the way
+Exo's ``replace`` does: instruction loops map to kernel loops (binding the size arguments to trip
+counts), buffer arguments map to windows of kernel buffers (binding the window offsets, which
+must not depend on the instruction's loops), value arguments map to kernel expressions. The
+instruction's assertions are checked on the binding; a config assertion (``stride(src, 0) ==
+ConfigLoad_id1.src_stride``) becomes a requirement that a config instruction must satisfy.
+
+Nothing here is Gemmini-specific: a new instruction needs no new code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Mapping
+
+from exo import Procedure
+
+from exo_egraph import terms as t
+from exo_egraph.lower import lower
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """What unification needs to know of a kernel buffer."""
+
+    typ: str
+    mem: str
+    shape: tuple[int, ...]  # () for scalars
+
+    def stride(self, dim: int) -> int:
+        out = 1
+        for extent in self.shape[dim + 1 :]:
+            out *= extent
+        return out
+
+
+@dataclass(frozen=True)
+class InstrPattern:
+    name: str
+    args: tuple[t.Arg, ...]
+    preds: tuple[t.Expr, ...]
+    body: t.Block
+    c_template: str
+    proc: Procedure
+
+    @property
+    def config_calls(self) -> tuple[t.Call, ...]:
+        """Config instructions called first in the body (a ``*_v2`` instr: configs, then a ``do_*``)."""
+        return tuple(s for s in self.body[:-1] if isinstance(s, t.Call))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A buffer argument bound to ``buf[access]``; ``dims`` maps argument dims to kernel dims."""
+
+    buf: str
+    access: tuple[t.Point | t.Interval, ...]
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Binding:
+    instr: str
+    sizes: tuple[tuple[str, int], ...]
+    windows: tuple[tuple[str, Window], ...]
+    values: tuple[tuple[str, t.Expr], ...]
+    requires: tuple[tuple[str, str, t.Expr], ...]  # (config, field, value over kernel names)
+
+    def size(self, name: str) -> int:
+        return dict(self.sizes)[name]
+
+
+def instr_patterns(module: ModuleType) -> tuple[InstrPattern, ...]:
+    """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are skipped)."""
+    from exo_egraph.lower import UnsupportedConstruct
+
+    out, seen = [], set()
+    for value in vars(module).values():
+        if not isinstance(value, Procedure) or value.INTERNAL_proc().instr is None or value.name() in seen:
+            continue
+        seen.add(value.name())
+        try:
+            term = lower(value, instr_ok=True)
+        except UnsupportedConstruct:
+            continue
+        body = tuple(s for s in term.body if not isinstance(s, t.Pass))
+        out.append(InstrPattern(value.name(), term.args, term.preds, body, value.INTERNAL_proc().instr.c_instr, value))
+    return tuple(out)
+
+
+class _NoMatch(Exception):
+    pass
+
+
+@dataclass
+class _State:
+    pattern: InstrPattern
+    kernel: Mapping[str, Buffer]
+    loops: dict[str, str]  # instruction loop var → kernel loop var
+    locals_: dict[str, str]  # instruction local buffer → kernel local buffer
+    sizes: dict[str, int]
+    windows: dict[str, Window]
+    values: dict[str, t.Expr]
+
+    def arg(self, name: str) -> t.Arg | None:
+        return next((a for a in self.pattern.args if a.name == name), None)
+
+
+def unify(pattern: InstrPattern, block: t.Block, kernel: Mapping[str, Buffer]) -> Binding | None:
+    """How ``block`` is a call of ``pattern``, or None. ``kernel`` describes the buffers ``block`` uses."""
+    state = _State(pattern, kernel, {}, {}, {}, {}, {})
+    try:
+        _block(state, pattern.body, block)
+        requires = _check_preds(state)
+    except _NoMatch:
+        return None
+    return Binding(
+        pattern.name,
+        tuple(sorted(state.sizes.items())),
+        tuple(sorted(state.windows.items())),
+        tuple(sorted(state.values.items(), key=lambda kv: kv[0])),
+        requires,
+    )
+
+
+def _block(s: _State, want: t.Block, have: t.Block) -> None:
+    if len(want) != len(have):
+        raise _NoMatch
+    for w, h in zip(want, have):
+        _stmt(s, w, h)
+
+
+def _stmt(s: _State, w: t.Stmt, h: t.Stmt) -> None:
+    match w, h:
+        case t.Loop(), t.Loop():
+            if w.lo != t.Aff() or h.lo != t.Aff() or not h.hi.is_const:
+                raise _NoMatch
+            _bind_size(s, w.hi, h.hi.const)
+            s.loops[w.var] = h.var
+            _block(s, w.body, h.body)
+        case t.Alloc(), t.Alloc():
+            if w.typ != h.typ or w.shape or h.shape:
+                raise _NoMatch
+            s.locals_[w.name] = h.name
+        case (t.Assign(), t.Assign()) | (t.Reduce(), t.Reduce()):
+            _access(s, w.buf, w.idx, h.buf, h.idx)
+            _expr(s, w.rhs, h.rhs)
+        case t.Call(), t.Call():
+            if w.proc != h.proc or len(w.args) != len(h.args):
+                raise _NoMatch
+            for a, b in zip(w.args, h.args):
+                _expr(s, a, b)
+        case t.If(), t.If():
+            _expr(s, w.cond, h.cond)
+            _block(s, w.body, h.body)
+            _block(s, w.orelse, h.orelse)
+        case _:
+            raise _NoMatch
+
+
+def _bind_size(s: _State, want: t.Aff, value: int) -> None:
+    if want.is_const:
+        if want.const != value:
+            raise _NoMatch
+        return
+    if len(want.terms) != 1 or want.terms[0][1] != 1 or want.const != 0:
+        raise _NoMatch
+    name = want.terms[0][0]
+    if s.sizes.setdefault(name, value) != value:
+        raise _NoMatch
+
+
+def _rename(s: _State, a: t.Aff) -> t.Aff:
+    out = t.Aff((), a.const)
+    for name, coef in a.terms:
+        if name in s.loops:
+            out = out + t.Aff.var(s.loops[name]).scale(coef)
+        elif name in s.sizes:
+            out = out + t.Aff((), s.sizes[name] * coef)
+        else:
+            raise _NoMatch  # an index over something unbound
+    return out
+
+
+def _access(s: _State, wbuf: str, widx: tuple[t.Aff, ...], hbuf: str, hidx: tuple[t.Aff, ...]) -> None:
+    """Match ``wbuf[widx]`` (instruction) against ``hbuf[hidx]`` (kernel)."""
+    if wbuf in s.locals_:
+        if s.locals_[wbuf] != hbuf or widx or hidx:
+            raise _NoMatch
+        return
+    arg = s.arg(wbuf)
+    if arg is None or not arg.shape:
+        if arg is not None and not hidx and not widx:  # a scalar argument bound to a kernel scalar
+            _bind_value(s, wbuf, t.Read(hbuf, ()))
+            return
+        raise _NoMatch
+    info = s.kernel.get(hbuf)
+    if info is None or info.typ != arg.typ or (info.mem or "DRAM") != (arg.mem or "DRAM"):
+        raise _NoMatch
+    inner = set(s.loops.values())
+    wanted = [_rename(s, a) for a in widx]
+    dims: list[int] = []
+    access: list[t.Point | t.Interval] = []
+    for kd, kidx in enumerate(hidx):
+        if not (kidx.vars & inner):
+            access.append(t.Point(kidx))
+            continue
+        if len(dims) >= len(wanted):
+            raise _NoMatch
+        d = len(dims)
+        offset = kidx + wanted[d].scale(-1)
+        if offset.vars & inner:
+            raise _NoMatch
+        extent = _extent(s, arg.shape[d])
+        access.append(t.Interval(offset, offset + t.Aff((), extent)))
+        dims.append(kd)
+    if len(dims) != len(wanted):
+        raise _NoMatch
+    window = Window(hbuf, tuple(access), tuple(dims))
+    if s.windows.setdefault(wbuf, window) != window:
+        raise _NoMatch
+
+
+def _extent(s: _State, a: t.Aff) -> int:
+    value = a.const
+    for name, coef in a.terms:
+        if name not in s.sizes:
+            raise _NoMatch
+        value += coef * s.sizes[name]
+    return value
+
+
+def _bind_value(s: _State, name: str, value: t.Expr) -> None:
+    if s.values.setdefault(name, value) != value:
+        raise _NoMatch
+
+
+def _expr(s: _State, w: t.Expr, h: t.Expr) -> None:
+    match w, h:
+        case t.Read(), t.Read():
+            _access(s, w.buf, w.idx, h.buf, h.idx)
+        case t.Const(), t.Const():
+            if w != h:
+                raise _NoMatch
+        case t.BinOp(), t.BinOp():
+            if w.op != h.op:
+                raise _NoMatch
+            _expr(s, w.lhs, h.lhs)
+            _expr(s, w.rhs, h.rhs)
+        case t.USub(), t.USub():
+            _expr(s, w.arg, h.arg)
+        case t.BuiltIn(), t.BuiltIn():
+            if w.func != h.func or len(w.args) != len(h.args):
+                raise _NoMatch
+            for a, b in zip(w.args, h.args):
+                _expr(s, a, b)
+        case _:
+            raise _NoMatch
+
+
+def _check_preds(s: _State) -> tuple[tuple[str, str, t.Expr], ...]:
+    requires = []
+    for pred in s.pattern.preds:
+        if isinstance(pred, t.BinOp) and pred.op == "==" and isinstance(pred.rhs, t.ReadConfig):
+            requires.append((pred.rhs.config, pred.rhs.field, _kernel_value(s, pred.lhs)))
+            continue
+        if not _holds(s, pred):
+            raise _NoMatch
+    return tuple(requires)
+
+
+def _kernel_value(s: _State, e: t.Expr) -> t.Expr:
+    if isinstance(e, t.StrideExpr) and e.buf in s.windows:
+        win = s.windows[e.buf]
+        return t.StrideExpr(win.buf, win.dims[e.dim])
+    raise _NoMatch
+
+
+def _number(s: _State, e: t.Expr) -> int:
+    match e:
+        case t.IdxExpr(aff):
+            return _extent(s, aff)
+        case t.StrideExpr(buf, dim) if buf in s.windows:
+            win = s.windows[buf]
+            return s.kernel[win.buf].stride(win.dims[dim])
+        case t.Const(val) if val.lstrip("-").isdigit():
+            return int(val)
+    raise _NoMatch
+
+
+def _holds(s: _State, pred: t.Expr) -> bool:
+    if not isinstance(pred, t.BinOp):
+        raise _NoMatch
+    if pred.op == "and":
+        return _holds(s, pred.lhs) and _holds(s, pred.rhs)
+    lhs, rhs = _number(s, pred.lhs), _number(s, pred.rhs)
+    ops = {"<=": lhs <= rhs, "<": lhs < rhs, ">=": lhs >= rhs, ">": lhs > rhs, "==": lhs == rhs}
+    if pred.op not in ops:
+        raise _NoMatch
+    return ops[pred.op]

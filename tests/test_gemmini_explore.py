@@ -1,0 +1,228 @@
+"""Gemmini target: instruction selection read from the instrs, every plan rule sound (replayed
+through Exo, bit-exact on the Gemmini model), the cost model equal to the simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import exo.platforms.gemmini as platform
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exo_egraph.lower import lower
+from exo_egraph.lower_gemmini import NotGemmini, find_gemm, initial_plan
+from exo_egraph.plans import PAcc, PLoop, PStage, chain, show, to_egg
+from exo_egraph.replay import ReplayError
+from exo_egraph.replay_gemmini import replay_plan
+from exo_egraph.saturate import Budget, saturate_plan
+from exo_egraph.validate.gemmini import timing_constants, validate_gemmini
+from extract.gemmini_cost import GemminiCost
+from extract.plan_extract import extract_plans, random_plan
+from rewrites import gemmini as rules
+from rewrites.gemmini import gemmini_facts, gemmini_ruleset, select_instructions
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "kernels"))
+import gemmini as kernels  # noqa: E402
+
+SMALL = {
+    "matmul_32x48x64": kernels.gemmini_matmul.partial_eval(N=32, M=48, K=64),
+    "conv2d_2x16": kernels.gemmini_conv2d.partial_eval(OH=2, OW=16, OC=64, IC=32),
+}
+
+
+@lru_cache(maxsize=None)
+def explored(name: str, broken: bool = False):
+    proc = SMALL.get(name) or getattr(kernels, name)
+    pattern = find_gemm(lower(proc))
+    selection = select_instructions(pattern, platform)
+    ruleset = gemmini_ruleset(pattern, selection)
+    if broken:  # the accumulator may move into any loop, a reduction too: drops partial sums
+        from egglog import rewrite, ruleset as make_ruleset
+
+        from exo_egraph.plans import G
+
+        v, b = rules._v, rules._b
+        bad = rewrite(G.acc(rules._z, rules._st, G.loop(v, rules._s, rules._e, b))).to(
+            G.loop(v, rules._s, rules._e, G.acc(rules._z, rules._st, b))
+        )
+        ruleset = make_ruleset(*rules.replace_rules(selection), *rules.stage_rules(), bad, name="broken")
+    sat = saturate_plan(to_egg(initial_plan(pattern)), gemmini_facts(pattern), ruleset, Budget(seconds=60))
+    return proc, pattern, GemminiCost(pattern, selection, timing_constants()), sat
+
+
+def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
+    """None when ``plan`` replays through Exo and runs bit-exact, in the modeled cycles; else why not."""
+    proc, pattern, model, _ = explored(name, broken)
+    try:
+        replayed = replay_plan(proc, pattern, plan, hoisted, platform)
+    except ReplayError as e:
+        return f"Exo rejected a step: {e}"
+    v = validate_gemmini(proc, replayed.proc, reference=kernels.REFERENCES.get(name))
+    if not v.ok:
+        return v.message
+    if v.cycles != model.cycles(plan, hoisted):
+        return f"simulated {v.cycles} cycles, modeled {model.cycles(plan, hoisted)}"
+    return None
+
+
+def features(name: str, plan) -> set[str]:
+    """Which rules a plan needed: the initial plan has none of these."""
+    _, pattern, _, _ = explored(name)
+    links = chain(plan)
+    loops = [x for x in links if isinstance(x, PLoop)]
+    first = [x.var for x in chain(initial_plan(pattern)) if isinstance(x, PLoop)]
+    out = {f"instr:{x.op}" for x in links if isinstance(x, PStage)} | {f"instr:{links[-1].op}"}
+    out |= {f"instr:{o}" for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
+    if any(x.stride > 16 for x in loops):
+        out.add("divide_loop")
+    if [x.var for x in loops if x.stride <= 16] != first:
+        out.add("reorder_loops")
+    for i, x in enumerate(links):
+        if isinstance(x, PStage) and any(isinstance(y, PLoop) for y in links[i:]):
+            out.add("stage_mem+lift")
+        if isinstance(x, PAcc) and any(isinstance(y, PLoop) and y.var in pattern.reduction for y in links[:i]):
+            out.add("acc_inside_reduction")  # never legal
+        if isinstance(x, PAcc) and sum(isinstance(y, PLoop) for y in links[:i]) < len(pattern.parallel):
+            out.add("acc_lift")
+    return out
+
+
+def test_instruction_selection_is_read_from_the_instr_bodies():
+    _, pattern, model, _ = explored("matmul_32x48x64")
+    by_role = {r: {b.instr for b in model.selection.for_role(r)} for r in ("zero", "load_A", "load_B", "mac", "store")}
+    assert by_role["mac"] == {"matmul_acc_i8", "do_matmul_acc_i8"}
+    assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2"} <= by_role["load_A"] == by_role["load_B"]
+    assert by_role["zero"] == {"zero_acc_i32", "do_zero_acc_i32"}  # not zero_i8: its dst is an i8 scratchpad
+    assert by_role["store"] == {"st_acc_i8"}  # not st_acc_i32 (stores i32), not do_st_acc_i8 (reads ConfigStore)
+    do_load = next(b for b in model.selection.for_role("load_A") if b.instr == "do_ld_i8_id1")
+    assert do_load.requires[0][:2] == ("ConfigLoad_id1", "src_stride")  # the config assertion became a requirement
+    assert dict(do_load.sizes) == {"m": 16, "n": 16}
+
+
+def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
+    import matmul as cpu_kernels  # the f32 CPU kernels: no i32 accumulator
+
+    with pytest.raises(NotGemmini, match="accumulator"):
+        find_gemm(lower(cpu_kernels.matmul_f32_16))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_plan_rule_is_sound_on_random_plans(name):
+    """Property: any plan of the saturated e-graph replays through Exo and runs bit-exact on the
+    model in exactly the modeled cycles; the draws exercise every rule and instruction."""
+    _, _, model, sat = explored(name)
+    choices = model.choices()
+    seen: set[str] = set()
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.data())
+    def check(data):
+        choice = data.draw(st.sampled_from(choices))
+        plan = random_plan(sat.view, model, choice, lambda n: data.draw(st.integers(0, n - 1)))
+        assert plan is not None
+        if not model.footprint(plan).fits(model.consts):
+            return
+        seen.update(features(name, plan))
+        problem = sound(name, plan, choice.hoisted)
+        assert problem is None, f"{problem}\n{show(plan)}"
+
+    check()
+    assert {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift"} <= seen
+    assert "acc_inside_reduction" not in seen
+
+
+def test_the_soundness_property_catches_a_broken_rule():
+    """Without its guard the accumulator rule puts zero/store inside a reduction loop: caught."""
+    name = "matmul_32x48x64"
+    _, _, model, sat = explored(name, broken=True)
+    choice = model.choices()[0]
+    caught = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.data())
+    def check(data):
+        plan = random_plan(sat.view, model, choice, lambda n: data.draw(st.integers(0, n - 1)))
+        if "acc_inside_reduction" in features(name, plan):
+            problem = sound(name, plan, choice.hoisted, broken=True)
+            caught.append(problem)
+            assert problem is None
+
+    with pytest.raises(AssertionError):
+        check()
+    assert caught and caught[-1] is not None
+
+
+def kendall_tau(xs: list[int], ys: list[int]) -> float:
+    """Kendall's tau-b (ties in either list count as neither concordant nor discordant)."""
+    conc = disc = tx = ty = 0
+    for i in range(len(xs)):
+        for j in range(i + 1, len(xs)):
+            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
+            if dx and dy:
+                conc, disc = conc + (dx * dy > 0), disc + (dx * dy < 0)
+            elif dx:
+                tx += 1
+            elif dy:
+                ty += 1
+    denom = ((conc + disc + tx) * (conc + disc + ty)) ** 0.5
+    return (conc - disc) / denom if denom else 1.0
+
+
+def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
+    name = "matmul_i8_64"
+    proc, pattern, model, sat = explored(name)
+    picks = extract_plans(sat.view, model, k=24, distinct_cycles=True)  # not all ties
+    assert len(picks) >= 20 and len({x.cycles for x in picks}) == len(picks)
+    simulated = []
+    for x in picks:
+        replayed = replay_plan(proc, pattern, x.plan, x.choice.hoisted, platform)
+        v = validate_gemmini(proc, replayed.proc)
+        assert v.ok, v.message
+        simulated.append(v.cycles)
+    assert kendall_tau([x.cycles for x in picks], simulated) >= 0.9
+
+
+def test_capacity_is_a_hard_constraint_of_extraction():
+    proc, pattern, model, sat = explored("matmul_i8_128")
+    free = extract_plans(sat.view, model, k=1)[0]
+    assert free.footprint.acc_rows > 256  # unconstrained, it keeps many accumulator tiles
+    tight = GemminiCost(pattern, model.selection, {**model.consts, "ACC_ROWS": 256})
+    best = extract_plans(sat.view, tight, k=5)
+    assert best and all(x.footprint.acc_rows <= 256 for x in best)
+    # and the simulator agrees the room is real: the free plan overflows a 256-row accumulator
+    replayed = replay_plan(proc, pattern, free.plan, free.choice.hoisted, platform)
+    assert validate_gemmini(proc, replayed.proc).ok
+
+
+def test_cli_explores_for_gemmini_and_reports_cycles(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "exo_egraph.cli", "explore", "benchmarks/kernels/gemmini.py::matmul_i8_16",
+         "--target", "gemmini", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rep = json.loads((out / "report.json").read_text())
+    v = rep["validation"]
+    assert v["ok"] and v["cycles"] == v["model_cycles"] == rep["best"]["cycles"]
+    assert 0 < v["utilization"] <= 1 and v["naive"]["host_cycles"] > v["cycles"]
+    namespace: dict = {}
+    exec((out / "schedule.py").read_text(), namespace)
+    scheduled = namespace["schedule"](kernels.matmul_i8_16)
+    assert validate_gemmini(kernels.matmul_i8_16, scheduled, reference=kernels.matmul_reference).ok
+
+
+def test_cli_refuses_a_kernel_gemmini_cannot_run(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "exo_egraph.cli", "explore", "benchmarks/kernels/matmul.py::matmul_f32_16",
+         "--target", "gemmini", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "accumulator" in done.stderr
