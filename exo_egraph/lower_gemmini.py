@@ -25,7 +25,8 @@ from .lower import UnsupportedConstruct
 from .plans import PAcc, Plan, PLoop, PMac, PStage, role
 
 DIM = 16
-ROLES = ("zero", "load_A", "load_B", "mac", "store")
+ROLES = ("zero", "load_A", "load_B", "mac", "store", "zero_mac")
+NO_INSTR = "none"  # a role left empty: the zero a plain (non-accumulating) matmul does itself
 
 
 class NotGemmini(Exception):
@@ -54,6 +55,15 @@ class GemmPattern:
 
     def tiled(self, var: str) -> bool:
         return var in (self.n, self.m, self.k)
+
+    def intra(self, var: str) -> str:
+        """Name of the loop over one tile of a tiled iterator (the iterator itself if it is one tile)."""
+        return var if self.extent(var) == DIM else f"{var}_1"
+
+    @property
+    def single_step(self) -> bool:
+        """The whole reduction is one DIM-deep tile: a plain matmul may zero the accumulator itself."""
+        return self.reduction == (self.k,) and self.extent(self.k) == DIM
 
     def operand(self, name: str) -> tuple[str, tuple[t.Aff, ...]]:
         buf, idx = next((b, i) for o, b, i in self.operands if o == name)
@@ -191,6 +201,7 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
     )
     mac = _tile_loops((n1, m1, k1), mac_body)
     zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], zero.rhs),))
+    zero_mac = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], zero.rhs), *_tile_loops((k1,), mac_body)))
     store_body = t.subst_block(_replace_reads(epilogue, {acc: acc_tile}), tile_env)
     store = _tile_loops((n1, m1), store_body)
 
@@ -218,6 +229,7 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         ("load_B", load(b_s, b_buf, b_idx, k, m)),
         ("mac", mac),
         ("store", store),
+        ("zero_mac", zero_mac),
     )
     return GemmPattern(
         term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,
@@ -236,7 +248,9 @@ def initial_plan(g: GemmPattern) -> Plan:
     return plan
 
 
-def _tile_loop(g: GemmPattern, v: str, body: Plan) -> PLoop:
+def _tile_loop(g: GemmPattern, v: str, body: Plan) -> Plan:
+    if g.tiled(v) and g.extent(v) == DIM:
+        return body  # one tile: no loop over tiles
     if g.tiled(v):
         return PLoop(v, DIM, g.extent(v) // DIM, body)
     return PLoop(v, 1, g.extent(v), body)

@@ -30,7 +30,7 @@ from exo.libs import memories
 
 from . import terms as t
 from .lower import lower
-from .lower_gemmini import DIM, GemmPattern
+from .lower_gemmini import DIM, NO_INSTR, GemmPattern
 from .plans import PAcc, Plan, PLoop, PStage, chain
 from .replay import ReplayError, _block_at, _loop_ref, _Session
 
@@ -60,7 +60,7 @@ def replay_plan(
     names.update({"GEMM_SCRATCH": memories.GEMM_SCRATCH, "GEMM_ACCUM": memories.GEMM_ACCUM})
     links = chain(plan)
     used = {x.op for x in links if isinstance(x, PStage)} | {links[-1].op}
-    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
+    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store) if o != NO_INSTR}
     used |= {name for name, _ in hoisted}
     names.update({n: getattr(platform, n) for n in used})
     s = _Session(original, lower(original), names=dict(names))
@@ -70,13 +70,15 @@ def replay_plan(
     outer = [x for x in links[:acc_at] if isinstance(x, PLoop)]
     inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
     _split(s, g, loops)
-    n1, m1, k1 = (f"{v}_1" for v in (g.n, g.m, g.k))
+    n1, m1, k1 = (g.intra(v) for v in (g.n, g.m, g.k))
+    fused = links[acc_at].zero == NO_INSTR  # a plain matmul zeroes the tile itself
     par_inner = [x for x in inner if x.var in g.parallel]
     top = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
     _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=top)
     _accumulator(s, g, links[acc_at], par_inner, n1, m1)
     compute = _compute_path(s, g, top, len(outer))
-    _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
+    tile = [n1, m1] if fused else [n1, m1, k1]
+    _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + tile, start=compute[-1])
     _stage_tiles(s, g, links, n1)
     _lift_stagings(s, g, links, outer, inner)
     s.apply(f"replace(p, p.find_loop('{n1}'), {links[acc_at].store})")
@@ -135,6 +137,8 @@ def _expr_text(e: t.Expr, params: dict[str, str]) -> str:
 
 def _split(s: _Session, g: GemmPattern, loops: list[PLoop]) -> None:
     for v in (g.n, g.m, g.k):
+        if g.extent(v) == DIM:
+            continue  # one tile: the loop is the tile's
         strides = sorted({x.stride for x in loops if x.var == v}, reverse=True)
         s.apply(f'divide_loop(p, "{v}", {DIM}, ["{v}_{DIM}", "{v}_1"], perfect=True)')
         for big in strides[:-1]:  # the plan splits the tile loop once: v_big over v_16
@@ -171,13 +175,15 @@ def _accumulator(s: _Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop],
         s.apply(f'expand_dim(p, "{g.acc}", {extent}, "{name}")')
     lifts = len(par_inner) + 2
     s.apply(f'lift_alloc(p, "{g.acc}", n_lifts={lifts})')
-    s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
+    if acc.zero != NO_INSTR:
+        s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
     first_red = g.reduction[0]
     red_name = max((n for n in _loop_names(s.term) if n == first_red or n.startswith(f"{first_red}_")),
                    key=lambda n: int(n.rsplit("_", 1)[1]) if n != first_red else 0)  # fmt: skip
     s.apply(f'fission(p, p.find_loop("{red_name}").after(), n_lifts={lifts})')
     s.apply(f'set_memory(p, "{g.acc}", GEMM_ACCUM)')
-    s.apply(f"replace(p, p.find_loop('{n1}'), {acc.zero})")
+    if acc.zero != NO_INSTR:
+        s.apply(f"replace(p, p.find_loop('{n1}'), {acc.zero})")
 
 
 def _loop_names(term: t.Proc) -> list[str]:

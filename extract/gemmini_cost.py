@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from exo_egraph import terms as t
-from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
+from exo_egraph.lower_gemmini import DIM, NO_INSTR, ROLES, GemmPattern
 from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage
 from rewrites.gemmini import Selection
 from rewrites.instrs import Binding, InstrPattern
@@ -174,8 +174,8 @@ class OpChoice:
     instrs: tuple[tuple[str, str], ...]  # role → instruction
     hoisted: tuple[tuple[str, tuple[str, ...]], ...]  # config instruction calls at the top
 
-    def instr(self, role: str) -> str:
-        return dict(self.instrs)[role]
+    def instr(self, role: str) -> str | None:
+        return dict(self.instrs).get(role)
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,7 @@ class GemminiCost:
     _costs: dict[str, InstrCost] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._costs[NO_INSTR] = InstrCost(())
         for role, b in self.selection.bindings:
             self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
         self._bindings = {b.instr: (role, b) for role, b in self.selection.bindings}
@@ -211,14 +212,14 @@ class GemminiCost:
 
     def choices(self) -> list[OpChoice]:
         """Every config-consistent way to pick an instruction per role."""
-        per_role = [[b for b in self.selection.for_role(r)] for r in ROLES]
+        roles = [r for r in ROLES if self.selection.for_role(r)]
         out = []
-        for combo in product(*per_role):
+        for combo in product(*(self.selection.for_role(r) for r in roles)):
             writes = [w for b in combo for w in config_writes(self.selection, b)]
             if not consistent(writes):
                 continue
             hoisted = tuple(sorted({(w.instr, w.args) for w in writes if w.hoisted}))
-            out.append(OpChoice(tuple(zip(ROLES, (b.instr for b in combo))), hoisted))
+            out.append(OpChoice(tuple(zip(roles, (b.instr for b in combo))), hoisted))
         return out
 
     def distinct_choices(self) -> list[OpChoice]:
@@ -226,7 +227,7 @@ class GemminiCost:
         of every role, and at least the same one-off config cost)."""
         priced = []
         for ch in self.choices():
-            per_call = tuple(self.cost_of(ch.instr(r)).cycles for r in ROLES)
+            per_call = tuple(self.cost_of(instr).cycles for _, instr in ch.instrs)
             once = sum(self.config_cost(call).cycles for call in ch.hoisted)
             priced.append((per_call, once, ch))
         keep = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from exo_egraph.lower_gemmini import NO_INSTR
 from exo_egraph.plans import PAcc, Plan, PLoop, PMac, PStage, decode
 from exo_egraph.saturate import EGraphView
 
@@ -38,14 +39,20 @@ class _Entry:
 
 
 def extract_plans(
-    view: EGraphView, model: GemminiCost, k: int = 1, keep: int = 24, distinct_cycles: bool = False
+    view: EGraphView,
+    model: GemminiCost,
+    k: int = 1,
+    keep: int = 24,
+    distinct_cycles: bool = False,
+    choices: list[OpChoice] | None = None,
 ) -> list[Extracted]:
     """The ``k`` cheapest distinct plans of the root e-class that fit the scratchpad and accumulator
-    (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts)."""
+    (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts; ``choices``:
+    only these instruction choices, default every one worth trying)."""
     values = _primitives(view)
     order = _bottom_up(view)
     found: dict[Plan, Extracted] = {}
-    for choice in model.distinct_choices():
+    for choice in model.distinct_choices() if choices is None else choices:
         table = _programme(view, model, choice, values, order, max(k, keep), distinct_cycles)
         hoist = model.counters(PMac(choice.instr("mac")), choice.hoisted)["cycles"] - model.cost_of(
             choice.instr("mac")
@@ -59,6 +66,13 @@ def extract_plans(
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
     return ranked[:k]
+
+
+def _fill(choice: OpChoice, held: set[str], roles: tuple[str, ...]) -> str | None:
+    """The instruction ``choice`` puts in an Op e-class holding ``held`` (one of ``roles``)."""
+    if NO_INSTR in held:
+        return NO_INSTR
+    return next((choice.instr(r) for r in roles if choice.instr(r) in held), None)
 
 
 def _primitives(view: EGraphView) -> dict[str, object]:
@@ -91,8 +105,8 @@ def _programme(
             op, kids = view.nodes[nid]
             if op == "Op.instr":
                 instrs.setdefault(c, set()).add(str(values[kids[0]]))
-            elif op == "G.mac" and choice.instr("mac") in instrs.get(kids[0], ()):
-                entries.append(_Entry(model.cost_of(choice.instr("mac")).cycles, 0, 0, PMac(choice.instr("mac"))))
+            elif op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), ("mac", "zero_mac"))):
+                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac)))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
                 var, stride, extent = (values[x] for x in kids[:3])
@@ -115,11 +129,10 @@ def _programme(
                 ]
             elif (
                 op == "G.acc"
-                and choice.instr("zero") in instrs.get(kids[0], ())
-                and choice.instr("store") in instrs.get(kids[1], ())
+                and (zero := _fill(choice, instrs.get(kids[0], ()), ("zero",)))
+                and (store := _fill(choice, instrs.get(kids[1], ()), ("store",)))
                 and kids[2] in table
             ):
-                zero, store = choice.instr("zero"), choice.instr("store")
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles("C", inner)
@@ -154,8 +167,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
                 instrs.setdefault(c, set()).add(str(values[kids[0]]))
 
     def fill(cls: str, role: str) -> str | None:
-        instr = choice.instr(role)
-        return instr if instr in instrs.get(cls, ()) else None
+        return _fill(choice, instrs.get(cls, set()), ("mac", "zero_mac") if role == "mac" else (role,))
 
     def draw(cls: str) -> Plan | None:
         ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in ("G.loop", "G.stage", "G.acc", "G.mac")]

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from egglog import String, i64, ne, relation, rewrite, rule, ruleset, union, eq, vars_
 
-from exo_egraph.lower_gemmini import DIM, GemmPattern
+from exo_egraph.lower_gemmini import DIM, NO_INSTR, GemmPattern
 from exo_egraph.plans import G, Op
 from rewrites.instrs import Binding, InstrPattern, instr_patterns, unify
 
@@ -113,11 +113,32 @@ def stage_rules() -> list:
     ]
 
 
+def plain_matmul_rules(g: GemmPattern, selection: Selection) -> list:
+    """Exo ``replace(p, <the tile's loops, zero included>, matmul_i8)``: a plain matmul zeroes its
+    output itself, so the accumulator needs no zero instruction.
+
+    Guard: the reduction is a single DIM-deep tile (each output tile gets one multiply), and an
+    instruction unified with the zero-and-multiply nest.
+    """
+    if not g.single_step or not selection.for_role("zero_mac"):
+        return []
+    return [
+        rewrite(G.acc(_z, _st, G.stage(_x, _o, G.stage(_y, _o2, G.mac(Op.role("mac")))))).to(
+            G.acc(Op.instr(NO_INSTR, "zero"), _st, G.stage(_x, _o, G.stage(_y, _o2, G.mac(Op.role("zero_mac")))))
+        )
+    ]
+
+
 def gemmini_facts(g: GemmPattern) -> list:
     return [Parallel(v) for v in g.parallel]
 
 
 def gemmini_ruleset(g: GemmPattern, selection: Selection):
     return ruleset(
-        *replace_rules(selection), *divide_tile_rules(g), *reorder_tile_rules(), *stage_rules(), name="gemmini"
+        *replace_rules(selection),
+        *plain_matmul_rules(g, selection),
+        *divide_tile_rules(g),
+        *reorder_tile_rules(),
+        *stage_rules(),
+        name="gemmini",
     )

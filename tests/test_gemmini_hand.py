@@ -100,7 +100,7 @@ def test_bit_exact_on_the_model(name):
 def test_hand_beats_its_variants():
     from exo_egraph.validate.gemmini import validate_gemmini
 
-    name = "matmul_i8_64"
+    name = "gemmini_matmul_64"
     original = getattr(kernels, name)
     best = validate_gemmini(original, scheduled(name)).cycles
     for label, variant in hand.VARIANTS[name].items():

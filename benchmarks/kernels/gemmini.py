@@ -14,7 +14,7 @@ from exo.libs.externs import relu
 
 
 @proc
-def gemmini_matmul(
+def gemm_i8(
     N: size, M: size, K: size, scale: f32, act: bool, A: i8[N, K] @ DRAM, B: i8[K, M] @ DRAM, C: i8[N, M] @ DRAM
 ):
     for i in seq(0, N):
@@ -39,7 +39,7 @@ def gemmini_matmul(
 
 
 @proc
-def gemmini_conv2d(
+def conv3x3_i8(
     OH: size,
     OW: size,
     OC: size,
@@ -80,14 +80,21 @@ def _sized(p, name: str, **sizes: int):
     return rename(p.partial_eval(**sizes), name)
 
 
-matmul_i8_16 = _sized(gemmini_matmul, "matmul_i8_16", N=16, M=16, K=16)
-matmul_i8_64 = _sized(gemmini_matmul, "matmul_i8_64", N=64, M=64, K=64)
-matmul_i8_128 = _sized(gemmini_matmul, "matmul_i8_128", N=128, M=128, K=128)
-matmul_i8_256 = _sized(gemmini_matmul, "matmul_i8_256", N=256, M=256, K=256)
-matmul_i8_128x512x256 = _sized(gemmini_matmul, "matmul_i8_128x512x256", N=128, M=512, K=256)  # N×M×K
-conv2d_i8_16 = _sized(gemmini_conv2d, "conv2d_i8_16", OH=16, OW=16, OC=32, IC=32)
+gemmini_matmul_16 = _sized(gemm_i8, "gemmini_matmul_16", N=16, M=16, K=16)
+gemmini_matmul_64 = _sized(gemm_i8, "gemmini_matmul_64", N=64, M=64, K=64)
+gemmini_matmul_128 = _sized(gemm_i8, "gemmini_matmul_128", N=128, M=128, K=128)
+gemmini_matmul_256 = _sized(gemm_i8, "gemmini_matmul_256", N=256, M=256, K=256)
+gemmini_matmul_128x512x256 = _sized(gemm_i8, "gemmini_matmul_128x512x256", N=128, M=512, K=256)  # N×M×K
+gemmini_conv2d_16 = _sized(conv3x3_i8, "gemmini_conv2d_16", OH=16, OW=16, OC=32, IC=32)
 
-GEMMINI_KERNELS = ("matmul_i8_16", "matmul_i8_64", "matmul_i8_128", "matmul_i8_256", "matmul_i8_128x512x256", "conv2d_i8_16")
+GEMMINI_KERNELS = (
+    "gemmini_matmul_16",
+    "gemmini_matmul_64",
+    "gemmini_matmul_128",
+    "gemmini_matmul_256",
+    "gemmini_matmul_128x512x256",
+    "gemmini_conv2d_16",
+)
 
 
 # ----------------------------------------------------------------------------- numpy references
@@ -120,4 +127,4 @@ def conv2d_reference(v: dict) -> dict:
     return {"out": _epilogue(acc.astype(np.int32), v["scale"][0], bool(v["act"]))}
 
 
-REFERENCES = {name: (conv2d_reference if name.startswith("conv") else matmul_reference) for name in GEMMINI_KERNELS}
+REFERENCES = {name: (conv2d_reference if "conv" in name else matmul_reference) for name in GEMMINI_KERNELS}

@@ -448,18 +448,18 @@ def schedule_conv2d_i8_16(p: Procedure) -> Procedure:
 
 
 HAND_SCHEDULES: dict[str, Callable[[Procedure], Procedure]] = {
-    "matmul_i8_16": schedule_matmul_i8_16,
-    "matmul_i8_64": schedule_matmul_i8_64,
-    "matmul_i8_128": schedule_matmul_i8_128,
-    "matmul_i8_256": schedule_matmul_i8_256,
-    "matmul_i8_128x512x256": schedule_matmul_i8_128x512x256,
-    "conv2d_i8_16": schedule_conv2d_i8_16,
+    "gemmini_matmul_16": schedule_matmul_i8_16,
+    "gemmini_matmul_64": schedule_matmul_i8_64,
+    "gemmini_matmul_128": schedule_matmul_i8_128,
+    "gemmini_matmul_256": schedule_matmul_i8_256,
+    "gemmini_matmul_128x512x256": schedule_matmul_i8_128x512x256,
+    "gemmini_conv2d_16": schedule_conv2d_i8_16,
 }
 
 
 def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
     out: dict[str, dict[str, Callable[[Procedure], Procedure]]] = {}
-    blocks = {"matmul_i8_256": ("i", 4), "matmul_i8_128x512x256": ("j", 8)}
+    blocks = {"gemmini_matmul_256": ("i", 4), "gemmini_matmul_128x512x256": ("j", 8)}
     for name in HAND_SCHEDULES:
         if name.startswith("conv"):
             out[name] = {
@@ -473,8 +473,8 @@ def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
             "one_tile_mvins": lambda p, b=b: tiled_matmul(p, c_block=b, max_block=1),
             "one_tile_per_step": one_tile_per_step,
         }
-    out["matmul_i8_256"]["c_block_j4"] = lambda p: tiled_matmul(p, c_block=("j", 4))
-    out["matmul_i8_128x512x256"]["c_block_i2"] = lambda p: tiled_matmul(p, c_block=("i", 2))
+    out["gemmini_matmul_256"]["c_block_j4"] = lambda p: tiled_matmul(p, c_block=("j", 4))
+    out["gemmini_matmul_128x512x256"]["c_block_i2"] = lambda p: tiled_matmul(p, c_block=("i", 2))
     return out
 
 
