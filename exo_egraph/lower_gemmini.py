@@ -26,7 +26,6 @@ from .plans import PAcc, Plan, PLoop, PMac, PStage, role
 
 DIM = 16
 ROLES = ("zero", "load_A", "load_B", "mac", "store", "zero_mac")
-NO_INSTR = "none"  # a role left empty: the zero a plain (non-accumulating) matmul does itself
 
 
 class NotGemmini(Exception):
@@ -59,11 +58,6 @@ class GemmPattern:
     def intra(self, var: str) -> str:
         """Name of the loop over one tile of a tiled iterator (the iterator itself if it is one tile)."""
         return var if self.extent(var) == DIM else f"{var}_1"
-
-    @property
-    def single_step(self) -> bool:
-        """The whole reduction is one DIM-deep tile: a plain matmul may zero the accumulator itself."""
-        return self.reduction == (self.k,) and self.extent(self.k) == DIM
 
     def operand(self, name: str) -> tuple[str, tuple[t.Aff, ...]]:
         buf, idx = next((b, i) for o, b, i in self.operands if o == name)

@@ -30,13 +30,13 @@ from exo.libs import memories
 
 from . import terms as t
 from .lower import lower
-from .lower_gemmini import DIM, NO_INSTR, GemmPattern
+from .lower_gemmini import DIM, GemmPattern
 from .plans import PAcc, Plan, PLoop, PStage, chain
 from .replay import ReplayError, _block_at, _loop_ref, _Session
 
 GEMMINI_CALLS = (
     "divide_loop", "reorder_loops", "expand_dim", "lift_alloc", "fission", "set_memory", "replace", "stage_mem",
-    "reorder_stmts", "remove_loop", "write_config", "simplify",
+    "reorder_stmts", "remove_loop", "write_config", "fuse", "cut_loop", "unroll_loop", "simplify",
 )  # fmt: skip
 
 
@@ -60,7 +60,7 @@ def replay_plan(
     names.update({"GEMM_SCRATCH": memories.GEMM_SCRATCH, "GEMM_ACCUM": memories.GEMM_ACCUM})
     links = chain(plan)
     used = {x.op for x in links if isinstance(x, PStage)} | {links[-1].op}
-    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store) if o != NO_INSTR}
+    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
     used |= {name for name, _ in hoisted}
     names.update({n: getattr(platform, n) for n in used})
     s = _Session(original, lower(original), names=dict(names))
@@ -71,16 +71,19 @@ def replay_plan(
     inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
     _split(s, g, loops)
     n1, m1, k1 = (g.intra(v) for v in (g.n, g.m, g.k))
-    fused = links[acc_at].zero == NO_INSTR  # a plain matmul zeroes the tile itself
+    first_step = zeroes_and_multiplies(getattr(platform, links[acc_at].zero))
     par_inner = [x for x in inner if x.var in g.parallel]
     top = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
     _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=top)
-    _accumulator(s, g, links[acc_at], par_inner, n1, m1)
+    _accumulator(s, g, links[acc_at], par_inner, n1, m1, zero_instr=not first_step)
     compute = _compute_path(s, g, top, len(outer))
-    tile = [n1, m1] if fused else [n1, m1, k1]
-    _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + tile, start=compute[-1])
+    _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
     _stage_tiles(s, g, links, n1)
     _lift_stagings(s, g, links, outer, inner)
+    if first_step:
+        _peel_first_step(s, g, len(par_inner), n1, m1, links[acc_at].zero)
+    while _has_compute(s, g, n1):  # every (other) step accumulates
+        s.apply(f"replace(p, {_compute_n1(s, g, n1)}, {links[-1].op})")
     s.apply(f"replace(p, p.find_loop('{n1}'), {links[acc_at].store})")
     s.apply("simplify(p)")
     imports = sorted(used | cfg_names)
@@ -170,19 +173,20 @@ def _loop_chain(term: t.Proc, path: tuple, idx: int, depth: int) -> list[tuple[t
     return out
 
 
-def _accumulator(s: _Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop], n1: str, m1: str) -> None:
+def _accumulator(
+    s: _Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop], n1: str, m1: str, zero_instr: bool
+) -> None:
     for name, extent in [(m1, DIM), (n1, DIM)] + [(loop_name(g, x.var, x.stride), x.extent) for x in reversed(par_inner)]:
         s.apply(f'expand_dim(p, "{g.acc}", {extent}, "{name}")')
     lifts = len(par_inner) + 2
     s.apply(f'lift_alloc(p, "{g.acc}", n_lifts={lifts})')
-    if acc.zero != NO_INSTR:
-        s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
+    s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
     first_red = g.reduction[0]
     red_name = max((n for n in _loop_names(s.term) if n == first_red or n.startswith(f"{first_red}_")),
                    key=lambda n: int(n.rsplit("_", 1)[1]) if n != first_red else 0)  # fmt: skip
     s.apply(f'fission(p, p.find_loop("{red_name}").after(), n_lifts={lifts})')
     s.apply(f'set_memory(p, "{g.acc}", GEMM_ACCUM)')
-    if acc.zero != NO_INSTR:
+    if zero_instr:
         s.apply(f"replace(p, p.find_loop('{n1}'), {acc.zero})")
 
 
@@ -241,7 +245,76 @@ def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> Non
         staged = g.staged_name(operand)
         s.apply(f'set_memory(p, "{staged}", GEMM_SCRATCH)')
         s.apply(f"replace(p, p.find_loop('i0'), {stages[operand]})")
-    s.apply(f"replace(p, {_compute_n1(s, g, n1)}, {links[-1].op})")
+
+
+def zeroes_and_multiplies(instr: Procedure) -> bool:
+    """Does the instruction zero its output and then accumulate into it (a plain matmul)?"""
+    leaves = list(t.leaves(lower(instr, instr_ok=True).body))
+    return any(isinstance(x, t.Assign) and isinstance(x.rhs, t.Const) for x in leaves) and any(
+        isinstance(x, t.Reduce) for x in leaves
+    )
+
+
+def _has_compute(s: _Session, g: GemmPattern, n1: str) -> bool:
+    try:
+        _compute_n1(s, g, n1)
+    except ReplayError:
+        return False
+    return True
+
+
+def _stmt_ref(term: t.Proc, path: tuple, idx: int) -> str:
+    """Cursor text of statement ``idx`` of the block at ``path``."""
+    if not path:
+        return f"p.body()[{idx}]"
+    return f"{_loop_ref(term, path[:-1], path[-1][0])}.body()[{idx}]"
+
+
+def _peel_first_step(s: _Session, g: GemmPattern, par_loops: int, n1: str, m1: str, instr: str) -> None:
+    """Fuse the zero nest into the first reduction step and make the two one plain matmul:
+    ``fuse`` the zero nest's loops with the compute nest's (moving it past loads with
+    ``reorder_stmts``), ``cut_loop`` + ``unroll_loop`` each reduction loop's first trip, ``fuse``
+    the tile loops, ``replace``."""
+
+    def is_zero(x: t.Stmt) -> bool:
+        return isinstance(x, t.Loop) and any(
+            isinstance(y, t.Assign) and y.buf == g.acc for y in t.leaves((x,))
+        ) and not _has_reduce(x, g.acc)
+
+    def find(block: t.Block, path: tuple) -> tuple | None:
+        if any(is_zero(x) for x in block) and any(isinstance(x, t.Loop) and _has_reduce(x, g.acc) for x in block):
+            return path
+        for i, x in enumerate(block):
+            if isinstance(x, t.Loop) and (found := find(x.body, path + ((i, 0),))) is not None:
+                return found
+        return None
+
+    path = find(s.term.body, ())
+    if path is None:
+        raise ReplayError("(first step)", "no zero nest beside the compute nest")
+
+    def line_up() -> int:
+        """Move the zero nest to just before the compute nest; the zero's index."""
+        block = _block_at(s.term, path)
+        z = next(i for i, x in enumerate(block) if is_zero(x))
+        c = next(i for i, x in enumerate(block) if isinstance(x, t.Loop) and _has_reduce(x, g.acc))
+        for i in range(z, c - 1):
+            s.apply(f"reorder_stmts(p, {_stmt_ref(s.term, path, i)}.expand(0, 1))")
+        return c - 1
+
+    for _ in range(par_loops):  # the accumulator's parallel loops: one fused loop each
+        z = line_up()
+        s.apply(f"fuse(p, {_loop_ref(s.term, path, z)}, {_loop_ref(s.term, path, z + 1)})")
+        path = path + ((z, 0),)
+    z = line_up()
+    while (loop := _block_at(s.term, path)[z + 1]).var != n1:  # a reduction loop: peel its first trip
+        if loop.hi.const - loop.lo.const > 1:
+            s.apply(f"cut_loop(p, {_loop_ref(s.term, path, z + 1)}, {loop.lo.const + 1})")
+        s.apply(f"unroll_loop(p, {_loop_ref(s.term, path, z + 1)})")
+    for _ in (n1, m1):
+        s.apply(f"fuse(p, {_loop_ref(s.term, path, z)}, {_loop_ref(s.term, path, z + 1)})")
+        path, z = path + ((z, 0),), 0
+    s.apply(f"replace(p, {_loop_ref(s.term, path[:-2], path[-2][0])}, {instr})")
 
 
 def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from exo_egraph import terms as t
-from exo_egraph.lower_gemmini import DIM, NO_INSTR, ROLES, GemmPattern
-from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage
+from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
+from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage, chain
 from rewrites.gemmini import Selection
 from rewrites.instrs import Binding, InstrPattern
 
@@ -197,10 +197,19 @@ class GemminiCost:
     _costs: dict[str, InstrCost] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._costs[NO_INSTR] = InstrCost(())
         for role, b in self.selection.bindings:
             self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
-        self._bindings = {b.instr: (role, b) for role, b in self.selection.bindings}
+        self._first_step = {b.instr for b in self.selection.for_role("zero_mac")}
+
+    def overwrites(self, zero: str) -> bool:
+        """Is ``zero`` a plain matmul doing the first reduction step (no zero instruction)?"""
+        return zero in self._first_step
+
+    def zero_cycles(self, zero: str, mac: str) -> int:
+        """Cycles the zero adds per accumulator tile (a first step's plain matmul replaces a multiply)."""
+        if self.overwrites(zero):
+            return self.cost_of(zero).cycles - self.cost_of(mac).cycles
+        return self.cost_of(zero).cycles
 
     def cost_of(self, instr: str) -> InstrCost:
         return self._costs[instr]
@@ -277,8 +286,11 @@ class GemminiCost:
                     return inner
                 case PAcc(zero, store, body):
                     inner = walk(body, mult)
-                    add(zero, mult * self.tiles("C", inner))
-                    add(store, mult * self.tiles("C", inner))
+                    tiles = mult * self.tiles("C", inner)
+                    add(zero, tiles)
+                    add(store, tiles)
+                    if self.overwrites(zero):  # the first step's multiply is the plain matmul
+                        add(chain(body)[-1].op, -tiles)
                     return inner
                 case PMac(op):
                     add(op, mult)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from exo_egraph.lower_gemmini import NO_INSTR
 from exo_egraph.plans import PAcc, Plan, PLoop, PMac, PStage, decode
 from exo_egraph.saturate import EGraphView
+
+from rewrites.gemmini import first_step_ok
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
@@ -68,11 +69,10 @@ def extract_plans(
     return ranked[:k]
 
 
-def _fill(choice: OpChoice, held: set[str], roles: tuple[str, ...]) -> str | None:
-    """The instruction ``choice`` puts in an Op e-class holding ``held`` (one of ``roles``)."""
-    if NO_INSTR in held:
-        return NO_INSTR
-    return next((choice.instr(r) for r in roles if choice.instr(r) in held), None)
+def _fill(choice: OpChoice, held: set[str], role: str) -> str | None:
+    """The instruction ``choice`` gives ``role``, if the Op e-class (holding ``held``) has it."""
+    instr = choice.instr(role)
+    return instr if instr in held else None
 
 
 def _primitives(view: EGraphView) -> dict[str, object]:
@@ -105,7 +105,7 @@ def _programme(
             op, kids = view.nodes[nid]
             if op == "Op.instr":
                 instrs.setdefault(c, set()).add(str(values[kids[0]]))
-            elif op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), ("mac", "zero_mac"))):
+            elif op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), "mac")):
                 entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac)))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
@@ -127,30 +127,32 @@ def _programme(
                 entries += [
                     _Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan)) for e in table[kids[2]]
                 ]
-            elif (
-                op == "G.acc"
-                and (zero := _fill(choice, instrs.get(kids[0], ()), ("zero",)))
-                and (store := _fill(choice, instrs.get(kids[1], ()), ("store",)))
-                and kids[2] in table
-            ):
+            elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), "store")) and kids[2] in table:
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles("C", inner)
-                extra = tiles * (model.cost_of(zero).cycles + model.cost_of(store).cycles)
-                entries += [
-                    _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan)) for e in table[kids[2]]
-                ]
+                for zero in (_fill(choice, instrs.get(kids[0], ()), r) for r in ("zero", "zero_mac")):
+                    if zero is None:
+                        continue
+                    extra = tiles * (model.zero_cycles(zero, choice.instr("mac")) + model.cost_of(store).cycles)
+                    entries += [
+                        _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan))
+                        for e in table[kids[2]]
+                        if not model.overwrites(zero) or first_step_ok(model.g, e.plan)
+                    ]
         fits = [e for e in entries if Footprint(e.sp, e.acc).fits(model.consts)]
         if fits:
-            table[c] = _prune(fits, keep, distinct)
+            table[c] = _prune(fits, keep, distinct, model.g)
     return table
 
 
-def _prune(entries: list[_Entry], keep: int, distinct: bool = False) -> list[_Entry]:
+def _prune(entries: list[_Entry], keep: int, distinct: bool = False, g=None) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
     unique = {(e.cycles, e.sp, e.acc) if distinct else e.plan: e for e in entries}.values()
     cheapest = sorted(unique, key=lambda e: (e.cycles, e.sp + e.acc))[:keep]
+    # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
+    cheapest += sorted((e for e in unique if first_step_ok(g, e.plan)), key=lambda e: e.cycles)[:keep] if g else []
     smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
     return list({e.plan: e for e in cheapest + smallest}.values())
 
@@ -167,7 +169,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
                 instrs.setdefault(c, set()).add(str(values[kids[0]]))
 
     def fill(cls: str, role: str) -> str | None:
-        return _fill(choice, instrs.get(cls, set()), ("mac", "zero_mac") if role == "mac" else (role,))
+        return _fill(choice, instrs.get(cls, set()), role)
 
     def draw(cls: str) -> Plan | None:
         ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in ("G.loop", "G.stage", "G.acc", "G.mac")]
@@ -182,7 +184,12 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
             operand = str(values[kids[0]])
             instr, body = fill(kids[1], f"load_{operand}"), draw(kids[2])
             return None if instr is None or body is None else PStage(operand, instr, body)
-        zero, store, body = fill(kids[0], "zero"), fill(kids[1], "store"), draw(kids[2])
-        return None if zero is None or store is None or body is None else PAcc(zero, store, body)
+        store, body = fill(kids[1], "store"), draw(kids[2])
+        zeros = [z for z in (fill(kids[0], "zero"), fill(kids[0], "zero_mac")) if z is not None]
+        if body is not None and not first_step_ok(model.g, body):
+            zeros = [z for z in zeros if not model.overwrites(z)]
+        if store is None or body is None or not zeros:
+            return None
+        return PAcc(zeros[pick(len(zeros))], store, body)
 
     return draw(view.root)

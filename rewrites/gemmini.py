@@ -12,8 +12,8 @@ from typing import Mapping
 
 from egglog import String, i64, ne, relation, rewrite, rule, ruleset, union, eq, vars_
 
-from exo_egraph.lower_gemmini import DIM, NO_INSTR, GemmPattern
-from exo_egraph.plans import G, Op
+from exo_egraph.lower_gemmini import DIM, GemmPattern
+from exo_egraph.plans import G, Op, PAcc, Plan, PLoop, chain
 from rewrites.instrs import Binding, InstrPattern, instr_patterns, unify
 
 Parallel = relation("Parallel", String)  # a loop over this iterator may leave the accumulator's scope
@@ -113,20 +113,30 @@ def stage_rules() -> list:
     ]
 
 
-def plain_matmul_rules(g: GemmPattern, selection: Selection) -> list:
-    """Exo ``replace(p, <the tile's loops, zero included>, matmul_i8)``: a plain matmul zeroes its
-    output itself, so the accumulator needs no zero instruction.
+def first_step_rules(selection: Selection) -> list:
+    """Exo ``fuse`` (zero nest into the compute nest), ``cut_loop`` + ``unroll_loop`` (peel the
+    first reduction step), ``fuse`` again and ``replace(p, <zero + first step>, matmul_i8)``: the
+    accumulator's zero is done by a plain (overwriting) matmul on the first reduction step, so
+    no zero instruction runs. The zero role is then filled by that plain matmul.
 
-    Guard: the reduction is a single DIM-deep tile (each output tile gets one multiply), and an
-    instruction unified with the zero-and-multiply nest.
+    Guard: an instruction unified with the zero-then-multiply nest (the zero_mac role), and
+    `first_step_ok` on the accumulator's body. That guard is structural and the members of an
+    e-class differ in structure, so extraction checks it on each plan it builds.
     """
-    if not g.single_step or not selection.for_role("zero_mac"):
-        return []
-    return [
-        rewrite(G.acc(_z, _st, G.stage(_x, _o, G.stage(_y, _o2, G.mac(Op.role("mac")))))).to(
-            G.acc(Op.instr(NO_INSTR, "zero"), _st, G.stage(_x, _o, G.stage(_y, _o2, G.mac(Op.role("zero_mac")))))
-        )
-    ]
+    return [rewrite(Op.role("zero")).to(Op.instr(b.instr, "zero")) for b in selection.for_role("zero_mac")]
+
+
+def first_step_ok(g: GemmPattern, body: Plan) -> bool:
+    """The accumulator's body is parallel loops (stagings among them) over reduction loops only,
+    so the first reduction step is one region that can be peeled and fused with the zero."""
+    links = chain(body)
+    reducing = False
+    for x in links[:-1]:
+        if isinstance(x, PLoop) and x.var in g.reduction:
+            reducing = True
+        elif reducing or isinstance(x, PAcc) or (isinstance(x, PLoop) and x.var not in g.parallel):
+            return False
+    return True
 
 
 def gemmini_facts(g: GemmPattern) -> list:
@@ -136,7 +146,7 @@ def gemmini_facts(g: GemmPattern) -> list:
 def gemmini_ruleset(g: GemmPattern, selection: Selection):
     return ruleset(
         *replace_rules(selection),
-        *plain_matmul_rules(g, selection),
+        *first_step_rules(selection),
         *divide_tile_rules(g),
         *reorder_tile_rules(),
         *stage_rules(),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from exo_egraph.lower import lower
 from exo_egraph.lower_gemmini import NotGemmini, find_gemm, initial_plan
-from exo_egraph.plans import PAcc, PLoop, PStage, chain, show, to_egg
+from exo_egraph.plans import PAcc, PLoop, PMac, PStage, chain, show, to_egg
 from exo_egraph.replay import ReplayError
 from exo_egraph.replay_gemmini import replay_plan
 from exo_egraph.saturate import Budget, saturate_plan
@@ -24,7 +24,7 @@ from exo_egraph.validate.gemmini import timing_constants, validate_gemmini
 from extract.gemmini_cost import GemminiCost
 from extract.plan_extract import extract_plans, random_plan
 from rewrites import gemmini as rules
-from rewrites.gemmini import gemmini_facts, gemmini_ruleset, select_instructions
+from rewrites.gemmini import Selection, first_step_ok, gemmini_facts, gemmini_ruleset, select_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "kernels"))
@@ -74,7 +74,7 @@ def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
 
 def features(name: str, plan) -> set[str]:
     """Which rules a plan needed: the initial plan has none of these."""
-    _, pattern, _, _ = explored(name)
+    _, pattern, model, _ = explored(name)
     links = chain(plan)
     loops = [x for x in links if isinstance(x, PLoop)]
     first = [x.var for x in chain(initial_plan(pattern)) if isinstance(x, PLoop)]
@@ -91,6 +91,8 @@ def features(name: str, plan) -> set[str]:
             out.add("acc_inside_reduction")  # never legal
         if isinstance(x, PAcc) and sum(isinstance(y, PLoop) for y in links[:i]) < len(pattern.parallel):
             out.add("acc_lift")
+        if isinstance(x, PAcc) and model.overwrites(x.zero):
+            out.add("first_step" if first_step_ok(pattern, x.body) else "first_step_misplaced")
     return out
 
 
@@ -110,21 +112,28 @@ def test_instruction_selection_is_read_from_the_instr_bodies():
 def test_every_selected_instruction_is_sound(name):
     """The replace rule of each instruction: the cheapest plan using it replays and runs bit-exact."""
     _, _, model, sat = explored(name)
+    # without the plain matmul, the zero role must be filled by a zero instruction
+    no_first_step = GemminiCost(
+        model.g, Selection(tuple(rb for rb in model.selection.bindings if rb[0] != "zero_mac"), model.selection.all_patterns),
+        model.consts,
+    )  # fmt: skip
     used = set()
     for role, binding in model.selection.bindings:
-        if binding.instr in used or (role == "zero_mac") != (role in ("zero", "mac", "zero_mac") and model.g.single_step):
-            continue  # a single-step reduction uses the plain matmul (no zero), a longer one zero + accumulate
-        with_it = [c for c in model.choices() if c.instr(role) == binding.instr]
+        if binding.instr in used:
+            continue
+        m = model if role in ("zero_mac", "load_A", "load_B", "store") else no_first_step
+        with_it = [c for c in m.choices() if c.instr(role) == binding.instr]
         if not with_it:  # its hoisted config would clash with another role's (do_ld_i8 and the zero share id 0)
             assert binding.instr.startswith("do_")
             continue
-        x = extract_plans(sat.view, model, k=1, choices=with_it)[0]
+        x = extract_plans(sat.view, m, k=1, choices=with_it)[0]
         instrs = features(name, x.plan)
         used |= {i.split(":", 1)[1] for i in instrs if i.startswith("instr:")}
         assert f"instr:{binding.instr}" in instrs
         problem = sound(name, x.plan, x.choice.hoisted)
         assert problem is None, f"{binding.instr}: {problem}\n{show(x.plan)}"
-    assert {"matmul_acc_i8", "do_matmul_acc_i8", "st_acc_i8", "ld_i8", "do_ld_i8_id1"} <= used or name == "matmul_32x32x16"
+    assert {"matmul_acc_i8", "do_matmul_acc_i8", "matmul_i8", "do_matmul_i8", "zero_acc_i32", "st_acc_i8"} <= used
+    assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2"} <= used
 
 
 def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
@@ -142,7 +151,7 @@ def test_every_plan_rule_is_sound_on_random_plans(name):
     choices = model.choices()
     seen: set[str] = set()
 
-    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(st.data())
     def check(data):
         choice = data.draw(st.sampled_from(choices))
@@ -155,8 +164,8 @@ def test_every_plan_rule_is_sound_on_random_plans(name):
         assert problem is None, f"{problem}\n{show(plan)}"
 
     check()
-    assert {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift"} <= seen
-    assert "acc_inside_reduction" not in seen
+    assert {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "first_step"} <= seen
+    assert not {"acc_inside_reduction", "first_step_misplaced"} & seen
 
 
 def test_the_soundness_property_catches_a_broken_rule():
@@ -213,13 +222,26 @@ def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
 def test_capacity_is_a_hard_constraint_of_extraction():
     proc, pattern, model, sat = explored("gemmini_matmul_128")
     free = extract_plans(sat.view, model, k=1)[0]
-    assert free.footprint.acc_rows > 256  # unconstrained, it keeps many accumulator tiles
-    tight = GemminiCost(pattern, model.selection, {**model.consts, "ACC_ROWS": 256})
+    assert free.footprint.sp_rows > 256  # it keeps many operand tiles in the scratchpad
+    tight = GemminiCost(pattern, model.selection, {**model.consts, "SP_ROWS": 256})
     best = extract_plans(sat.view, tight, k=5)
-    assert best and all(x.footprint.acc_rows <= 256 for x in best)
-    # and the simulator agrees the room is real: the free plan overflows a 256-row accumulator
-    replayed = replay_plan(proc, pattern, free.plan, free.choice.hoisted, platform)
-    assert validate_gemmini(proc, replayed.proc).ok
+    assert best and all(x.footprint.sp_rows <= 256 for x in best)
+    assert best[0].cycles > free.cycles
+
+
+def test_a_plan_over_capacity_overflows_the_model_too():
+    """The accumulator kept whole for a 256x256 output needs 4096 rows of 1024: the cost model
+    refuses it, and the simulator stops with the overflow when it is forced through."""
+    proc, pattern, model, _ = explored("gemmini_matmul_256")
+    choice = next(c for c in model.choices() if c.instr("zero") == "zero_acc_i32" and c.instr("mac") == "matmul_acc_i8")
+    inner = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
+    for v in reversed(("i", "j", "k")):
+        inner = PLoop(v, 16, 16, inner)
+    plan = PAcc(choice.instr("zero"), choice.instr("store"), inner)
+    assert model.footprint(plan).acc_rows == 4096 and not model.footprint(plan).fits(model.consts)
+    replayed = replay_plan(proc, pattern, plan, choice.hoisted, platform)
+    v = validate_gemmini(proc, replayed.proc)
+    assert not v.ok and "accumulator" in v.message and "overflow" in v.message
 
 
 def test_cli_explores_for_gemmini_and_reports_cycles(tmp_path):
