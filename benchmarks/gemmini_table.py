@@ -36,16 +36,19 @@ def main() -> None:
     rows = []
     head = (
         "| kernel | schedules held | e-nodes | explore s | naive host cycles | hand cycles (util) "
-        "| explored cycles (util) | explored / hand | bit-exact |"
+        "| hand, 1-tile mvins | explored cycles (util) | explored / hand | explored / hand 1-tile | bit-exact |"
     )
     print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in args.kernels:
         proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
         start = time.perf_counter()
         r = explore_gemmini(proc, budget=Budget(seconds=args.budget_s), reference=reference)
         seconds = time.perf_counter() - start
         h = validate_gemmini(proc, hand.HAND_SCHEDULES[name](proc), reference=reference)
+        # the hand schedule without block loads (ld_i8_block's declared stride preconditions do
+        # not hold for any tiled layout; the explorer only selects instructions whose do)
+        h1 = validate_gemmini(proc, hand.VARIANTS[name]["one_tile_mvins"](proc), reference=reference)
         v = r.validation
         row = {
             "kernel": name,
@@ -55,19 +58,22 @@ def main() -> None:
             "naive_host_cycles": v.naive_host_cycles,
             "hand_cycles": h.cycles,
             "hand_utilization": round(h.utilization, 4),
+            "hand_one_tile_mvins_cycles": h1.cycles,
             "explored_cycles": v.cycles,
             "explored_model_cycles": v.model_cycles,
             "explored_utilization": round(v.utilization, 4),
             "explored_over_hand": round(v.cycles / h.cycles, 3),
+            "explored_over_hand_one_tile_mvins": round(v.cycles / h1.cycles, 3),
             "explored_ok": v.ok,
-            "hand_ok": h.ok,
+            "hand_ok": h.ok and h1.ok,
             "plan": show(r.best.plan).splitlines(),
         }
         rows.append(row)
         print(
             f"| {name} | {r.stats.schedules:,} | {r.stats.enodes:,} | {row['explore_seconds']} "
-            f"| {v.naive_host_cycles:,} | {h.cycles:,} ({h.utilization:.1%}) | {v.cycles:,} ({v.utilization:.1%}) "
-            f"| {row['explored_over_hand']:.2f}x | {v.ok and h.ok} |",
+            f"| {v.naive_host_cycles:,} | {h.cycles:,} ({h.utilization:.1%}) | {h1.cycles:,} "
+            f"| {v.cycles:,} ({v.utilization:.1%}) | {row['explored_over_hand']:.2f}x "
+            f"| {row['explored_over_hand_one_tile_mvins']:.3f}x | {v.ok and h.ok and h1.ok} |",
             flush=True,
         )
     out = Path(args.out)

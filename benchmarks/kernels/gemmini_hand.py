@@ -461,7 +461,7 @@ def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
     out: dict[str, dict[str, Callable[[Procedure], Procedure]]] = {}
     blocks = {"gemmini_matmul_256": ("i", 4), "gemmini_matmul_128x512x256": ("j", 8)}
     for name in HAND_SCHEDULES:
-        if name.startswith("conv"):
+        if "conv" in name:
             out[name] = {
                 "zero_fill": lambda p: conv3x3(p, overwrite=False),
                 "one_tile_mvins": lambda p: conv3x3(p, max_block=1),
