@@ -26,6 +26,7 @@ from .plans import PAcc, Plan, PLoop, PMac, PStage, role
 
 DIM = 16
 ROLES = ("zero", "load_A", "load_B", "mac", "store", "zero_mac")
+BLOCK = 4  # most DIM-column blocks one load moves (the block loads' `m <= 4`)
 
 
 class NotGemmini(Exception):
@@ -62,6 +63,12 @@ class GemmPattern:
     def operand(self, name: str) -> tuple[str, tuple[t.Aff, ...]]:
         buf, idx = next((b, i) for o, b, i in self.operands if o == name)
         return buf, idx
+
+    tile = DIM
+
+    def columns(self, operand: str) -> str:
+        """The iterator along an operand's DIM-column tiles (what a block load spans)."""
+        return {"A": self.k, "B": self.m}[operand]
 
     def depends(self, operand: str, var: str) -> bool:
         """Does the data of ``operand`` (A, B or C, the accumulator) change with ``var``?"""
@@ -205,6 +212,15 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         read = t.Read(buf, tuple(a.subst(env) for a in idx))
         return _tile_loops((i0, i1), (t.Assign(staged, (t.Aff.var(i0), t.Aff.var(i1)), read),))
 
+    def load_block(staged: str, buf: str, idx: tuple[t.Aff, ...], rows: str, cols: str) -> t.Block:
+        """Rows outer, then BLOCK column tiles, then columns: tiles of a staged buffer [.., tile, 16, 16]."""
+        i0, b, i1 = f"{staged}_i0", f"{staged}_b", f"{staged}_i1"
+        col = t.Aff.var(f"{cols}_t") + t.Aff.var(b).scale(DIM) + t.Aff.var(i1)
+        env = {rows: t.Aff.var(f"{rows}_t") + t.Aff.var(i0), cols: col}
+        read = t.Read(buf, tuple(a.subst(env) for a in idx))
+        body = (t.Assign(f"{staged}_blk", (t.Aff.var(b), t.Aff.var(i0), t.Aff.var(i1)), read),)
+        return (t.Loop(i0, t.Aff(), t.Aff((), DIM), "seq", (t.Loop(b, t.Aff(), t.Aff((), BLOCK), "seq", _tile_loops((i1,), body)),)),)
+
     def dram(name: str) -> Buffer:
         a = args[name]
         return Buffer(a.typ, a.mem or "DRAM", tuple(s.const for s in a.shape))
@@ -213,6 +229,8 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
     buffers.update({name: Buffer(a.typ, "DRAM", ()) for name, a in args.items() if not a.shape})
     buffers[a_s] = Buffer(args[a_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
     buffers[b_s] = Buffer(args[b_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
+    buffers[f"{a_s}_blk"] = Buffer(args[a_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
+    buffers[f"{b_s}_blk"] = Buffer(args[b_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
     buffers[acc] = Buffer("i32", "GEMM_ACCUM", (DIM, DIM))
     for s in t.leaves(inner + epilogue):
         if isinstance(s, t.Alloc):
@@ -224,6 +242,8 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         ("mac", mac),
         ("store", store),
         ("zero_mac", zero_mac),
+        ("load_A_block", load_block(a_s, a_buf, a_idx, n, k)),
+        ("load_B_block", load_block(b_s, b_buf, b_idx, k, m)),
     )
     return GemmPattern(
         term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,

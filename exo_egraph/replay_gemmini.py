@@ -36,7 +36,7 @@ from .replay import ReplayError, _block_at, _loop_ref, _Session
 
 GEMMINI_CALLS = (
     "divide_loop", "reorder_loops", "expand_dim", "lift_alloc", "fission", "set_memory", "replace", "stage_mem",
-    "reorder_stmts", "remove_loop", "write_config", "fuse", "cut_loop", "unroll_loop", "simplify",
+    "reorder_stmts", "remove_loop", "write_config", "fuse", "cut_loop", "unroll_loop", "rearrange_dim", "simplify",
 )  # fmt: skip
 
 
@@ -80,6 +80,7 @@ def replay_plan(
     _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
     _stage_tiles(s, g, links, n1)
     _lift_stagings(s, g, links, outer, inner)
+    _replace_loads(s, g, links, platform)
     if first_step:
         _peel_first_step(s, g, len(par_inner), n1, m1, links[acc_at].zero)
     while _has_compute(s, g, n1):  # every (other) step accumulates
@@ -242,9 +243,7 @@ def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> Non
         s.apply(f'stage_mem(p, {_compute_n1(s, g, n1)}, "{_window(g, operand, links)}", "{staged}")')
     s.apply("simplify(p)")
     for operand in ("A", "B"):
-        staged = g.staged_name(operand)
-        s.apply(f'set_memory(p, "{staged}", GEMM_SCRATCH)')
-        s.apply(f"replace(p, p.find_loop('i0'), {stages[operand]})")
+        s.apply(f'set_memory(p, "{g.staged_name(operand)}", GEMM_SCRATCH)')
 
 
 def zeroes_and_multiplies(instr: Procedure) -> bool:
@@ -367,10 +366,93 @@ def _lift_once(s: _Session, g: GemmPattern, operand: str, name: str, loop: PLoop
 
 
 def _loads(x: t.Stmt, staged: str) -> bool:
-    return any(
-        isinstance(leaf, t.Call) and any(isinstance(a, t.WindowExpr) and a.buf == staged for a in leaf.args[-1:])
-        for leaf in t.leaves((x,))
-    )
+    """Does ``x`` fill ``staged`` (the copy nest ``stage_mem`` wrote)?"""
+    return any(isinstance(leaf, t.Assign) and leaf.buf == staged for leaf in t.leaves((x,)))
+
+
+def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], platform: ModuleType) -> None:
+    """``replace`` each operand's copy nest by its load instruction. A block load first brings
+    the copy's rows outside its column tiles: ``divide_loop`` of the column-tile loop by the
+    block, ``reorder_loops``; then each call moves up to BLOCK tiles."""
+    for x in links:
+        if not isinstance(x, PStage):
+            continue
+        staged = g.staged_name(x.operand)
+        path, idx = _copy_loop(s.term, staged)
+        if _is_block_load(getattr(platform, x.op)):
+            _columns_innermost(s, g, x.operand, staged)
+            path, idx = _copy_loop(s.term, staged)
+            around = _block_at(s.term, path[:-1])[path[-1][0]]
+            extent = around.hi.const
+            blocks = next(f for f in range(4, 1, -1) if extent % f == 0)
+            if extent > blocks:
+                ref = _loop_ref(s.term, path[:-1], path[-1][0])
+                s.apply(f'divide_loop(p, {ref}, {blocks}, ["{around.var}_blk", "{around.var}_in"], perfect=True)')
+                path, idx = _copy_loop(s.term, staged)
+            s.apply(f"reorder_loops(p, {_loop_ref(s.term, path[:-1], path[-1][0])})")
+            path, idx = _copy_loop(s.term, staged)
+            path, idx = path[:-1], path[-1][0]  # the rows loop now holds the column tiles
+        s.apply(f"replace(p, {_loop_ref(s.term, path, idx)}, {x.op})")
+
+
+def _columns_innermost(s: _Session, g: GemmPattern, operand: str, staged: str) -> None:
+    """Make the operand's column-tile loop the innermost loop around its copy, and its dim the
+    last tile dim of the staged buffer (``rearrange_dim``, ``reorder_loops``): consecutive column
+    tiles then sit DIM rows apart, as one block load writes them."""
+    col = loop_name(g, g.columns(operand), DIM)
+    alloc = next(x for x in _allocs(s.term) if x.name == staged)
+    tile_dims = len(alloc.shape) - 2  # one per loop lifted over that the operand changes with
+    path, _ = _copy_loop(s.term, staged)
+    order = [_block_at(s.term, bp)[bi].var for bp, bi in reversed(_enclosing(s.term, path, tile_dims))]
+    if col not in order or order[-1] == col:
+        return
+    at = order.index(col)
+    perm = [i for i in range(tile_dims) if i != at] + [at, tile_dims, tile_dims + 1]
+    s.apply(f'rearrange_dim(p, "{staged}", {perm})')
+    for _ in range(len(order) - 1 - at):
+        cp, _ = _copy_loop(s.term, staged)
+        loops = _enclosing(s.term, cp, len(order))
+        bp, bi = next(q for q in loops if _block_at(s.term, q[0])[q[1]].var == col)
+        s.apply(f"reorder_loops(p, {_loop_ref(s.term, bp, bi)})")
+
+
+def _enclosing(term: t.Proc, path: tuple, depth: int) -> list[tuple[tuple, int]]:
+    """(block path, index) of the ``depth`` loops around the block at ``path``, innermost first."""
+    out = []
+    while path and len(out) < depth:
+        out.append((path[:-1], path[-1][0]))
+        path = path[:-1]
+    return out
+
+
+def _allocs(term: t.Proc) -> list[t.Alloc]:
+    return [x for x in t.leaves(term.body) if isinstance(x, t.Alloc)]
+
+
+def _is_block_load(instr: Procedure) -> bool:
+    """Does the instruction write a [blocks, rows, 16] scratchpad window (a block load)?"""
+    return any(a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 for a in lower(instr, instr_ok=True).args)
+
+
+def _copy_loop(term: t.Proc, staged: str) -> tuple[tuple, int]:
+    """(block path, index) of the outer loop of the tile copy filling ``staged`` (stage_mem's ``i0``)."""
+    found = []
+
+    def walk(b: t.Block, path: tuple) -> None:
+        for i, x in enumerate(b):
+            if isinstance(x, t.Loop):
+                body = x.body
+                if len(body) == 1 and isinstance(body[0], t.Loop) and len(body[0].body) == 1:
+                    leaf = body[0].body[0]
+                    if isinstance(leaf, t.Assign) and leaf.buf == staged:
+                        found.append((path, i))
+                        continue
+                walk(x.body, path + ((i, 0),))
+
+    walk(term.body, ())
+    if len(found) != 1:
+        raise ReplayError("(load)", f"{len(found)} copy nests fill {staged}")
+    return found[0]
 
 
 def _enclosing_loop(term: t.Proc, staged: str, name: str) -> tuple[tuple, int]:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from exo_egraph import terms as t
-from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
+from exo_egraph.lower_gemmini import BLOCK, DIM, ROLES, GemmPattern
 from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage, chain
 from rewrites.gemmini import Selection
-from rewrites.instrs import Binding, InstrPattern
+from rewrites.instrs import Binding, InstrPattern, kernel_expr
 
 COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
 
@@ -128,21 +128,33 @@ def config_writes(selection: Selection, binding: Binding) -> tuple[ConfigWrite, 
     twin = selection.all_patterns.get((name[3:] if hoisted else name) + "_v2")
     if twin is None or not twin.body or not isinstance(twin.body[-1], t.Call):
         return ()
-    required = {(c, f): v for c, f, v in binding.requires}
     out = []
     for call in twin.config_calls:
         cfg = selection.all_patterns.get(call.proc)
-        if cfg is None:
+        args = [kernel_expr(binding, a) for a in call.args]  # the twin's arguments are the instruction's
+        if cfg is None or any(a is None for a in args):
             continue
+        params = {p.name: a for p, a in zip(cfg.args, args)}
         for s in cfg.body:
             if isinstance(s, t.WriteConfig):
-                value = required.get((s.config, s.field), s.rhs)
-                out.append(ConfigWrite(s.config, s.field, _show(value), call.proc, (_show(value),) if cfg.args else (), hoisted))
+                value = params.get(_param_of(s.rhs), s.rhs)
+                out.append(ConfigWrite(s.config, s.field, _show(value), call.proc, tuple(_show(a) for a in args), hoisted))
     return tuple(out)
+
+
+def _param_of(e: t.Expr) -> str | None:
+    match e:
+        case t.Read(name, ()):
+            return name
+        case t.IdxExpr(aff) if len(aff.terms) == 1 and aff.terms[0][1] == 1 and aff.const == 0:
+            return aff.terms[0][0]
+    return None
 
 
 def _show(e: t.Expr) -> str:
     match e:
+        case t.Read(name, ()):
+            return name
         case t.StrideExpr(buf, dim):
             return f"stride({buf}, {dim})"
         case t.IdxExpr(aff):
@@ -197,8 +209,10 @@ class GemminiCost:
     _costs: dict[str, InstrCost] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._bindings = {}
         for role, b in self.selection.bindings:
             self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
+            self._bindings[b.instr] = b
         self._first_step = {b.instr for b in self.selection.for_role("zero_mac")}
 
     def overwrites(self, zero: str) -> bool:
@@ -211,8 +225,28 @@ class GemminiCost:
             return self.cost_of(zero).cycles - self.cost_of(mac).cycles
         return self.cost_of(zero).cycles
 
-    def cost_of(self, instr: str) -> InstrCost:
-        return self._costs[instr]
+    def cost_of(self, instr: str, blocks: int | None = None) -> InstrCost:
+        """One call of ``instr`` (a block load moving ``blocks`` column tiles)."""
+        if blocks is None or instr not in self.selection.blocks:
+            return self._costs[instr]
+        key = f"{instr}/{blocks}"
+        if key not in self._costs:
+            b = self._bindings[instr]
+            sizes = tuple((k, blocks if k == "m" else v) for k, v in b.sizes)  # the block count is `m`
+            self._costs[key] = instr_cost(self.selection.pattern(instr), Binding(instr, sizes, b.windows, b.values, ()), self.consts)
+        return self._costs[key]
+
+    def block_factor(self, column_tiles: int | None) -> int | None:
+        """Column tiles per block load, when the staging covers ``column_tiles`` consecutive tiles
+        along the operand's columns (the trips of the loop over them by DIM); None if fewer than 2."""
+        if column_tiles is None:
+            return None
+        return next((f for f in range(BLOCK, 1, -1) if column_tiles % f == 0), None)
+
+    def column_tiles(self, operand: str, body: Plan) -> int | None:
+        """Trips of the loop below a staging over single tiles of the operand's columns."""
+        col = self.g.columns(operand)
+        return next((x.extent for x in chain(body) if isinstance(x, PLoop) and x.var == col and x.stride == DIM), None)
 
     def config_cost(self, call: tuple[str, tuple[str, ...]]) -> InstrCost:
         pattern = self.selection.all_patterns[call[0]]
@@ -233,21 +267,23 @@ class GemminiCost:
 
     def distinct_choices(self) -> list[OpChoice]:
         """`choices` without those no cheaper anywhere than another (same or higher cost per call
-        of every role, and at least the same one-off config cost)."""
+        of every role, and at least the same one-off config cost). Block loads fit other plans
+        than tile loads, so choices compare only with those that block-load the same roles."""
         priced = []
         for ch in self.choices():
             per_call = tuple(self.cost_of(instr).cycles for _, instr in ch.instrs)
             once = sum(self.config_cost(call).cycles for call in ch.hoisted)
-            priced.append((per_call, once, ch))
+            kind = tuple(instr in self.selection.blocks for _, instr in ch.instrs)
+            priced.append((per_call, once, ch, kind))
         keep = []
-        for per_call, once, ch in priced:
+        for per_call, once, ch, kind in priced:
             dominated = any(
-                (p2, o2) != (per_call, once) and all(a <= b for a, b in zip(p2, per_call)) and o2 <= once
-                for p2, o2, _ in priced
+                (p2, o2) != (per_call, once) and k2 == kind and all(a <= b for a, b in zip(p2, per_call)) and o2 <= once
+                for p2, o2, _, k2 in priced
             )
-            if not dominated and all((p2, o2) != (per_call, once) for p2, o2, _ in keep):
-                keep.append((per_call, once, ch))
-        return [ch for _, _, ch in keep]
+            if not dominated and all((p2, o2, k2) != (per_call, once, kind) for p2, o2, _, k2 in keep):
+                keep.append((per_call, once, ch, kind))
+        return [ch for _, _, ch, _ in keep]
 
     def tiles(self, operand: str, loops: dict[str, int]) -> int:
         """Tiles of ``operand`` a staging covers when ``loops`` (iterator → total trips) run below it."""
@@ -263,17 +299,17 @@ class GemminiCost:
         for call in hoisted:
             for k, v in self.config_cost(call).counters:
                 total[k] += v
-        for instr, calls in self.calls(plan).items():
-            for k, v in self.cost_of(instr).counters:
+        for (instr, blocks), calls in self.calls(plan).items():
+            for k, v in self.cost_of(instr, blocks).counters:
                 total[k] += v * calls
         return total
 
-    def calls(self, plan: Plan) -> dict[str, int]:
-        """How many times each instruction of ``plan`` runs."""
-        out: dict[str, int] = {}
+    def calls(self, plan: Plan) -> dict[tuple[str, int | None], int]:
+        """How many times each instruction of ``plan`` runs: (instruction, column tiles of a block load) → calls."""
+        out: dict[tuple[str, int | None], int] = {}
 
-        def add(instr: str, n: int) -> None:
-            out[instr] = out.get(instr, 0) + n
+        def add(instr: str, n: int, blocks: int | None = None) -> None:
+            out[(instr, blocks)] = out.get((instr, blocks), 0) + n
 
         def walk(p: Plan, mult: int) -> dict[str, int]:
             match p:
@@ -282,7 +318,13 @@ class GemminiCost:
                     return {**inner, var: inner.get(var, 1) * extent}
                 case PStage(operand, op, body):
                     inner = walk(body, mult)
-                    add(op, mult * self.tiles(operand, inner))
+                    if op in self.selection.blocks:
+                        f = self.block_factor(self.column_tiles(operand, body))
+                        if f is None:
+                            raise ValueError(f"{op} cannot load {operand} here: its tiles are not the innermost loop")
+                        add(op, mult * self.tiles(operand, inner) // f, f)
+                    else:
+                        add(op, mult * self.tiles(operand, inner))
                     return inner
                 case PAcc(zero, store, body):
                     inner = walk(body, mult)

@@ -37,6 +37,7 @@ class _Entry:
     sp: int
     acc: int
     plan: Plan
+    deep: tuple = (None, None)  # per operand A, B: trips of the loop below over single column tiles
 
 
 def extract_plans(
@@ -112,7 +113,11 @@ def _programme(
                 var, stride, extent = (values[x] for x in kids[:3])
                 inner = loops[kids[3]]
                 loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
-                entries += [_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan)) for e in table[kids[3]]]
+                for e in table[kids[3]]:
+                    deep = tuple(
+                        extent if var == model.g.columns(x) and stride == model.g.tile else d for x, d in zip("AB", e.deep)
+                    )
+                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan), deep))
             elif (
                 op == "G.stage"
                 and choice.instr(f"load_{values[kids[0]]}") in instrs.get(kids[1], ())
@@ -123,10 +128,15 @@ def _programme(
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(operand, inner)
-                load = tiles * model.cost_of(instr).cycles
-                entries += [
-                    _Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan)) for e in table[kids[2]]
-                ]
+                for e in table[kids[2]]:
+                    if instr in model.selection.blocks:
+                        f = model.block_factor(e.deep["AB".index(operand)])
+                        if f is None:
+                            continue
+                        load = tiles // f * model.cost_of(instr, f).cycles
+                    else:
+                        load = tiles * model.cost_of(instr).cycles
+                    entries.append(_Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
             elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), "store")) and kids[2] in table:
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
@@ -136,7 +146,7 @@ def _programme(
                         continue
                     extra = tiles * (model.zero_cycles(zero, choice.instr("mac")) + model.cost_of(store).cycles)
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan))
+                        _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan), e.deep)
                         for e in table[kids[2]]
                         if not model.overwrites(zero) or first_step_ok(model.g, e.plan)
                     ]
@@ -149,8 +159,11 @@ def _programme(
 def _prune(entries: list[_Entry], keep: int, distinct: bool = False, g=None) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
-    unique = {(e.cycles, e.sp, e.acc) if distinct else e.plan: e for e in entries}.values()
+    unique = {(e.cycles, e.sp, e.acc, e.deep) if distinct else e.plan: e for e in entries}.values()
     cheapest = sorted(unique, key=lambda e: (e.cycles, e.sp + e.acc))[:keep]
+    # where the operands' innermost loops are decides whether a parent may block-load: keep each kind
+    for deep in {e.deep for e in unique}:
+        cheapest += sorted((e for e in unique if e.deep == deep), key=lambda e: e.cycles)[:4]
     # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
     cheapest += sorted((e for e in unique if first_step_ok(g, e.plan)), key=lambda e: e.cycles)[:keep] if g else []
     smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
@@ -183,7 +196,11 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
         if op == "G.stage":
             operand = str(values[kids[0]])
             instr, body = fill(kids[1], f"load_{operand}"), draw(kids[2])
-            return None if instr is None or body is None else PStage(operand, instr, body)
+            if instr is None or body is None:
+                return None
+            if instr in model.selection.blocks and model.block_factor(model.column_tiles(operand, body)) is None:
+                return None  # a block load needs at least two column tiles below it
+            return PStage(operand, instr, body)
         store, body = fill(kids[1], "store"), draw(kids[2])
         zeros = [z for z in (fill(kids[0], "zero"), fill(kids[0], "zero_mac")) if z is not None]
         if body is not None and not first_step_ok(model.g, body):

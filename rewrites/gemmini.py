@@ -30,6 +30,7 @@ class Selection:
 
     bindings: tuple[tuple[str, Binding], ...]  # (role, binding)
     all_patterns: Mapping[str, InstrPattern]  # every instruction of the platform, by name
+    blocks: frozenset[str] = frozenset()  # loads that move up to BLOCK column tiles at once
 
     def for_role(self, role: str) -> tuple[Binding, ...]:
         return tuple(b for r, b in self.bindings if r == role)
@@ -42,13 +43,16 @@ def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
     """Unify every ``@instr`` of ``platform`` with every role of ``g`` (Exo's ``replace``)."""
     buffers = dict(g.buffers)
     patterns = instr_patterns(platform)
-    found = []
+    found, blocks = [], set()
     for pattern in patterns:
         for role, nest in g.roles:
             binding = unify(pattern, nest, buffers)
             if binding is not None:
+                if role.endswith("_block"):  # a block load fills the load role, for more tiles at once
+                    role = role.removesuffix("_block")
+                    blocks.add(binding.instr)
                 found.append((role, binding))
-    return Selection(tuple(found), MappingProxyType({p.name: p for p in patterns}))
+    return Selection(tuple(found), MappingProxyType({p.name: p for p in patterns}), frozenset(blocks))
 
 
 def replace_rules(selection: Selection) -> list:

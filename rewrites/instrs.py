@@ -74,6 +74,26 @@ class Binding:
         return dict(self.sizes)[name]
 
 
+def _block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.Expr, ...]:
+    """The stride preconditions of a scratchpad block ``[m, n, 16]`` argument, as the hardware needs them.
+
+    An mvin wider than DIM columns writes its j-th DIM-column block DIM rows after the previous
+    one (Gemmini ISA; the model in ``validate/gemmini`` does the same). exo 1.0's block loads
+    declare ``stride(dst, 0) == 16`` and ``stride(dst, 1) == 1``, copied from the 2-D loads: no
+    tiled buffer meets them, and Exo does not check them. The block loads' own bodies
+    (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when blocks are DIM
+    rows apart and rows DIM elements apart, so those are the preconditions checked here.
+    """
+    blocks = {a.name for a in args if a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 and a.shape[2] == t.Aff((), 16)}
+    fixed = {0: 16 * 16, 1: 16}
+    out = []
+    for p in preds:
+        if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr) and p.lhs.buf in blocks and p.lhs.dim in fixed:
+            p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[p.lhs.dim])))
+        out.append(p)
+    return tuple(out)
+
+
 def instr_patterns(module: ModuleType) -> tuple[InstrPattern, ...]:
     """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are skipped)."""
     from exo_egraph.lower import UnsupportedConstruct
@@ -88,7 +108,8 @@ def instr_patterns(module: ModuleType) -> tuple[InstrPattern, ...]:
         except UnsupportedConstruct:
             continue
         body = tuple(s for s in term.body if not isinstance(s, t.Pass))
-        out.append(InstrPattern(value.name(), term.args, term.preds, body, value.INTERNAL_proc().instr.c_instr, value))
+        preds = _block_layout(term.args, term.preds)
+        out.append(InstrPattern(value.name(), term.args, preds, body, value.INTERNAL_proc().instr.c_instr, value))
     return tuple(out)
 
 
@@ -274,10 +295,25 @@ def _check_preds(s: _State) -> tuple[tuple[str, str, t.Expr], ...]:
 
 
 def _kernel_value(s: _State, e: t.Expr) -> t.Expr:
-    if isinstance(e, t.StrideExpr) and e.buf in s.windows:
-        win = s.windows[e.buf]
-        return t.StrideExpr(win.buf, win.dims[e.dim])
-    raise _NoMatch
+    value = kernel_expr(Binding(s.pattern.name, tuple(s.sizes.items()), tuple(s.windows.items()), tuple(s.values.items()), ()), e)
+    if value is None:
+        raise _NoMatch
+    return value
+
+
+def kernel_expr(binding: Binding, e: t.Expr) -> t.Expr | None:
+    """An expression over the instruction's arguments, in the kernel's names (None if it cannot be)."""
+    windows, values = dict(binding.windows), dict(binding.values)
+    match e:
+        case t.StrideExpr(buf, dim) if buf in windows:
+            return t.StrideExpr(windows[buf].buf, windows[buf].dims[dim])
+        case t.Read(name, ()) if name in values:
+            return values[name]
+        case t.IdxExpr(aff) if aff.vars <= set(dict(binding.sizes)):
+            return t.IdxExpr(t.Aff((), aff.subst({k: t.Aff((), v) for k, v in binding.sizes}).const))
+        case t.Const():
+            return e
+    return None
 
 
 def _number(s: _State, e: t.Expr) -> int:

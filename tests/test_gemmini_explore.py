@@ -126,7 +126,11 @@ def test_every_selected_instruction_is_sound(name):
         if not with_it:  # its hoisted config would clash with another role's (do_ld_i8 and the zero share id 0)
             assert binding.instr.startswith("do_")
             continue
-        x = extract_plans(sat.view, m, k=1, choices=with_it)[0]
+        picks = extract_plans(sat.view, m, k=1, choices=with_it)
+        if not picks:  # a block load needs two column tiles: a one-tile-deep reduction has one
+            assert binding.instr in m.selection.blocks and model.g.extent(model.g.k) == 16
+            continue
+        x = picks[0]
         instrs = features(name, x.plan)
         used |= {i.split(":", 1)[1] for i in instrs if i.startswith("instr:")}
         assert f"instr:{binding.instr}" in instrs
@@ -134,6 +138,8 @@ def test_every_selected_instruction_is_sound(name):
         assert problem is None, f"{binding.instr}: {problem}\n{show(x.plan)}"
     assert {"matmul_acc_i8", "do_matmul_acc_i8", "matmul_i8", "do_matmul_i8", "zero_acc_i32", "st_acc_i8"} <= used
     assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2"} <= used
+    if name != "matmul_32x32x16":
+        assert {"ld_i8_block", "ld_i8_block_id1", "do_ld_i8_block_id1", "do_ld_i8_block_id2"} <= used
 
 
 def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
@@ -148,10 +154,11 @@ def test_every_plan_rule_is_sound_on_random_plans(name):
     """Property: any plan of the saturated e-graph replays through Exo and runs bit-exact on the
     model in exactly the modeled cycles; the draws exercise every rule and instruction."""
     _, _, model, sat = explored(name)
-    choices = model.choices()
+    # block loads fit only some plans (their column tiles innermost): tested per instruction below
+    choices = [c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks]
     seen: set[str] = set()
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
     @given(st.data())
     def check(data):
         choice = data.draw(st.sampled_from(choices))
