@@ -36,7 +36,8 @@ from .replay import ReplayError, _block_at, _loop_ref, _Session
 
 GEMMINI_CALLS = (
     "divide_loop", "reorder_loops", "expand_dim", "lift_alloc", "fission", "set_memory", "replace", "stage_mem",
-    "reorder_stmts", "remove_loop", "write_config", "fuse", "cut_loop", "unroll_loop", "rearrange_dim", "simplify",
+    "reorder_stmts", "remove_loop", "write_config", "bind_config", "delete_config", "fuse", "cut_loop",
+    "unroll_loop", "rearrange_dim", "simplify",
 )  # fmt: skip
 
 
@@ -64,8 +65,8 @@ def replay_plan(
     used |= {name for name, _ in hoisted}
     names.update({n: getattr(platform, n) for n in used})
     s = _Session(original, lower(original), names=dict(names))
-    cfg_names = _hoist_configs(s, hoisted, platform)
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
+    cfg_names = _hoist_configs(s, hoisted, platform, _config_reads(getattr(platform, links[acc_at].store)))
     loops = [x for x in links if isinstance(x, PLoop)]
     outer = [x for x in links[:acc_at] if isinstance(x, PLoop)]
     inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
@@ -106,8 +107,13 @@ def script_text(name: str, steps: list[str], instrs: list[str], platform: Module
     )
 
 
-def _hoist_configs(s: _Session, hoisted, platform: ModuleType) -> set[str]:
-    """``write_config`` each field a hoisted config instruction sets, then ``replace`` them by it."""
+def _hoist_configs(s: _Session, hoisted, platform: ModuleType, reads: set[tuple[str, str]]) -> set[str]:
+    """``write_config`` each field a hoisted config instruction sets, then ``replace`` them by it.
+
+    A field some instruction reads (``reads``: ``do_st_acc_i8`` reads ``ConfigStore.scale``) is
+    bound first: ``bind_config`` makes the kernel read the field where it read the value, and
+    ``delete_config`` drops the write that puts there (the top one already holds the value).
+    On the plain kernel these are instant; Exo's config analysis is slow on a scheduled one."""
     out = set()
     for name, args in reversed(hoisted):
         instr = getattr(platform, name)
@@ -119,10 +125,70 @@ def _hoist_configs(s: _Session, hoisted, platform: ModuleType) -> set[str]:
             s.names[w.config] = getattr(platform, w.config)
             out.add(w.config)
             s.apply(f'write_config(p, p.body()[0].before(), {w.config}, "{w.field}", "{text}")')
+        for w in writes:
+            if (w.config, w.field) in reads:
+                read = _read_cursor(s.term, _expr_text(w.rhs, params))
+                s.apply(f'bind_config(p, {read}, {w.config}, "{w.field}")')
+                s.apply(f'delete_config(p, p.find("{w.config}.{w.field} = _ #1"))')
         first = f'p.find("{writes[0].config}.{writes[0].field} = _")'
         block = first if len(writes) == 1 else f"{first}.expand(0, {len(writes) - 1})"
         s.apply(f"replace(p, {block}, {name})")
     return out
+
+
+def _config_reads(instr: Procedure) -> set[tuple[str, str]]:
+    """The config fields an instruction's body reads."""
+    found: set[tuple[str, str]] = set()
+
+    def expr(e: t.Expr) -> None:
+        match e:
+            case t.ReadConfig(config, field):
+                found.add((config, field))
+            case t.BinOp(_, lhs, rhs):
+                expr(lhs)
+                expr(rhs)
+
+    body = lower(instr, instr_ok=True).body
+
+    def walk(b: t.Block) -> None:
+        for x in b:
+            if isinstance(x, t.Call):
+                for a in x.args:
+                    expr(a)
+            elif isinstance(x, (t.Assign, t.Reduce)):
+                expr(x.rhs)
+            elif isinstance(x, t.If):
+                expr(x.cond)
+                walk(x.body)
+                walk(x.orelse)
+            elif isinstance(x, t.Loop):
+                walk(x.body)
+
+    walk(body)
+    return found
+
+
+def _read_cursor(term: t.Proc, name: str) -> str:
+    """Cursor text of the kernel's one read of the scalar ``name`` (a call argument or an if test)."""
+    for x in t.leaves(term.body):
+        if isinstance(x, t.Call):
+            for i, a in enumerate(x.args):
+                if a == t.Read(name, ()):
+                    return f'p.find("{x.proc}(_)").args()[{i}]'
+
+    def tests(b: t.Block):
+        for x in b:
+            if isinstance(x, t.If):
+                yield x.cond
+                yield from tests(x.body)
+                yield from tests(x.orelse)
+            elif isinstance(x, t.Loop):
+                yield from tests(x.body)
+
+    for cond in tests(term.body):
+        if isinstance(cond, t.BinOp) and cond.lhs == t.Read(name, ()):
+            return f'p.find("{name} {cond.op} _").lhs()'
+    raise ReplayError("(config)", f"no single read of {name} to bind to a config")
 
 
 def _expr_text(e: t.Expr, params: dict[str, str]) -> str:

@@ -121,24 +121,35 @@ class ConfigWrite:
     hoisted: bool
 
 
-def config_writes(selection: Selection, binding: Binding) -> tuple[ConfigWrite, ...]:
-    """Config writes of ``binding``'s instruction, read from its ``*_v2`` twin (configs, then ``do_*``)."""
+def config_writes(selection: Selection, binding: Binding) -> tuple[ConfigWrite, ...] | None:
+    """Config writes of ``binding``'s instruction, read from its ``*_v2`` twin (configs, then
+    ``do_*``); None when a config's value cannot be told."""
     name = binding.instr
     hoisted = name.startswith("do_")
     twin = selection.all_patterns.get((name[3:] if hoisted else name) + "_v2")
     if twin is None or not twin.body or not isinstance(twin.body[-1], t.Call):
         return ()
+    required = {(c, f): v for c, f, v in binding.requires}
     out = []
     for call in twin.config_calls:
         cfg = selection.all_patterns.get(call.proc)
-        args = [kernel_expr(binding, a) for a in call.args]  # the twin's arguments are the instruction's
-        if cfg is None or any(a is None for a in args):
+        if cfg is None:
             continue
+        writes = [s for s in cfg.body if isinstance(s, t.WriteConfig)]
+        # a config argument is the twin's own argument in the kernel's names, or else what the
+        # instruction needs the field it sets to hold (a config the instruction reads)
+        args = [kernel_expr(binding, a) for a in call.args]
+        for s in writes:
+            name = _param_of(s.rhs)
+            i = next((i for i, p in enumerate(cfg.args) if p.name == name), None)
+            if i is not None and (s.config, s.field) in required:
+                args[i] = required[(s.config, s.field)]
+        if any(a is None for a in args):
+            return None  # what the config must hold is not known: the instruction cannot be used
         params = {p.name: a for p, a in zip(cfg.args, args)}
-        for s in cfg.body:
-            if isinstance(s, t.WriteConfig):
-                value = params.get(_param_of(s.rhs), s.rhs)
-                out.append(ConfigWrite(s.config, s.field, _show(value), call.proc, tuple(_show(a) for a in args), hoisted))
+        for s in writes:
+            value = params.get(_param_of(s.rhs), s.rhs)
+            out.append(ConfigWrite(s.config, s.field, _show(value), call.proc, tuple(_show(a) for a in args), hoisted))
     return tuple(out)
 
 
@@ -258,7 +269,10 @@ class GemminiCost:
         roles = [r for r in ROLES if self.selection.for_role(r)]
         out = []
         for combo in product(*(self.selection.for_role(r) for r in roles)):
-            writes = [w for b in combo for w in config_writes(self.selection, b)]
+            per_instr = [config_writes(self.selection, b) for b in combo]
+            if any(ws is None for ws in per_instr):
+                continue
+            writes = [w for ws in per_instr for w in ws]
             if not consistent(writes):
                 continue
             hoisted = tuple(sorted({(w.instr, w.args) for w in writes if w.hoisted}))

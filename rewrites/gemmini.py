@@ -29,7 +29,7 @@ class Selection:
     """Instruction selection for one kernel: every (role, instruction) whose body unified."""
 
     bindings: tuple[tuple[str, Binding], ...]  # (role, binding)
-    all_patterns: Mapping[str, InstrPattern]  # every instruction of the platform, by name
+    all_patterns: Mapping[str, InstrPattern]  # every proc of the platform (instructions and twins), by name
     blocks: frozenset[str] = frozenset()  # loads that move up to BLOCK column tiles at once
 
     def for_role(self, role: str) -> tuple[Binding, ...]:
@@ -52,7 +52,8 @@ def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
                     role = role.removesuffix("_block")
                     blocks.add(binding.instr)
                 found.append((role, binding))
-    return Selection(tuple(found), MappingProxyType({p.name: p for p in patterns}), frozenset(blocks))
+    every = {p.name: p for p in instr_patterns(platform, plain_procs=True)}
+    return Selection(tuple(found), MappingProxyType(every), frozenset(blocks))
 
 
 def replace_rules(selection: Selection) -> list:

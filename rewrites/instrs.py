@@ -94,13 +94,16 @@ def _block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t
     return tuple(out)
 
 
-def instr_patterns(module: ModuleType) -> tuple[InstrPattern, ...]:
-    """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are skipped)."""
+def instr_patterns(module: ModuleType, *, plain_procs: bool = False) -> tuple[InstrPattern, ...]:
+    """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are
+    skipped); ``plain_procs``: the other procs too (a ``*_v2`` twin need not be an instr)."""
     from exo_egraph.lower import UnsupportedConstruct
 
     out, seen = [], set()
     for value in vars(module).values():
-        if not isinstance(value, Procedure) or value.INTERNAL_proc().instr is None or value.name() in seen:
+        if not isinstance(value, Procedure) or value.name() in seen:
+            continue
+        if value.INTERNAL_proc().instr is None and not plain_procs:
             continue
         seen.add(value.name())
         try:
@@ -109,7 +112,8 @@ def instr_patterns(module: ModuleType) -> tuple[InstrPattern, ...]:
             continue
         body = tuple(s for s in term.body if not isinstance(s, t.Pass))
         preds = _block_layout(term.args, term.preds)
-        out.append(InstrPattern(value.name(), term.args, preds, body, value.INTERNAL_proc().instr.c_instr, value))
+        instr = value.INTERNAL_proc().instr
+        out.append(InstrPattern(value.name(), term.args, preds, body, instr.c_instr if instr else "", value))
     return tuple(out)
 
 
@@ -126,6 +130,7 @@ class _State:
     sizes: dict[str, int]
     windows: dict[str, Window]
     values: dict[str, t.Expr]
+    reads: dict[tuple[str, str], t.Expr]  # config fields the instruction reads → what the kernel has there
 
     def arg(self, name: str) -> t.Arg | None:
         return next((a for a in self.pattern.args if a.name == name), None)
@@ -133,10 +138,10 @@ class _State:
 
 def unify(pattern: InstrPattern, block: t.Block, kernel: Mapping[str, Buffer]) -> Binding | None:
     """How ``block`` is a call of ``pattern``, or None. ``kernel`` describes the buffers ``block`` uses."""
-    state = _State(pattern, kernel, {}, {}, {}, {}, {})
+    state = _State(pattern, kernel, {}, {}, {}, {}, {}, {})
     try:
         _block(state, pattern.body, block)
-        requires = _check_preds(state)
+        requires = _check_preds(state) + tuple((c, f, v) for (c, f), v in state.reads.items())
     except _NoMatch:
         return None
     return Binding(
@@ -255,6 +260,16 @@ def _extent(s: _State, a: t.Aff) -> int:
     return value
 
 
+def _free_of(s: _State, e: t.Expr) -> bool:
+    """Is ``e`` the same for every call (reads no loop variable or local of the matched nest)?"""
+    match e:
+        case t.Read(buf, idx):
+            return buf not in s.locals_.values() and not any(a.vars & set(s.loops.values()) for a in idx)
+        case t.Const():
+            return True
+    return False
+
+
 def _bind_value(s: _State, name: str, value: t.Expr) -> None:
     if s.values.setdefault(name, value) != value:
         raise _NoMatch
@@ -262,6 +277,10 @@ def _bind_value(s: _State, name: str, value: t.Expr) -> None:
 
 def _expr(s: _State, w: t.Expr, h: t.Expr) -> None:
     match w, h:
+        case t.ReadConfig(config, field), _:  # the instruction reads a config field: it must hold h
+            if _free_of(s, h) and s.reads.setdefault((config, field), h) == h:
+                return
+            raise _NoMatch
         case t.Read(), t.Read():
             _access(s, w.buf, w.idx, h.buf, h.idx)
         case t.Const(), t.Const():

@@ -100,9 +100,13 @@ def test_instruction_selection_is_read_from_the_instr_bodies():
     _, pattern, model, _ = explored("matmul_32x48x64")
     by_role = {r: {b.instr for b in model.selection.for_role(r)} for r in ("zero", "load_A", "load_B", "mac", "store")}
     assert by_role["mac"] == {"matmul_acc_i8", "do_matmul_acc_i8"}
-    assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2"} <= by_role["load_A"] == by_role["load_B"]
+    assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2", "do_ld_i8_block_id1"} <= by_role["load_A"]
+    assert by_role["load_A"] == by_role["load_B"]
     assert by_role["zero"] == {"zero_acc_i32", "do_zero_acc_i32"}  # not zero_i8: its dst is an i8 scratchpad
-    assert by_role["store"] == {"st_acc_i8"}  # not st_acc_i32 (stores i32), not do_st_acc_i8 (reads ConfigStore)
+    assert by_role["store"] == {"st_acc_i8", "do_st_acc_i8"}  # not st_acc_i32: it stores i32
+    do_store = next(b for b in model.selection.for_role("store") if b.instr == "do_st_acc_i8")
+    # it reads ConfigStore.scale / .act where the kernel reads scale / act: those become requirements
+    assert {(c, f) for c, f, _ in do_store.requires} == {("ConfigStore", "scale"), ("ConfigStore", "act")}
     do_load = next(b for b in model.selection.for_role("load_A") if b.instr == "do_ld_i8_id1")
     assert do_load.requires[0][:2] == ("ConfigLoad_id1", "src_stride")  # the config assertion became a requirement
     assert dict(do_load.sizes) == {"m": 16, "n": 16}
@@ -136,7 +140,7 @@ def test_every_selected_instruction_is_sound(name):
         assert f"instr:{binding.instr}" in instrs
         problem = sound(name, x.plan, x.choice.hoisted)
         assert problem is None, f"{binding.instr}: {problem}\n{show(x.plan)}"
-    assert {"matmul_acc_i8", "do_matmul_acc_i8", "matmul_i8", "do_matmul_i8", "zero_acc_i32", "st_acc_i8"} <= used
+    assert {"matmul_acc_i8", "do_matmul_acc_i8", "matmul_i8", "do_matmul_i8", "zero_acc_i32", "st_acc_i8", "do_st_acc_i8"} <= used
     assert {"ld_i8", "ld_i8_id1", "do_ld_i8_id1", "do_ld_i8_id2"} <= used
     if name != "matmul_32x32x16":
         assert {"ld_i8_block", "ld_i8_block_id1", "do_ld_i8_block_id1", "do_ld_i8_block_id2"} <= used
