@@ -112,7 +112,7 @@ def test_instruction_selection_is_read_from_the_instr_bodies():
     assert dict(do_load.sizes) == {"m": 16, "n": 16}
 
 
-@pytest.mark.parametrize("name", ["matmul_32x48x64", "matmul_32x32x16", "conv2d_2x16"])
+@pytest.mark.parametrize("name", ["matmul_32x48x64", "matmul_32x32x16"])  # conv: by the random plans
 def test_every_selected_instruction_is_sound(name):
     """The replace rule of each instruction: the cheapest plan using it replays and runs bit-exact."""
     _, _, model, sat = explored(name)
@@ -217,7 +217,7 @@ def kendall_tau(xs: list[int], ys: list[int]) -> float:
 
 
 def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
-    name = "gemmini_matmul_64"
+    name = "matmul_32x48x64"
     proc, pattern, model, sat = explored(name)
     picks = extract_plans(sat.view, model, k=24, distinct_cycles=True)  # not all ties
     assert len(picks) >= 20 and len({x.cycles for x in picks}) == len(picks)
@@ -231,12 +231,12 @@ def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
 
 
 def test_capacity_is_a_hard_constraint_of_extraction():
-    proc, pattern, model, sat = explored("gemmini_matmul_128")
+    proc, pattern, model, sat = explored("gemmini_matmul_64")
     free = extract_plans(sat.view, model, k=1)[0]
-    assert free.footprint.sp_rows > 256  # it keeps many operand tiles in the scratchpad
-    tight = GemminiCost(pattern, model.selection, {**model.consts, "SP_ROWS": 256})
+    assert free.footprint.sp_rows > 128  # it keeps many operand tiles in the scratchpad
+    tight = GemminiCost(pattern, model.selection, {**model.consts, "SP_ROWS": 128})
     best = extract_plans(sat.view, tight, k=5)
-    assert best and all(x.footprint.sp_rows <= 256 for x in best)
+    assert best and all(x.footprint.sp_rows <= 128 for x in best)
     assert best[0].cycles > free.cycles
 
 
