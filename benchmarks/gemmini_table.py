@@ -38,8 +38,8 @@ def main() -> None:
         "| kernel | schedules held | e-nodes | explore s | naive host cycles | hand cycles (util) "
         "| hand, 1-tile mvins | explored cycles (util) | explored / hand | explored / hand 1-tile | bit-exact |"
     )
-    print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    print("\n".join(lines))
     for name in args.kernels:
         proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
         start = time.perf_counter()
@@ -69,16 +69,17 @@ def main() -> None:
             "plan": show(r.best.plan).splitlines(),
         }
         rows.append(row)
-        print(
+        lines.append(
             f"| {name} | {r.stats.schedules:,} | {r.stats.enodes:,} | {row['explore_seconds']} "
             f"| {v.naive_host_cycles:,} | {h.cycles:,} ({h.utilization:.1%}) | {h1.cycles:,} "
             f"| {v.cycles:,} ({v.utilization:.1%}) | {row['explored_over_hand']:.2f}x "
-            f"| {row['explored_over_hand_one_tile_mvins']:.3f}x | {v.ok and h.ok and h1.ok} |",
-            flush=True,
+            f"| {row['explored_over_hand_one_tile_mvins']:.3f}x | {v.ok and h.ok and h1.ok} |"
         )
+        print(lines[-1], flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

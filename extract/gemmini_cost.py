@@ -280,24 +280,29 @@ class GemminiCost:
         return out
 
     def distinct_choices(self) -> list[OpChoice]:
-        """`choices` without those no cheaper anywhere than another (same or higher cost per call
-        of every role, and at least the same one-off config cost). Block loads fit other plans
-        than tile loads, so choices compare only with those that block-load the same roles."""
+        """`choices` without those that are never cheaper than another. X makes Y redundant when
+        both block-load the same roles (block loads fit other plans than tile loads), X costs no
+        more per call in any role, and X's one-off config calls cost no more than Y's plus what X
+        saves on the roles every plan calls at least once (the loads and the store)."""
+        always = {"load_A", "load_B", "store"}
         priced = []
         for ch in self.choices():
-            per_call = tuple(self.cost_of(instr).cycles for _, instr in ch.instrs)
+            per_call = {r: self.cost_of(i).cycles for r, i in ch.instrs}
             once = sum(self.config_cost(call).cycles for call in ch.hoisted)
-            kind = tuple(instr in self.selection.blocks for _, instr in ch.instrs)
-            priced.append((per_call, once, ch, kind))
-        keep = []
-        for per_call, once, ch, kind in priced:
-            dominated = any(
-                (p2, o2) != (per_call, once) and k2 == kind and all(a <= b for a, b in zip(p2, per_call)) and o2 <= once
-                for p2, o2, _, k2 in priced
-            )
-            if not dominated and all((p2, o2, k2) != (per_call, once, kind) for p2, o2, _, k2 in keep):
-                keep.append((per_call, once, ch, kind))
-        return [ch for _, _, ch, _ in keep]
+            kind = tuple(i in self.selection.blocks for _, i in ch.instrs)
+            priced.append((per_call, once, kind, ch))
+
+        def redundant(y, x) -> bool:
+            (py, oy, ky, _), (px, ox, kx, _) = y, x
+            if kx != ky or any(px[r] > py[r] for r in py):
+                return False
+            return ox <= oy + sum(py[r] - px[r] for r in py if r in always)
+
+        keep: list = []
+        for y in sorted(priced, key=lambda z: (sum(z[0].values()), z[1])):
+            if not any(redundant(y, x) for x in keep):
+                keep.append(y)
+        return [ch for _, _, _, ch in keep]
 
     def tiles(self, operand: str, loops: dict[str, int]) -> int:
         """Tiles of ``operand`` a staging covers when ``loops`` (iterator → total trips) run below it."""
