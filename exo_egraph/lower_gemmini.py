@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rewrites.instrs import Buffer
-
 from . import terms as t
 from .lower import UnsupportedConstruct
 from .plans import PAcc, Plan, PLoop, PMac, PStage, role
@@ -48,7 +46,7 @@ class GemmPattern:
     operands: tuple[tuple[str, str, tuple[t.Aff, ...]], ...]  # (A|B, buffer, index) of the two reads
     out: str
     roles: tuple[tuple[str, t.Block], ...]  # role → one tile's nest, as the replay leaves it
-    buffers: tuple[tuple[str, Buffer], ...]  # every buffer the role nests use
+    buffers: tuple[tuple[str, t.Buffer], ...]  # every buffer the role nests use
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
@@ -221,20 +219,20 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         body = (t.Assign(f"{staged}_blk", (t.Aff.var(b), t.Aff.var(i0), t.Aff.var(i1)), read),)
         return (t.Loop(i0, t.Aff(), t.Aff((), DIM), "seq", (t.Loop(b, t.Aff(), t.Aff((), BLOCK), "seq", _tile_loops((i1,), body)),)),)
 
-    def dram(name: str) -> Buffer:
+    def dram(name: str) -> t.Buffer:
         a = args[name]
-        return Buffer(a.typ, a.mem or "DRAM", tuple(s.const for s in a.shape))
+        return t.Buffer(a.typ, a.mem or "DRAM", tuple(s.const for s in a.shape))
 
     buffers = {name: dram(name) for name, a in args.items() if a.shape}
-    buffers.update({name: Buffer(a.typ, "DRAM", ()) for name, a in args.items() if not a.shape})
-    buffers[a_s] = Buffer(args[a_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
-    buffers[b_s] = Buffer(args[b_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
-    buffers[f"{a_s}_blk"] = Buffer(args[a_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
-    buffers[f"{b_s}_blk"] = Buffer(args[b_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
-    buffers[acc] = Buffer("i32", "GEMM_ACCUM", (DIM, DIM))
+    buffers.update({name: t.Buffer(a.typ, "DRAM", ()) for name, a in args.items() if not a.shape})
+    buffers[a_s] = t.Buffer(args[a_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
+    buffers[b_s] = t.Buffer(args[b_buf].typ, "GEMM_SCRATCH", (DIM, DIM))
+    buffers[f"{a_s}_blk"] = t.Buffer(args[a_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
+    buffers[f"{b_s}_blk"] = t.Buffer(args[b_buf].typ, "GEMM_SCRATCH", (BLOCK, DIM, DIM))
+    buffers[acc] = t.Buffer("i32", "GEMM_ACCUM", (DIM, DIM))
     for s in t.leaves(inner + epilogue):
         if isinstance(s, t.Alloc):
-            buffers[s.name] = Buffer(s.typ, "DRAM", ())
+            buffers[s.name] = t.Buffer(s.typ, "DRAM", ())
     roles = (
         ("zero", zero_nest),
         ("load_A", load(a_s, a_buf, a_idx, n, k)),

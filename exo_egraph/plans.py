@@ -15,8 +15,8 @@ An op is a selected instruction name, or ``?role`` while no instruction has been
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from typing import Callable, Union
 
 from egglog import Expr as EggExpr

@@ -260,6 +260,21 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """A buffer as instruction selection sees it: element type, memory, dense row-major shape."""
+
+    typ: str
+    mem: str
+    shape: tuple[int, ...]  # () for scalars
+
+    def stride(self, dim: int) -> int:
+        out = 1
+        for extent in self.shape[dim + 1 :]:
+            out *= extent
+        return out
+
+
+@dataclass(frozen=True)
 class Proc:
     name: str
     args: tuple[Arg, ...]

@@ -20,22 +20,8 @@ from typing import Mapping
 from exo import Procedure
 
 from exo_egraph import terms as t
+from exo_egraph.terms import Buffer
 from exo_egraph.lower import lower
-
-
-@dataclass(frozen=True)
-class Buffer:
-    """What unification needs to know of a kernel buffer."""
-
-    typ: str
-    mem: str
-    shape: tuple[int, ...]  # () for scalars
-
-    def stride(self, dim: int) -> int:
-        out = 1
-        for extent in self.shape[dim + 1 :]:
-            out *= extent
-        return out
 
 
 @dataclass(frozen=True)
