@@ -382,21 +382,35 @@ def _peel_first_step(s: _Session, g: GemmPattern, par_loops: int, n1: str, m1: s
     s.apply(f"replace(p, {_loop_ref(s.term, path[:-2], path[-2][0])}, {instr})")
 
 
-def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:
-    """Cursor text of the compute nest's ``n1`` loop (the one holding the accumulator's reduce)."""
+def _loops_where(term: t.Proc, match) -> list[tuple[tuple, int]]:
+    """(block path, index) of every statement ``match(block, index)`` accepts, in program order
+    (loops are searched inside; an accepted loop is not searched further)."""
     found = []
 
     def walk(b: t.Block, path: tuple) -> None:
         for i, x in enumerate(b):
-            if isinstance(x, t.Loop):
-                if x.var == n1 and _has_reduce(x, g.acc):
-                    found.append((path, i))
+            if match(b, i):
+                found.append((path, i))
+            elif isinstance(x, t.Loop):
                 walk(x.body, path + ((i, 0),))
 
-    walk(s.term.body, ())
+    walk(term.body, ())
+    return found
+
+
+def _first(found: list[tuple[tuple, int]], what: str) -> tuple[tuple, int]:
     if not found:
-        raise ReplayError("(locate)", f"no compute loop {n1}")
-    return _loop_ref(s.term, *found[0])
+        raise ReplayError("(locate)", f"no {what}")
+    return found[0]
+
+
+def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:
+    """Cursor text of the compute nest's ``n1`` loop (the one holding the accumulator's reduce)."""
+
+    def match(b: t.Block, i: int) -> bool:
+        return isinstance(b[i], t.Loop) and b[i].var == n1 and _has_reduce(b[i], g.acc)
+
+    return _loop_ref(s.term, *_first(_loops_where(s.term, match), f"compute loop {n1}"))
 
 
 def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan], outer: list[PLoop], inner: list[PLoop]) -> None:
@@ -502,20 +516,15 @@ def _is_block_load(instr: Procedure) -> bool:
 
 def _copy_loop(term: t.Proc, staged: str) -> tuple[tuple, int]:
     """(block path, index) of the outer loop of the tile copy filling ``staged`` (stage_mem's ``i0``)."""
-    found = []
 
-    def walk(b: t.Block, path: tuple) -> None:
-        for i, x in enumerate(b):
-            if isinstance(x, t.Loop):
-                body = x.body
-                if len(body) == 1 and isinstance(body[0], t.Loop) and len(body[0].body) == 1:
-                    leaf = body[0].body[0]
-                    if isinstance(leaf, t.Assign) and leaf.buf == staged:
-                        found.append((path, i))
-                        continue
-                walk(x.body, path + ((i, 0),))
+    def match(b: t.Block, i: int) -> bool:
+        x = b[i]
+        if not (isinstance(x, t.Loop) and len(x.body) == 1 and isinstance(x.body[0], t.Loop)):
+            return False
+        inner = x.body[0].body
+        return len(inner) == 1 and isinstance(inner[0], t.Assign) and inner[0].buf == staged
 
-    walk(term.body, ())
+    found = _loops_where(term, match)
     if len(found) != 1:
         raise ReplayError("(load)", f"{len(found)} copy nests fill {staged}")
     return found[0]
@@ -523,34 +532,18 @@ def _copy_loop(term: t.Proc, staged: str) -> tuple[tuple, int]:
 
 def _enclosing_loop(term: t.Proc, staged: str, name: str) -> tuple[tuple, int]:
     """The loop ``name`` whose body holds the alloc of ``staged``."""
-    found = []
 
-    def walk(b: t.Block, path: tuple) -> None:
-        for i, x in enumerate(b):
-            if isinstance(x, t.Loop):
-                if x.var == name and any(isinstance(y, t.Alloc) and y.name == staged for y in x.body):
-                    found.append((path, i))
-                walk(x.body, path + ((i, 0),))
+    def match(b: t.Block, i: int) -> bool:
+        x = b[i]
+        return isinstance(x, t.Loop) and x.var == name and any(isinstance(y, t.Alloc) and y.name == staged for y in x.body)
 
-    walk(term.body, ())
-    if not found:
-        raise ReplayError("(lift)", f"no loop {name} right around the alloc of {staged}")
-    return found[0]
+    return _first(_loops_where(term, match), f"loop {name} right around the alloc of {staged}")
 
 
 def _loop_of_load(term: t.Proc, staged: str, name: str) -> tuple[tuple, int]:
     """The loop ``name`` right after the (lifted) alloc of ``staged``."""
-    found = []
 
-    def walk(b: t.Block, path: tuple) -> None:
-        for i, x in enumerate(b):
-            if isinstance(x, t.Alloc) and x.name == staged and i + 1 < len(b) and isinstance(b[i + 1], t.Loop):
-                if b[i + 1].var == name:
-                    found.append((path, i + 1))
-            if isinstance(x, t.Loop):
-                walk(x.body, path + ((i, 0),))
+    def match(b: t.Block, i: int) -> bool:
+        return i > 0 and isinstance(b[i - 1], t.Alloc) and b[i - 1].name == staged and isinstance(b[i], t.Loop) and b[i].var == name
 
-    walk(term.body, ())
-    if not found:
-        raise ReplayError("(lift)", f"no loop {name} after the alloc of {staged}")
-    return found[0]
+    return _first(_loops_where(term, match), f"loop {name} after the alloc of {staged}")

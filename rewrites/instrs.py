@@ -162,10 +162,9 @@ def _stmt(s: _State, w: t.Stmt, h: t.Stmt) -> None:
             _access(s, w.buf, w.idx, h.buf, h.idx)
             _expr(s, w.rhs, h.rhs)
         case t.Call(), t.Call():
-            if w.proc != h.proc or len(w.args) != len(h.args):
+            if w.proc != h.proc:
                 raise _NoMatch
-            for a, b in zip(w.args, h.args):
-                _expr(s, a, b)
+            _exprs(s, w.args, h.args)
         case t.If(), t.If():
             _expr(s, w.cond, h.cond)
             _block(s, w.body, h.body)
@@ -280,12 +279,18 @@ def _expr(s: _State, w: t.Expr, h: t.Expr) -> None:
         case t.USub(), t.USub():
             _expr(s, w.arg, h.arg)
         case t.BuiltIn(), t.BuiltIn():
-            if w.func != h.func or len(w.args) != len(h.args):
+            if w.func != h.func:
                 raise _NoMatch
-            for a, b in zip(w.args, h.args):
-                _expr(s, a, b)
+            _exprs(s, w.args, h.args)
         case _:
             raise _NoMatch
+
+
+def _exprs(s: _State, ws: tuple[t.Expr, ...], hs: tuple[t.Expr, ...]) -> None:
+    if len(ws) != len(hs):
+        raise _NoMatch
+    for a, b in zip(ws, hs):
+        _expr(s, a, b)
 
 
 def _check_preds(s: _State) -> tuple[tuple[str, str, t.Expr], ...]:

@@ -144,22 +144,29 @@ def _library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelu
     src += "".join(_harness(p.name(), _params(p)) for p in procs)
     includes = [f"-I{d}" for d in include_dirs]
     key = hashlib.sha256((src + h_src + "\0".join(includes)).encode()).hexdigest()[:16]
+    return compile_shared(key, src, includes, {"kernels.h": h_src})
+
+
+def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: dict[str, str] | None = None) -> ctypes.CDLL:
+    """``src`` (and ``headers`` beside it) compiled by gcc -O2 -fwrapv into a shared library,
+    once per ``key`` for the life of the process."""
     if key not in _LIBS:
         folder = _WORKDIR / key
         folder.mkdir(exist_ok=True)
-        (folder / "kernels.h").write_text(h_src)
-        (folder / "kernels.c").write_text(src)
+        for name, text in (headers or {}).items():
+            (folder / name).write_text(text)
+        (folder / "unit.c").write_text(src)
         done = subprocess.run(
             # -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
             ["gcc", "-O2", "-fwrapv", *includes, "-shared", "-fPIC"]
-            + ["-o", str(folder / "kernels.so"), str(folder / "kernels.c")],
+            + ["-o", str(folder / "unit.so"), str(folder / "unit.c")],
             capture_output=True,
             text=True,
             timeout=300,
         )
         if done.returncode != 0:
             raise ValidationError(f"gcc failed:\n{done.stderr[-4000:]}")
-        _LIBS[key] = ctypes.CDLL(str(folder / "kernels.so"))
+        _LIBS[key] = ctypes.CDLL(str(folder / "unit.so"))
     return _LIBS[key]
 
 

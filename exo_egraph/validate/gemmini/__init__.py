@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,7 +25,7 @@ import numpy as np
 from exo import Procedure
 from exo.stdlib.scheduling import rename
 
-from ..cpu import _LIBS, _WORKDIR, ValidationError, _call_args, _copy, _library, random_inputs
+from ..cpu import ValidationError, _call_args, _copy, _library, compile_shared, random_inputs
 
 __all__ = [
     "HEADER_DIR",
@@ -110,21 +109,7 @@ def compile_model_c(source: str) -> ctypes.CDLL:
     level of single Gemmini instructions."""
     src = _prelude() + source
     key = "c-" + hashlib.sha256(src.encode()).hexdigest()[:16]
-    if key not in _LIBS:
-        folder = _WORKDIR / key
-        folder.mkdir(exist_ok=True)
-        (folder / "model.c").write_text(src)
-        done = subprocess.run(
-            ["gcc", "-O2", "-fwrapv", f"-I{HEADER_DIR}", "-shared", "-fPIC"]
-            + ["-o", str(folder / "model.so"), str(folder / "model.c")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            raise ValidationError(f"gcc failed:\n{done.stderr[-4000:]}")
-        _LIBS[key] = ctypes.CDLL(str(folder / "model.so"))
-    return _bind(_LIBS[key])
+    return _bind(compile_shared(key, src, [f"-I{HEADER_DIR}"]))
 
 
 def reset_model(lib: ctypes.CDLL, *, exo_block_stride: bool = False) -> None:
