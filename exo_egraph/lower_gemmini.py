@@ -62,8 +62,6 @@ class GemmPattern:
         buf, idx = next((b, i) for o, b, i in self.operands if o == name)
         return buf, idx
 
-    tile = DIM
-
     def columns(self, operand: str) -> str:
         """The iterator along an operand's DIM-column tiles (what a block load spans)."""
         return {"A": self.k, "B": self.m}[operand]

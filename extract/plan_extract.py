@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from exo_egraph.lower_gemmini import DIM, GemmPattern
 from exo_egraph.plans import PAcc, Plan, PLoop, PMac, PStage, decode
 from exo_egraph.saturate import EGraphView
 
@@ -115,7 +116,7 @@ def _programme(
                 loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
                 for e in table[kids[3]]:
                     deep = tuple(
-                        extent if var == model.g.columns(x) and stride == model.g.tile else d for x, d in zip("AB", e.deep)
+                        extent if var == model.g.columns(x) and stride == DIM else d for x, d in zip("AB", e.deep)
                     )
                     entries.append(_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan), deep))
             elif (
@@ -156,7 +157,7 @@ def _programme(
     return table
 
 
-def _prune(entries: list[_Entry], keep: int, distinct: bool = False, g=None) -> list[_Entry]:
+def _prune(entries: list[_Entry], keep: int, distinct: bool, g: GemmPattern) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
     unique = {(e.cycles, e.sp, e.acc, e.deep) if distinct else e.plan: e for e in entries}.values()
@@ -165,7 +166,7 @@ def _prune(entries: list[_Entry], keep: int, distinct: bool = False, g=None) -> 
     for deep in {e.deep for e in unique}:
         cheapest += sorted((e for e in unique if e.deep == deep), key=lambda e: e.cycles)[:4]
     # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
-    cheapest += sorted((e for e in unique if first_step_ok(g, e.plan)), key=lambda e: e.cycles)[:keep] if g else []
+    cheapest += sorted((e for e in unique if first_step_ok(g, e.plan)), key=lambda e: e.cycles)[:keep]
     smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
     return list({e.plan: e for e in cheapest + smallest}.values())
 
