@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import terms as t
-from .lower import UnsupportedConstruct
 from .plans import PAcc, Plan, PLoop, PMac, PStage, role
 
 DIM = 16
@@ -79,7 +78,7 @@ class GemmPattern:
 def find_gemm(term: t.Proc) -> GemmPattern:
     """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit."""
     args = {a.name: a for a in term.args}
-    parallel, body = _chain(term.body)
+    parallel, body = _chain(term.body, term.name)
     if not parallel:
         raise NotGemmini(f"{term.name}: the body is not a loop nest")
     if len(body) < 3 or not isinstance(body[0], t.Alloc) or body[0].shape or body[0].typ != "i32":
@@ -88,7 +87,7 @@ def find_gemm(term: t.Proc) -> GemmPattern:
     zero = body[1]
     if not (isinstance(zero, t.Assign) and zero.buf == acc and isinstance(zero.rhs, t.Const)):
         raise NotGemmini(f"{term.name}: the accumulator '{acc}' is not zeroed before the reduction")
-    reduction, inner = _chain(body[2:3])
+    reduction, inner = _chain(body[2:3], term.name)
     if not reduction:
         raise NotGemmini(f"{term.name}: no reduction loop after zeroing '{acc}'")
     epilogue = body[3:]
@@ -121,12 +120,12 @@ def find_gemm(term: t.Proc) -> GemmPattern:
     raise NotGemmini(f"{term.name}: no three loops with trip counts divisible by {DIM} index the operands as a matmul")
 
 
-def _chain(block: t.Block) -> tuple[list[tuple[str, int]], t.Block]:
+def _chain(block: t.Block, proc: str) -> tuple[list[tuple[str, int]], t.Block]:
     loops = []
     while len(block) == 1 and isinstance(block[0], t.Loop):
         loop = block[0]
         if loop.lo != t.Aff() or not loop.hi.is_const:
-            raise UnsupportedConstruct("loop with non-constant bounds (Gemmini target)", None, loop.var)
+            raise NotGemmini(f"{proc}: loop '{loop.var}' runs to {loop.hi}, not a constant (fix the sizes, e.g. partial_eval)")
         loops.append((loop.var, loop.hi.const))
         block = loop.body
     return loops, block

@@ -151,6 +151,8 @@ def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
 
     with pytest.raises(NotGemmini, match="accumulator"):
         find_gemm(lower(cpu_kernels.matmul_f32_16))
+    with pytest.raises(NotGemmini, match="not a constant"):
+        find_gemm(lower(kernels.gemm_i8))  # sizes left symbolic
 
 
 @pytest.mark.parametrize("name", ["matmul_32x48x64", "conv2d_2x16"])
