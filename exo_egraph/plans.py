@@ -66,19 +66,6 @@ def chain(plan: Plan) -> list[Plan]:
     return out
 
 
-def ops(plan: Plan) -> dict[str, str]:
-    """Role → selected op of every link (``load_A``, ``load_B``, ``zero``, ``store``, ``mac``)."""
-    out: dict[str, str] = {}
-    for link in chain(plan):
-        if isinstance(link, PStage):
-            out[f"load_{link.operand}"] = link.op
-        elif isinstance(link, PAcc):
-            out["zero"], out["store"] = link.zero, link.store
-        elif isinstance(link, PMac):
-            out["mac"] = link.op
-    return out
-
-
 def show(plan: Plan) -> str:
     """One line per link, indented like the loops it stands for."""
     lines, depth = [], 0

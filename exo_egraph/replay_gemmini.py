@@ -80,7 +80,7 @@ def replay_plan(
     compute = _compute_path(s, g, top, len(outer))
     _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
     _stage_tiles(s, g, links, n1)
-    _lift_stagings(s, g, links, outer, inner)
+    _lift_stagings(s, g, links)
     _replace_loads(s, g, links, platform)
     if first_step:
         _peel_first_step(s, g, len(par_inner), n1, m1, links[acc_at].zero)
@@ -303,7 +303,6 @@ def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
 
 
 def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
-    stages = {x.operand: x.op for x in links if isinstance(x, PStage)}
     for operand in ("A", "B"):
         staged = g.staged_name(operand)
         s.apply(f'stage_mem(p, {_compute_n1(s, g, n1)}, "{_window(g, operand, links)}", "{staged}")')
@@ -321,11 +320,7 @@ def zeroes_and_multiplies(instr: Procedure) -> bool:
 
 
 def _has_compute(s: _Session, g: GemmPattern, n1: str) -> bool:
-    try:
-        _compute_n1(s, g, n1)
-    except ReplayError:
-        return False
-    return True
+    return bool(_loops_where(s.term, _is_compute(g, n1)))
 
 
 def _stmt_ref(term: t.Proc, path: tuple, idx: int) -> str:
@@ -404,16 +399,17 @@ def _first(found: list[tuple[tuple, int]], what: str) -> tuple[tuple, int]:
     return found[0]
 
 
+def _is_compute(g: GemmPattern, n1: str):
+    """Matches a compute nest's ``n1`` loop (one holding the accumulator's reduce)."""
+    return lambda b, i: isinstance(b[i], t.Loop) and b[i].var == n1 and _has_reduce(b[i], g.acc)
+
+
 def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:
-    """Cursor text of the compute nest's ``n1`` loop (the one holding the accumulator's reduce)."""
-
-    def match(b: t.Block, i: int) -> bool:
-        return isinstance(b[i], t.Loop) and b[i].var == n1 and _has_reduce(b[i], g.acc)
-
-    return _loop_ref(s.term, *_first(_loops_where(s.term, match), f"compute loop {n1}"))
+    """Cursor text of the first compute nest's ``n1`` loop."""
+    return _loop_ref(s.term, *_first(_loops_where(s.term, _is_compute(g, n1)), f"compute loop {n1}"))
 
 
-def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan], outer: list[PLoop], inner: list[PLoop]) -> None:
+def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan]) -> None:
     below: dict[str, set[int]] = {}
     for i, x in enumerate(links):
         if isinstance(x, PStage):

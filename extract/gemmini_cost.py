@@ -264,6 +264,19 @@ class GemminiCost:
         sizes = Binding(call[0], (), (), (), ())
         return instr_cost(pattern, sizes, self.consts)
 
+    def hoisted_cycles(self, hoisted: tuple[tuple[str, tuple[str, ...]], ...]) -> int:
+        """Cycles of the config calls hoisted to the top of the proc (run once)."""
+        return sum(self.config_cost(call).cycles for call in hoisted)
+
+    def loads(self, operand: str, instr: str, tiles: int, column_tiles: int | None) -> tuple[int, int | None] | None:
+        """(calls, column tiles per call) of ``instr`` staging ``tiles`` tiles of ``operand``: a
+        block load moves several column tiles per call, and needs ``column_tiles`` ≥ 2 below
+        it (None when it cannot apply)."""
+        if instr not in self.selection.blocks:
+            return tiles, None
+        f = self.block_factor(column_tiles)
+        return None if f is None else (tiles // f, f)
+
     def choices(self) -> list[OpChoice]:
         """Every config-consistent way to pick an instruction per role."""
         roles = [r for r in ROLES if self.selection.for_role(r)]
@@ -288,7 +301,7 @@ class GemminiCost:
         priced = []
         for ch in self.choices():
             per_call = {r: self.cost_of(i).cycles for r, i in ch.instrs}
-            once = sum(self.config_cost(call).cycles for call in ch.hoisted)
+            once = self.hoisted_cycles(ch.hoisted)
             kind = tuple(i in self.selection.blocks for _, i in ch.instrs)
             priced.append((per_call, once, kind, ch))
 
@@ -337,13 +350,10 @@ class GemminiCost:
                     return {**inner, var: inner.get(var, 1) * extent}
                 case PStage(operand, op, body):
                     inner = walk(body, mult)
-                    if op in self.selection.blocks:
-                        f = self.block_factor(self.column_tiles(operand, body))
-                        if f is None:
-                            raise ValueError(f"{op} cannot load {operand} here: its tiles are not the innermost loop")
-                        add(op, mult * self.tiles(operand, inner) // f, f)
-                    else:
-                        add(op, mult * self.tiles(operand, inner))
+                    loads = self.loads(operand, op, mult * self.tiles(operand, inner), self.column_tiles(operand, body))
+                    if loads is None:
+                        raise ValueError(f"{op} cannot load {operand} here: fewer than two column tiles below it")
+                    add(op, *loads)
                     return inner
                 case PAcc(zero, store, body):
                     inner = walk(body, mult)

@@ -53,13 +53,12 @@ def extract_plans(
     (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts; ``choices``:
     only these instruction choices, default every one worth trying)."""
     values = _primitives(view)
+    instrs = _op_instrs(view, values)
     order = _bottom_up(view)
     found: dict[Plan, Extracted] = {}
     for choice in model.distinct_choices() if choices is None else choices:
-        table = _programme(view, model, choice, values, order, max(k, keep), distinct_cycles)
-        hoist = model.counters(PMac(choice.instr("mac")), choice.hoisted)["cycles"] - model.cost_of(
-            choice.instr("mac")
-        ).cycles
+        table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles)
+        hoist = model.hoisted_cycles(choice.hoisted)
         for e in table.get(view.root, []):
             plan = e.plan
             cycles = e.cycles + hoist
@@ -75,6 +74,17 @@ def _fill(choice: OpChoice, held: set[str], role: str) -> str | None:
     """The instruction ``choice`` gives ``role``, if the Op e-class (holding ``held``) has it."""
     instr = choice.instr(role)
     return instr if instr in held else None
+
+
+def _op_instrs(view: EGraphView, values: dict[str, object]) -> dict[str, set[str]]:
+    """Op e-class → the instructions it holds."""
+    out: dict[str, set[str]] = {}
+    for c, ids in view.classes.items():
+        for nid in ids:
+            op, kids = view.nodes[nid]
+            if op == "Op.instr":
+                out.setdefault(c, set()).add(str(values[kids[0]]))
+    return out
 
 
 def _primitives(view: EGraphView) -> dict[str, object]:
@@ -96,18 +106,15 @@ def _bottom_up(view: EGraphView) -> list[str]:
 
 
 def _programme(
-    view, model: GemminiCost, choice: OpChoice, values, order, keep: int, distinct: bool = False
+    view, model: GemminiCost, choice: OpChoice, values, instrs, order, keep: int, distinct: bool = False
 ) -> dict[str, list[_Entry]]:
-    instrs: dict[str, set[str]] = {}  # Op e-class → instructions it holds
     loops: dict[str, dict[str, int]] = {}  # plan e-class → iterator → trips below (shared by the class)
     table: dict[str, list[_Entry]] = {}
     for c in order:
         entries: list[_Entry] = []
         for nid in view.classes[c]:
             op, kids = view.nodes[nid]
-            if op == "Op.instr":
-                instrs.setdefault(c, set()).add(str(values[kids[0]]))
-            elif op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), "mac")):
+            if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), "mac")):
                 entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac)))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
@@ -130,13 +137,10 @@ def _programme(
                 loops.setdefault(c, inner)
                 tiles = model.tiles(operand, inner)
                 for e in table[kids[2]]:
-                    if instr in model.selection.blocks:
-                        f = model.block_factor(e.deep["AB".index(operand)])
-                        if f is None:
-                            continue
-                        load = tiles // f * model.cost_of(instr, f).cycles
-                    else:
-                        load = tiles * model.cost_of(instr).cycles
+                    loads = model.loads(operand, instr, tiles, e.deep["AB".index(operand)])
+                    if loads is None:
+                        continue
+                    load = loads[0] * model.cost_of(instr, loads[1]).cycles
                     entries.append(_Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
             elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), "store")) and kids[2] in table:
                 inner = loops[kids[2]]
@@ -175,12 +179,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
     """A plan of the root e-class drawn node by node (``pick(n)`` chooses an index below ``n``),
     its roles filled by ``choice``; None when the draw reaches a role the choice cannot fill."""
     values = _primitives(view)
-    instrs: dict[str, set[str]] = {}
-    for c, ids in view.classes.items():
-        for nid in ids:
-            op, kids = view.nodes[nid]
-            if op == "Op.instr":
-                instrs.setdefault(c, set()).add(str(values[kids[0]]))
+    instrs = _op_instrs(view, values)
 
     def fill(cls: str, role: str) -> str | None:
         return _fill(choice, instrs.get(cls, set()), role)
@@ -199,7 +198,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
             instr, body = fill(kids[1], f"load_{operand}"), draw(kids[2])
             if instr is None or body is None:
                 return None
-            if instr in model.selection.blocks and model.block_factor(model.column_tiles(operand, body)) is None:
+            if model.loads(operand, instr, 1, model.column_tiles(operand, body)) is None:
                 return None  # a block load needs at least two column tiles below it
             return PStage(operand, instr, body)
         store, body = fill(kids[1], "store"), draw(kids[2])
