@@ -148,7 +148,7 @@ def explore_gemmini(
             x.plan,
             x.choice.hoisted,
             model.counters(x.plan, x.choice.hoisted),
-            replay_plan(proc, pattern, x.plan, x.choice.hoisted, platform),
+            replay_plan(proc, pattern, x.plan, x.choice.hoisted, selection, platform),
         )
         for x in picks
     )

@@ -28,6 +28,8 @@ import exo.stdlib.scheduling as scheduling
 from exo import Procedure
 from exo.libs import memories
 
+from rewrites.gemmini import Selection, block_factor
+
 from . import terms as t
 from .lower import lower
 from .lower_gemmini import DIM, GemmPattern
@@ -54,9 +56,15 @@ def loop_name(g: GemmPattern, var: str, stride: int) -> str:
 
 
 def replay_plan(
-    original: Procedure, g: GemmPattern, plan: Plan, hoisted: tuple[tuple[str, tuple[str, ...]], ...], platform: ModuleType
+    original: Procedure,
+    g: GemmPattern,
+    plan: Plan,
+    hoisted: tuple[tuple[str, tuple[str, ...]], ...],
+    selection: Selection,
+    platform: ModuleType,
 ) -> GemminiReplayed:
-    """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top); raises `ReplayError`."""
+    """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top), with the instructions
+    ``selection`` unified; raises `ReplayError`."""
     names: dict[str, Any] = {n: getattr(scheduling, n) for n in GEMMINI_CALLS}
     names.update({"GEMM_SCRATCH": memories.GEMM_SCRATCH, "GEMM_ACCUM": memories.GEMM_ACCUM})
     links = chain(plan)
@@ -66,13 +74,15 @@ def replay_plan(
     names.update({n: getattr(platform, n) for n in used})
     s = _Session(original, lower(original), names=dict(names))
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
-    cfg_names = _hoist_configs(s, hoisted, platform, _config_reads(getattr(platform, links[acc_at].store)))
+    store = selection.binding("store", links[acc_at].store)
+    reads = {(c, f) for c, f, v in store.requires if isinstance(v, t.Read)}  # config fields it reads
+    cfg_names = _hoist_configs(s, hoisted, selection, platform, reads)
     loops = [x for x in links if isinstance(x, PLoop)]
     outer = [x for x in links[:acc_at] if isinstance(x, PLoop)]
     inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
     _split(s, g, loops)
     n1, m1, k1 = (g.intra(v) for v in (g.n, g.m, g.k))
-    first_step = zeroes_and_multiplies(getattr(platform, links[acc_at].zero))
+    first_step = selection.first_step(links[acc_at].zero)
     par_inner = [x for x in inner if x.var in g.parallel]
     top = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
     _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=top)
@@ -81,7 +91,7 @@ def replay_plan(
     _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
     _stage_tiles(s, g, links, n1)
     _lift_stagings(s, g, links)
-    _replace_loads(s, g, links, platform)
+    _replace_loads(s, g, links, selection)
     if first_step:
         _peel_first_step(s, g, len(par_inner), n1, m1, links[acc_at].zero)
     while _has_compute(s, g, n1):  # every (other) step accumulates
@@ -107,7 +117,9 @@ def script_text(name: str, steps: list[str], instrs: list[str], platform: Module
     )
 
 
-def _hoist_configs(s: _Session, hoisted, platform: ModuleType, reads: set[tuple[str, str]]) -> set[str]:
+def _hoist_configs(
+    s: _Session, hoisted, selection: Selection, platform: ModuleType, reads: set[tuple[str, str]]
+) -> set[str]:
     """``write_config`` each field a hoisted config instruction sets, then ``replace`` them by it.
 
     A field some instruction reads (``reads``: ``do_st_acc_i8`` reads ``ConfigStore.scale``) is
@@ -116,8 +128,7 @@ def _hoist_configs(s: _Session, hoisted, platform: ModuleType, reads: set[tuple[
     On the plain kernel these are instant; Exo's config analysis is slow on a scheduled one."""
     out = set()
     for name, args in reversed(hoisted):
-        instr = getattr(platform, name)
-        body = lower(instr, instr_ok=True)
+        body = selection.pattern(name)
         writes = [x for x in body.body if isinstance(x, t.WriteConfig)]
         params = {a.name: v for a, v in zip(body.args, args)}
         for w in reversed(writes):
@@ -134,38 +145,6 @@ def _hoist_configs(s: _Session, hoisted, platform: ModuleType, reads: set[tuple[
         block = first if len(writes) == 1 else f"{first}.expand(0, {len(writes) - 1})"
         s.apply(f"replace(p, {block}, {name})")
     return out
-
-
-def _config_reads(instr: Procedure) -> set[tuple[str, str]]:
-    """The config fields an instruction's body reads."""
-    found: set[tuple[str, str]] = set()
-
-    def expr(e: t.Expr) -> None:
-        match e:
-            case t.ReadConfig(config, field):
-                found.add((config, field))
-            case t.BinOp(_, lhs, rhs):
-                expr(lhs)
-                expr(rhs)
-
-    body = lower(instr, instr_ok=True).body
-
-    def walk(b: t.Block) -> None:
-        for x in b:
-            if isinstance(x, t.Call):
-                for a in x.args:
-                    expr(a)
-            elif isinstance(x, (t.Assign, t.Reduce)):
-                expr(x.rhs)
-            elif isinstance(x, t.If):
-                expr(x.cond)
-                walk(x.body)
-                walk(x.orelse)
-            elif isinstance(x, t.Loop):
-                walk(x.body)
-
-    walk(body)
-    return found
 
 
 def _read_cursor(term: t.Proc, name: str) -> str:
@@ -311,14 +290,6 @@ def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> Non
         s.apply(f'set_memory(p, "{g.staged_name(operand)}", GEMM_SCRATCH)')
 
 
-def zeroes_and_multiplies(instr: Procedure) -> bool:
-    """Does the instruction zero its output and then accumulate into it (a plain matmul)?"""
-    leaves = list(t.leaves(lower(instr, instr_ok=True).body))
-    return any(isinstance(x, t.Assign) and isinstance(x.rhs, t.Const) for x in leaves) and any(
-        isinstance(x, t.Reduce) for x in leaves
-    )
-
-
 def _has_compute(s: _Session, g: GemmPattern, n1: str) -> bool:
     return bool(_loops_where(s.term, _is_compute(g, n1)))
 
@@ -446,7 +417,7 @@ def _loads(x: t.Stmt, staged: str) -> bool:
     return any(isinstance(leaf, t.Assign) and leaf.buf == staged for leaf in t.leaves((x,)))
 
 
-def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], platform: ModuleType) -> None:
+def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], selection: Selection) -> None:
     """``replace`` each operand's copy nest by its load instruction. A block load first brings
     the copy's rows outside its column tiles: ``divide_loop`` of the column-tile loop by the
     block, ``reorder_loops``; then each call moves up to BLOCK tiles."""
@@ -455,12 +426,12 @@ def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], platform: Mod
             continue
         staged = g.staged_name(x.operand)
         path, idx = _copy_loop(s.term, staged)
-        if _is_block_load(getattr(platform, x.op)):
+        if x.op in selection.blocks:
             _columns_innermost(s, g, x.operand, staged)
             path, idx = _copy_loop(s.term, staged)
             around = _block_at(s.term, path[:-1])[path[-1][0]]
             extent = around.hi.const
-            blocks = next(f for f in range(4, 1, -1) if extent % f == 0)
+            blocks = block_factor(extent)
             if extent > blocks:
                 ref = _loop_ref(s.term, path[:-1], path[-1][0])
                 s.apply(f'divide_loop(p, {ref}, {blocks}, ["{around.var}_blk", "{around.var}_in"], perfect=True)')
@@ -503,11 +474,6 @@ def _enclosing(term: t.Proc, path: tuple, depth: int) -> list[tuple[tuple, int]]
 
 def _allocs(term: t.Proc) -> list[t.Alloc]:
     return [x for x in t.leaves(term.body) if isinstance(x, t.Alloc)]
-
-
-def _is_block_load(instr: Procedure) -> bool:
-    """Does the instruction write a [blocks, rows, 16] scratchpad window (a block load)?"""
-    return any(a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 for a in lower(instr, instr_ok=True).args)
 
 
 def _copy_loop(term: t.Proc, staged: str) -> tuple[tuple, int]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from exo_egraph import terms as t
-from exo_egraph.lower_gemmini import BLOCK, DIM, ROLES, GemmPattern
+from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
 from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage, chain
-from rewrites.gemmini import Selection
+from rewrites.gemmini import Selection, block_factor
 from rewrites.instrs import Binding, InstrPattern, kernel_expr
 
 COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
@@ -224,11 +224,10 @@ class GemminiCost:
         for role, b in self.selection.bindings:
             self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
             self._bindings[b.instr] = b
-        self._first_step = {b.instr for b in self.selection.for_role("zero_mac")}
 
     def overwrites(self, zero: str) -> bool:
         """Is ``zero`` a plain matmul doing the first reduction step (no zero instruction)?"""
-        return zero in self._first_step
+        return self.selection.first_step(zero)
 
     def zero_cycles(self, zero: str, mac: str) -> int:
         """Cycles the zero adds per accumulator tile (a first step's plain matmul replaces a multiply)."""
@@ -246,13 +245,6 @@ class GemminiCost:
             sizes = tuple((k, blocks if k == "m" else v) for k, v in b.sizes)  # the block count is `m`
             self._costs[key] = instr_cost(self.selection.pattern(instr), Binding(instr, sizes, b.windows, b.values, ()), self.consts)
         return self._costs[key]
-
-    def block_factor(self, column_tiles: int | None) -> int | None:
-        """Column tiles per block load, when the staging covers ``column_tiles`` consecutive tiles
-        along the operand's columns (the trips of the loop over them by DIM); None if fewer than 2."""
-        if column_tiles is None:
-            return None
-        return next((f for f in range(BLOCK, 1, -1) if column_tiles % f == 0), None)
 
     def column_tiles(self, operand: str, body: Plan) -> int | None:
         """Trips of the loop below a staging over single tiles of the operand's columns."""
@@ -274,7 +266,7 @@ class GemminiCost:
         it (None when it cannot apply)."""
         if instr not in self.selection.blocks:
             return tiles, None
-        f = self.block_factor(column_tiles)
+        f = block_factor(column_tiles)
         return None if f is None else (tiles // f, f)
 
     def choices(self) -> list[OpChoice]:

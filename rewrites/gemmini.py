@@ -12,7 +12,7 @@ from typing import Mapping
 
 from egglog import String, i64, ne, relation, rewrite, rule, ruleset, union, eq, vars_
 
-from exo_egraph.lower_gemmini import DIM, GemmPattern
+from exo_egraph.lower_gemmini import BLOCK, DIM, GemmPattern
 from exo_egraph.plans import G, Op, PAcc, Plan, PLoop, chain
 from rewrites.instrs import Binding, InstrPattern, instr_patterns, unify
 
@@ -34,6 +34,13 @@ class Selection:
 
     def for_role(self, role: str) -> tuple[Binding, ...]:
         return tuple(b for r, b in self.bindings if r == role)
+
+    def binding(self, role: str, instr: str) -> Binding:
+        return next(b for r, b in self.bindings if r == role and b.instr == instr)
+
+    def first_step(self, zero: str) -> bool:
+        """Is ``zero`` a plain matmul that zeroes by doing the first reduction step (`first_step_rules`)?"""
+        return any(b.instr == zero for b in self.for_role("zero_mac"))
 
     def pattern(self, name: str) -> InstrPattern:
         return self.all_patterns[name]
@@ -116,6 +123,14 @@ def stage_rules() -> list:
         rewrite(G.stage(_x, _o, G.acc(_z, _st, _b))).to(G.acc(_z, _st, G.stage(_x, _o, _b))),
         rewrite(G.acc(_z, _st, G.stage(_x, _o, _b))).to(G.stage(_x, _o, G.acc(_z, _st, _b))),
     ]
+
+
+def block_factor(column_tiles: int | None) -> int | None:
+    """Column tiles one block load moves when a staging covers ``column_tiles`` consecutive ones:
+    the largest count up to BLOCK that divides them; None below two (then a tile load does)."""
+    if column_tiles is None:
+        return None
+    return next((f for f in range(BLOCK, 1, -1) if column_tiles % f == 0), None)
 
 
 def first_step_rules(selection: Selection) -> list:

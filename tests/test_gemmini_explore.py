@@ -61,7 +61,7 @@ def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
     """None when ``plan`` replays through Exo and runs bit-exact, in the modeled cycles; else why not."""
     proc, pattern, model, _ = explored(name, broken)
     try:
-        replayed = replay_plan(proc, pattern, plan, hoisted, platform)
+        replayed = replay_plan(proc, pattern, plan, hoisted, model.selection, platform)
     except ReplayError as e:
         return f"Exo rejected a step: {e}"
     v = validate_gemmini(proc, replayed.proc, reference=kernels.REFERENCES.get(name))
@@ -225,7 +225,7 @@ def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
     assert len(picks) >= 20 and len({x.cycles for x in picks}) == len(picks)
     simulated = []
     for x in picks:
-        replayed = replay_plan(proc, pattern, x.plan, x.choice.hoisted, platform)
+        replayed = replay_plan(proc, pattern, x.plan, x.choice.hoisted, model.selection, platform)
         v = validate_gemmini(proc, replayed.proc)
         assert v.ok, v.message
         simulated.append(v.cycles)
@@ -252,7 +252,7 @@ def test_a_plan_over_capacity_overflows_the_model_too():
         inner = PLoop(v, 16, 16, inner)
     plan = PAcc(choice.instr("zero"), choice.instr("store"), inner)
     assert model.footprint(plan).acc_rows == 4096 and not model.footprint(plan).fits(model.consts)
-    replayed = replay_plan(proc, pattern, plan, choice.hoisted, platform)
+    replayed = replay_plan(proc, pattern, plan, choice.hoisted, model.selection, platform)
     v = validate_gemmini(proc, replayed.proc)
     assert not v.ok and "accumulator" in v.message and "overflow" in v.message
 
