@@ -19,7 +19,7 @@ from exo import Procedure
 from exo.API_cursors import AllocCursor, ForCursor, IfCursor, LiteralCursor
 from exo.stdlib.scheduling import divide_loop, fission, fuse, lift_alloc, reorder_loops, simplify, unroll_loop
 
-from rewrites.loops import LoopRuleConfig
+from exo_egraph.rewrites.loops import LoopRuleConfig
 
 Call = Callable[[Procedure], Procedure]
 

@@ -32,11 +32,13 @@ from exo_egraph import terms as t  # noqa: E402
 from exo_egraph.checks import enumerate_terms  # noqa: E402
 from exo_egraph.lower import lower  # noqa: E402
 from exo_egraph.replay import replay  # noqa: E402
-from exo_egraph.saturate import Budget, saturate, split_factors  # noqa: E402
+from exo_egraph.rewrites.loops import split_factors  # noqa: E402
+from exo_egraph.saturate import Budget  # noqa: E402
+from exo_egraph.targets.cpu import saturate_term  # noqa: E402
 from exo_egraph.validate import validate_cpu  # noqa: E402
-from extract.cost import CpuCost, buffers_of, program_cost  # noqa: E402
-from extract.extractors import extract  # noqa: E402
-from rewrites.loops import LoopRuleConfig  # noqa: E402
+from exo_egraph.extract.cost import CpuCost, buffers_of, program_cost  # noqa: E402
+from exo_egraph.extract.extractors import extract  # noqa: E402
+from exo_egraph.rewrites.loops import LoopRuleConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TOP_K = 8  # candidates timed for the fidelity rank correlation
@@ -79,7 +81,7 @@ def explorer_worker(kernel: str, budget_s: float) -> dict[str, Any]:
     final = None
     for iterations in range(1, 41):
         t0 = time.perf_counter()
-        sat = saturate(original, cfg, Budget(iterations=iterations, seconds=budget_s))
+        sat = saturate_term(original, cfg, Budget(iterations=iterations, seconds=budget_s))
         t1 = time.perf_counter()
         best = extract(sat.view, model)[0]
         t2 = time.perf_counter()
@@ -103,7 +105,7 @@ def explorer_worker(kernel: str, budget_s: float) -> dict[str, Any]:
     repeats = [sweep[-1]["saturate_seconds"]]
     for _ in range(2):
         t0 = time.perf_counter()
-        saturate(original, cfg, Budget(iterations=sweep[-1]["iterations"], seconds=budget_s))
+        saturate_term(original, cfg, Budget(iterations=sweep[-1]["iterations"], seconds=budget_s))
         repeats.append(time.perf_counter() - t0)
     # fidelity: model rank vs measured time of the top-k
     candidates = extract(final.view, model, TOP_K)
@@ -128,7 +130,7 @@ def explorer_worker(kernel: str, budget_s: float) -> dict[str, Any]:
         "naive_cost": program_cost(model, original),
         "sweep": sweep,
         "final_saturate_seconds_median": statistics.median(repeats),
-        "stop_reason": final.stats.stop_reason,
+        "stop_reason": final.stats.stop_reason.value,
         "fidelity": fidelity,
         "optimum": optimum,
         "peak_rss_mib": rss,

@@ -2,7 +2,7 @@
 
     python benchmarks/gemmini_table.py [--budget-s S] [--out benchmarks/results/gemmini.json]
 
-Every explored and hand schedule runs on the Gemmini model (exo_egraph/validate/gemmini) and
+Every explored and hand schedule runs on the Gemmini model (exo_egraph/targets/gemmini/model) and
 must match the naive proc and the numpy reference bit for bit; cycles and utilization are the
 model's. The naive proc runs on the host CPU only, priced at one cycle per scalar statement.
 """
@@ -21,10 +21,9 @@ sys.path.insert(0, str(HERE / "kernels"))
 import gemmini as kernels  # noqa: E402
 import gemmini_hand as hand  # noqa: E402
 
-from exo_egraph.api import explore_gemmini  # noqa: E402
-from exo_egraph.plans import show  # noqa: E402
+from exo_egraph import explore  # noqa: E402
 from exo_egraph.saturate import Budget  # noqa: E402
-from exo_egraph.validate.gemmini import validate_gemmini  # noqa: E402
+from exo_egraph.targets.gemmini.model import validate_gemmini  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
     for name in args.kernels:
         proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
         start = time.perf_counter()
-        r = explore_gemmini(proc, budget=Budget(seconds=args.budget_s), reference=reference)
+        r = explore(proc, "gemmini", budget=Budget(seconds=args.budget_s), reference=reference, top_k=1)
         seconds = time.perf_counter() - start
         h = validate_gemmini(proc, hand.HAND_SCHEDULES[name](proc), reference=reference)
         # the hand schedule without block loads (ld_i8_block's declared stride preconditions do
@@ -66,7 +65,7 @@ def main() -> None:
             "explored_over_hand_one_tile_mvins": round(v.cycles / h1.cycles, 3),
             "explored_ok": v.ok,
             "hand_ok": h.ok and h1.ok,
-            "plan": show(r.best.plan).splitlines(),
+            "plan": r.details[0]["plan"],
         }
         rows.append(row)
         lines.append(

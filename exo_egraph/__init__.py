@@ -1,19 +1,29 @@
-"""exo-egraph: equality-saturation scheduling for Exo procedures."""
+"""exo-egraph: equality-saturation scheduling for Exo procedures.
 
-from __future__ import annotations
+    from exo_egraph import explore, Budget
+    result = explore(my_proc, "cpu", budget=Budget(seconds=10))
+    result.script      # the schedule: a script of Exo calls
+    result.proc        # the scheduled proc
+    result             # in Jupyter: a summary table
+"""
 
-from typing import TYPE_CHECKING, Any
+from .api import DEFAULT_TOP_K, Candidate, Result, explore
+from .rewrites.loops import LoopRuleConfig
+from .saturate import Budget, Iteration, SaturationStats, StopReason
+from .target import Target, create
+from .target import names as target_names
 
-if TYPE_CHECKING:
-    from .api import Result, explore
-
-__all__ = ["Result", "explore"]
-
-
-def __getattr__(name: str) -> Any:
-    # loaded on first use, so `rewrites` may import `exo_egraph.ir` without pulling in the pipeline
-    if name in __all__:
-        from . import api
-
-        return getattr(api, name)
-    raise AttributeError(name)
+__all__ = [
+    "DEFAULT_TOP_K",
+    "Budget",
+    "Candidate",
+    "Iteration",
+    "LoopRuleConfig",
+    "Result",
+    "SaturationStats",
+    "StopReason",
+    "Target",
+    "create",
+    "explore",
+    "target_names",
+]

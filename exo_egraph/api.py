@@ -1,42 +1,55 @@
-"""The Python API: ``explore(proc)`` runs lower → saturate → extract → replay → validate."""
+"""The Python API: ``explore(proc, target)`` runs lower → saturate → extract → replay → validate.
+
+The line is the same for every target; the target object supplies each step (`exo_egraph.target`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from exo import Procedure
 
-from extract.cost import CpuCost, buffers_of
-from extract.extractors import extract
-from rewrites.loops import LoopRuleConfig
+from .report import html_table, markdown_table, plot_result, to_json
+from .saturate import Budget, Iteration, SaturationStats
+from .script import Replayed
+from .target import Pick, Target, Verdict, create
 
-from . import terms as t
-from .lower import lower
-from .replay import Replayed, replay
-from .saturate import Budget, SaturationStats, saturate
-
-TARGETS = ("cpu", "gemmini")
+DEFAULT_TOP_K = 3
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One extracted schedule: its cost, the term the e-graph held, and its replay through Exo."""
+
     cost: float
-    term: t.Proc
+    pick: Pick
     replayed: Replayed
+
+    @property
+    def proc(self) -> Procedure:
+        return self.replayed.proc
+
+    @property
+    def script(self) -> str:
+        return self.replayed.script
 
 
 @dataclass(frozen=True)
 class Result:
-    """What exploring a proc found: the best schedule first, then the other top-k."""
+    """What exploring a proc found: the best schedule first, then the other top-k.
+
+    ``to_json()`` is report.json; in Jupyter a `Result` shows as a summary table; ``plot()``
+    draws e-graph growth and cost by rank (needs matplotlib)."""
 
     kernel: str
     target: str
+    cost_unit: str
     stats: SaturationStats
     naive_cost: float
     candidates: tuple[Candidate, ...]
-    validation: object | None = None  # exo_egraph.validate.Validation when validated
-    history: tuple[tuple[int, int, float], ...] = field(default=())
+    validation: Verdict | None
+    details: tuple[dict, ...]  # per candidate: what the target reports of it (say, a tile plan)
 
     @property
     def best(self) -> Candidate:
@@ -44,118 +57,62 @@ class Result:
 
     @property
     def proc(self) -> Procedure:
-        return self.best.replayed.proc
+        """The scheduled proc (the best schedule replayed on the input)."""
+        return self.best.proc
 
     @property
     def script(self) -> str:
-        return self.best.replayed.script
+        """The best schedule as a script of Exo calls (``def schedule(p): ...``)."""
+        return self.best.script
 
     @property
     def cost(self) -> float:
         return self.best.cost
 
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+    def _repr_markdown_(self) -> str:
+        return markdown_table(self)
+
+    def _repr_html_(self) -> str:
+        return html_table(self)
+
+    def plot(self, ax: Any = None) -> Any:
+        return plot_result(self, ax)
+
 
 def explore(
     proc: Procedure,
-    target: str = "cpu",
+    target: str | Target = "cpu",
     *,
     budget: Budget = Budget(),
-    rules: LoopRuleConfig = LoopRuleConfig(),
-    top_k: int = 1,
+    top_k: int = DEFAULT_TOP_K,
     validate: bool = True,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> Result:
-    """Saturate ``proc``'s e-graph, extract the ``top_k`` cheapest schedules, replay them through Exo,
-    and (``validate``) run the best one against the original."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
-    if target == "gemmini":
-        return explore_gemmini(proc, budget=budget, top_k=top_k, validate=validate, progress=progress)
-    term = lower(proc)
-    model = CpuCost(buffers_of(term))
-    sat = saturate(term, rules, budget, progress)
-    picks = extract(sat.view, model, k=top_k)
-    naive = extract(saturate(term, rules, Budget(iterations=0)).view, model, k=1)[0].cost
-    candidates = tuple(Candidate(x.cost, x.proc, replay(proc, x.proc)) for x in picks)
-    verdict = None
-    if validate:
-        from .validate import validate_cpu
-
-        # float sums keep their order unless the rules allow reassociation: then bit-exact is required
-        verdict = validate_cpu(proc, candidates[0].replayed.proc, require_exact=not rules.reassociate)
-    return Result(proc.name(), target, sat.stats, naive, candidates, verdict, sat.history)
-
-
-# ----------------------------------------------------------------------------- Gemmini
-
-
-@dataclass(frozen=True)
-class GemminiCandidate:
-    cost: int  # modeled cycles
-    plan: object  # exo_egraph.plans.Plan
-    hoisted: tuple  # config instruction calls at the top of the proc
-    counters: dict  # every modeled counter (the simulator must count the same)
-    replayed: object  # exo_egraph.replay_gemmini.GemminiReplayed
-
-
-@dataclass(frozen=True)
-class GemminiVerdict:
-    """The best schedule on the Gemmini model, against the naive proc on the host CPU."""
-
-    ok: bool  # bit-exact against the naive proc (and the numpy reference, when given)
-    message: str
-    cycles: int  # simulated
-    utilization: float
-    model_cycles: int  # what the cost model predicted: equal to ``cycles`` when model and simulator agree
-    counters: dict
-    naive_host_cycles: int  # the naive proc, CPU only (one cycle per scalar statement)
-
-
-def explore_gemmini(
-    proc: Procedure,
-    *,
-    budget: Budget = Budget(),
-    top_k: int = 1,
-    validate: bool = True,
-    progress: Callable[[int, int, float], None] | None = None,
     reference: Callable | None = None,
+    progress: Callable[[Iteration], None] | None = None,
+    **options: Any,
 ) -> Result:
-    """`explore` for the Gemmini target: plans saturated, extracted under capacity, replayed
-    through Exo (every ``replace`` re-checked), and the best run on the Gemmini model."""
-    import exo.platforms.gemmini as platform
+    """Saturate ``proc``'s e-graph for ``target``, extract the ``top_k`` cheapest schedules, replay them
+    through Exo, and (``validate``) run the best one against the original (and ``reference``, a numpy
+    function of the inputs, when given). ``options`` go to the target (``rules=`` for ``cpu``)."""
+    _check_args(proc, target, budget, top_k)
+    tgt = create(target, **options) if isinstance(target, str) else target
+    problem = tgt.prepare(proc)
+    saturated = tgt.saturate(problem, budget, progress)
+    picks = tgt.extract(problem, saturated, top_k)
+    candidates = tuple(Candidate(p.cost, p, tgt.replay(problem, p)) for p in picks)
+    verdict = tgt.validate(problem, candidates[0].replayed, picks[0], reference) if validate else None
+    details = tuple(tgt.describe(p) for p in picks)
+    return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, tgt.naive_cost(problem), candidates, verdict, details)
 
-    from extract.gemmini_cost import GemminiCost, host_cycles
-    from extract.plan_extract import extract_plans
-    from rewrites.gemmini import gemmini_facts, gemmini_ruleset, select_instructions
 
-    from .lower_gemmini import NotGemmini, find_gemm, initial_plan
-    from .plans import to_egg
-    from .replay_gemmini import replay_plan
-    from .saturate import saturate_plan
-    from .validate.gemmini import timing_constants, validate_gemmini
-
-    term = lower(proc)
-    pattern = find_gemm(term)
-    selection = select_instructions(pattern, platform)
-    model = GemminiCost(pattern, selection, timing_constants())
-    sat = saturate_plan(to_egg(initial_plan(pattern)), gemmini_facts(pattern), gemmini_ruleset(pattern, selection), budget, progress)
-    picks = extract_plans(sat.view, model, k=top_k)
-    if not picks:
-        raise NotGemmini(f"{proc.name()}: no plan fits the scratchpad and accumulator")
-    candidates = tuple(
-        GemminiCandidate(
-            x.cycles,
-            x.plan,
-            x.choice.hoisted,
-            model.counters(x.plan, x.choice.hoisted),
-            replay_plan(proc, pattern, x.plan, x.choice.hoisted, selection, platform),
-        )
-        for x in picks
-    )
-    naive = host_cycles(term)
-    verdict = None
-    if validate:
-        best = candidates[0]
-        v = validate_gemmini(proc, best.replayed.proc, reference=reference)
-        verdict = GemminiVerdict(v.ok, v.message, v.cycles, v.utilization, best.cost, v.counters, naive)
-    return Result(proc.name(), "gemmini", sat.stats, naive, candidates, verdict, sat.history)
+def _check_args(proc: Any, target: Any, budget: Any, top_k: Any) -> None:
+    if not isinstance(proc, Procedure):
+        raise TypeError(f"explore: proc must be an exo Procedure, not {type(proc).__name__}")
+    if not isinstance(target, (str, Target)):
+        raise TypeError(f"explore: target must be a target name or a Target, not {type(target).__name__}")
+    if not isinstance(budget, Budget):
+        raise TypeError(f"explore: budget must be a Budget, not {type(budget).__name__}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise TypeError(f"explore: top_k must be a positive int, not {top_k!r}")

@@ -21,13 +21,15 @@ from typing import Any, Callable
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from extract.cost import CpuCost, Inverted, buffers_of
-from extract.extractors import extract, sample
-from rewrites.loops import LoopRuleConfig
+from exo_egraph.extract.cost import CpuCost, Inverted, buffers_of
+from exo_egraph.extract.extractors import extract, sample
+from exo_egraph.rewrites.loops import LoopRuleConfig, loop_rules
 
+from . import ir
 from . import terms as t
 from .lower import lower
-from .replay import ReplayError, replay
+from .replay import replay
+from .script import ReplayError
 from .saturate import Budget, EGraphView, saturate
 from .testing import KernelSpec, kernels
 from .validate import random_inputs, run_many
@@ -67,7 +69,7 @@ def check_kernel(
 ) -> KernelVerdict:
     """Run properties 1–4 on one kernel; raise `RuleViolation` on the first failure."""
     original = lower(proc)
-    sat = saturate(original, cfg, SMALL_BUDGET, extra_rules=extra_rules)
+    sat = saturate(ir.proc(original), loop_rules(original, cfg, extra_rules), SMALL_BUDGET)
     model = CpuCost(buffers_of(original))
     rng = random.Random(seed)
     picks = [extract(sat.view, model)[0].proc, extract(sat.view, Inverted(model))[0].proc]
@@ -173,8 +175,6 @@ def _describe(e: Exception) -> str:
 
 def enumerate_terms(view: EGraphView) -> set:
     """Every distinct term the root e-class holds, built one by one (for small e-graphs only)."""
-    from exo_egraph import ir
-
     memo: dict[str, list] = {}
 
     def terms_of(c: str) -> list:

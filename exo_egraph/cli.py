@@ -15,13 +15,13 @@ from pathlib import Path
 
 from exo import Procedure
 
-from rewrites.loops import LoopRuleConfig
-
-from .api import TARGETS, Result, explore, explore_gemmini
-from .lower import UnsupportedConstruct
-from .lower_gemmini import NotGemmini
-from .replay import ReplayError
-from .saturate import Budget
+from .api import DEFAULT_TOP_K, explore
+from .lower import Unsupported
+from .report import text_table
+from .saturate import Budget, Iteration
+from .script import ReplayError
+from .target import create
+from .target import names as target_names
 
 
 class InputError(Exception):
@@ -68,149 +68,40 @@ def load_proc(spec: str) -> Procedure:
     return next(iter(procs.values()))
 
 
-def report(result: Result) -> dict:
-    """report.json: what was explored, how big the e-graph grew, the best schedule and its verdicts."""
-    if result.target == "gemmini":
-        return report_gemmini(result)
-    v = result.validation
-    return {
-        "kernel": result.kernel,
-        "target": result.target,
-        "egraph": _egraph(result),
-        "best": {"cost": result.cost, "naive_cost": result.naive_cost, "steps": list(result.best.replayed.steps)},
-        "top_k": [{"cost": c.cost, "steps": list(c.replayed.steps)} for c in result.candidates],
-        "replay": {"ok": True, "roundtrip": all(c.replayed.roundtrip for c in result.candidates)},
-        "validation": None
-        if v is None
-        else {
-            "ok": v.ok,
-            "exact": v.exact,
-            "max_abs_err": v.max_abs_err,
-            "naive_seconds": v.naive_seconds,
-            "scheduled_seconds": v.scheduled_seconds,
-            "speedup": v.speedup,
-            "message": v.message,
-        },
-    }
-
-
-def _egraph(result: Result) -> dict:
-    s = result.stats
-    return {
-        "enodes": s.enodes,
-        "eclasses": s.eclasses,
-        "iterations": s.iterations,
-        "stop_reason": s.stop_reason,
-        "schedules": s.schedules,
-        "cyclic_classes": s.cyclic_classes,
-        "seconds": round(s.seconds, 3),
-    }
-
-
-def report_gemmini(result: Result) -> dict:
-    """report.json for ``--target gemmini``: cycles and utilization on the Gemmini model."""
-    from .plans import show
-
-    v = result.validation
-    best = result.best
-    return {
-        "kernel": result.kernel,
-        "target": "gemmini",
-        "egraph": _egraph(result),
-        "best": {"cycles": best.cost, "plan": show(best.plan).splitlines(), "steps": list(best.replayed.steps)},
-        "top_k": [{"cycles": c.cost, "steps": list(c.replayed.steps)} for c in result.candidates],
-        "replay": {"ok": True},
-        "validation": None
-        if v is None
-        else {
-            "ok": v.ok,
-            "message": v.message,
-            "cycles": v.cycles,
-            "utilization": round(v.utilization, 4),
-            "model_cycles": v.model_cycles,
-            "model_agrees": v.model_cycles == v.cycles,
-            "counters": v.counters,
-            "naive": {"runs_on": "host CPU only (no Gemmini)", "host_cycles": v.naive_host_cycles,
-                      "speedup_vs_naive": round(v.naive_host_cycles / max(v.cycles, 1), 2)},
-        },
-    }
-
-
-def _summary_gemmini(rep: dict) -> str:
-    e, b, v = rep["egraph"], rep["best"], rep["validation"] or {}
-    rows = [
-        ("kernel", f"{rep['kernel']} (gemmini)"),
-        ("e-nodes / e-classes", f"{e['enodes']:,} / {e['eclasses']:,}"),
-        ("schedules held", f"{e['schedules']:,}"),
-        ("saturation", f"{e['iterations']} iterations, {e['seconds']} s, {e['stop_reason']}"),
-        ("modeled cycles", f"{b['cycles']:,}"),
-        ("validation", f"{v.get('ok')} ({v.get('message')})" if v else "skipped"),
-        ("simulated cycles", f"{v['cycles']:,} (model agrees: {v['model_agrees']})" if v else "-"),
-        ("utilization", f"{v['utilization']:.1%}" if v else "-"),
-        ("naive (host CPU)", f"{v['naive']['host_cycles']:,} cycles" if v else "-"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k.ljust(width)}  {val}" for k, val in rows)
-
-
-def _summary(rep: dict) -> str:
-    if rep["target"] == "gemmini":
-        return _summary_gemmini(rep)
-    e, b, v = rep["egraph"], rep["best"], rep["validation"] or {}
-    rows = [
-        ("kernel", rep["kernel"]),
-        ("e-nodes / e-classes", f"{e['enodes']:,} / {e['eclasses']:,}"),
-        ("schedules held", f"{e['schedules']:,}"),
-        ("saturation", f"{e['iterations']} iterations, {e['seconds']} s, {e['stop_reason']}"),
-        ("best cost (naive)", f"{b['cost']:,.0f} ({b['naive_cost']:,.0f})"),
-        ("replay / round trip", f"{rep['replay']['ok']} / {rep['replay']['roundtrip']}"),
-        ("validation", f"{v.get('ok')} (exact {v.get('exact')})" if v else "skipped"),
-        ("speed-up (measured)", f"{v['speedup']:.2f}x" if v else "-"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k.ljust(width)}  {val}" for k, val in rows)
-
-
 def cmd_explore(args: argparse.Namespace) -> int:
     proc = load_proc(args.kernel)
-    if args.target not in TARGETS:
-        raise InputError(f"unknown target {args.target} (known: {', '.join(TARGETS)})")
+    if args.target not in target_names():
+        raise InputError(f"unknown target {args.target} (known: {', '.join(target_names())})")
+    options = {"reassociate": True} if args.reassociate else {}
+    try:
+        target = create(args.target, **options)
+    except TypeError as e:
+        raise InputError(str(e)) from None
     out = Path(args.out)
     start = time.perf_counter()
 
-    def progress(iteration: int, nodes: int, seconds: float) -> None:
-        print(f"\r  saturating: iteration {iteration}, {nodes:,} e-nodes, {seconds:.1f} s", end="", file=sys.stderr)
+    def progress(it: Iteration) -> None:
+        print(f"\r  saturating: iteration {it.index}, {it.enodes:,} e-nodes, {it.seconds:.1f} s", end="", file=sys.stderr)
 
     budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations)
-    if args.target == "gemmini":
-        result = explore_gemmini(
-            proc,
-            budget=budget,
-            top_k=args.top_k,
-            validate=not args.no_validate,
-            progress=progress,
-            reference=numpy_reference(args.kernel, proc),
-        )
-    else:
-        result = explore(
-            proc,
-            args.target,
-            budget=budget,
-            rules=LoopRuleConfig(reassociate=args.reassociate),
-            top_k=args.top_k,
-            validate=not args.no_validate,
-            progress=progress,
-        )
+    result = explore(
+        proc,
+        target,
+        budget=budget,
+        top_k=args.top_k,
+        validate=not args.no_validate,
+        reference=numpy_reference(args.kernel, proc),
+        progress=progress,
+    )
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     (out / "schedule.py").write_text(result.script)
-    rep = report(result)
-    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
-    print(_summary(rep))
+    (out / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    print(text_table(result))
     print(f"  wrote {out / 'schedule.py'} and {out / 'report.json'} in {time.perf_counter() - start:.1f} s")
-    if result.stats.stop_reason in ("node-limit", "time"):
-        print(f"exo-egraph: budget reached ({result.stats.stop_reason}); wrote the best schedule so far", file=sys.stderr)
-        return 2
+    if result.stats.stop_reason.budget_reached:
+        # a budget stop is a success: the report says why it stopped
+        print(f"exo-egraph: budget reached ({result.stats.stop_reason.value}); wrote the best schedule so far", file=sys.stderr)
     if result.validation is not None and not result.validation.ok:
         print(f"exo-egraph: validation failed: {result.validation.message}", file=sys.stderr)
         return 1
@@ -254,12 +145,12 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explore", help="explore a proc's schedules and write the best one")
     ex.add_argument("kernel", help="FILE.py::PROC, or FILE.py when it defines one proc")
-    ex.add_argument("--target", default="cpu")
+    ex.add_argument("--target", default="cpu", help=f"one of: {', '.join(target_names())}")
     ex.add_argument("--out", default="out")
-    ex.add_argument("--budget-s", type=float, default=30.0, help="saturation time budget (seconds)")
-    ex.add_argument("--node-limit", type=int, default=500_000, help="stop saturating past this many e-graph rows (e-nodes and guard facts)")
-    ex.add_argument("--iterations", type=int, default=40, help="most saturation iterations")
-    ex.add_argument("--top-k", type=int, default=3, help="how many best schedules to extract and replay")
+    ex.add_argument("--budget-s", type=float, default=Budget().seconds, help="saturation time budget (seconds)")
+    ex.add_argument("--node-limit", type=int, default=Budget().node_limit, help="stop saturating past this many e-graph rows (e-nodes and guard facts)")
+    ex.add_argument("--iterations", type=int, default=Budget().iterations, help="most saturation iterations")
+    ex.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to extract and replay")
     ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")
     ex.add_argument(
         "--reassociate",
@@ -277,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return cmd_check_rules(args) if args.command == "check-rules" else cmd_explore(args)
-    except InputError as e:
-        print(f"exo-egraph: {e}", file=sys.stderr)
-    except (UnsupportedConstruct, NotGemmini) as e:
+    except (InputError, Unsupported) as e:
         print(f"exo-egraph: {e}", file=sys.stderr)
     except ReplayError as e:
         print(f"exo-egraph: soundness bug: {e}", file=sys.stderr)

@@ -46,7 +46,11 @@ _INDEX_TYPES = (LoopIR.Index, LoopIR.Size, LoopIR.Int, LoopIR.Stride)
 _COMPARISONS = {"<", ">", "<=", ">=", "==", "and", "or"}
 
 
-class UnsupportedConstruct(Exception):
+class Unsupported(Exception):
+    """This kernel cannot go to this target: one line naming the statement or shape and why."""
+
+
+class UnsupportedConstruct(Unsupported):
     """An Exo construct exo-egraph does not lower (yet); names it and its source line."""
 
     def __init__(self, construct: str, srcinfo: Any, detail: str = "") -> None:

@@ -1,7 +1,8 @@
 """replay: original proc + extracted term → a schedule script of Exo calls, and the scheduled proc.
 
-The script is the product: every step is one line of Python calling ``exo.stdlib.scheduling``,
-executed on the proc exactly as the user will run it, so Exo re-checks each step. After each
+The script is the product: every step is one call of ``exo.stdlib.scheduling`` kept as data
+(`exo_egraph.script.Step`), applied to the proc exactly as the user's script will apply it, so Exo
+re-checks each step. After each
 step the proc is lowered again to find the next loop by structure (loops are named by Exo
 patterns ``"name #n"``, the n-th loop of that name in program order). At the end the round
 trip must hold: ``lower(scheduled) == materialize(term)``.
@@ -14,111 +15,24 @@ then ``unroll_loop`` of the unrolled innermost dims.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-import exo.stdlib.scheduling as scheduling
 from exo import Procedure
 
 from . import terms as t
-from .lower import lower
-
-SCHEDULING_CALLS = ("divide_loop", "reorder_loops", "unroll_loop", "fission", "fuse", "lift_alloc", "simplify")
-Path = tuple[tuple[int, int], ...]  # (statement index, 0 = body / 1 = orelse) from the proc body down
-
-
-class ReplayError(Exception):
-    """A step the e-graph allowed was rejected by Exo, or the replay did not reach the term: a soundness bug."""
-
-    def __init__(self, step: str, reason: str) -> None:
-        self.step, self.reason = step, reason
-        super().__init__(f"replay failed at `{step}`: {reason}")
-
-
-@dataclass(frozen=True)
-class Replayed:
-    proc: Procedure
-    steps: tuple[str, ...]
-    script: str
-    roundtrip: bool
-
-
-@dataclass
-class _Session:
-    proc: Procedure
-    term: t.Proc
-    steps: list[str] = field(default_factory=list)
-    names: dict[str, Any] = field(default_factory=dict)  # what the script imports besides SCHEDULING_CALLS
-
-    def apply(self, line: str) -> None:
-        env: dict[str, Any] = {name: getattr(scheduling, name) for name in SCHEDULING_CALLS}
-        env.update(self.names)
-        env["p"] = self.proc
-        try:
-            exec(f"p = {line}", env)
-        except Exception as e:  # Exo's SchedulingError and friends: the guard let through an illegal step
-            raise ReplayError(line, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        self.proc = env["p"]
-        self.term = lower(self.proc)
-        self.steps.append(line)
+from .script import Cursor, Path, ReplayError, Replayed, Session, block_at, loop_cursor, script_text
 
 
 def replay(original: Procedure, target: t.Proc) -> Replayed:
     """Schedule ``original`` into ``target``; raises `ReplayError` when Exo rejects a step."""
-    session = _Session(original, lower(original))
+    session = Session(original)
     _block(session, (), target.body)
     roundtrip = session.term == t.materialize(target)
     return Replayed(session.proc, tuple(session.steps), script_text(original.name(), session.steps), roundtrip)
 
 
-def script_text(name: str, steps: list[str]) -> str:
-    body = "\n".join(f"    p = {s}" for s in steps) or "    pass"
-    return (
-        '"""Schedule found by exo-egraph; paste into your Exo project."""\n\n'
-        "from __future__ import annotations\n\n"
-        f"from exo.stdlib.scheduling import {', '.join(SCHEDULING_CALLS)}\n\n\n"
-        "def schedule(p):\n"
-        f'    """Schedule {name}: apply to the original proc, returns the scheduled proc."""\n'
-        f"{body}\n"
-        "    return p\n"
-    )
-
-
-# ----------------------------------------------------------------------------- locating
-
-
-def _block_at(term: t.Proc, path: Path) -> t.Block:
-    block = term.body
-    for idx, branch in path:
-        s = block[idx]
-        block = s.orelse if branch else s.body
-    return block
-
-
-def _preorder_loops(block: t.Block, out: list) -> list:
-    for s in block:
-        if isinstance(s, t.Loop):
-            out.append(s)
-        if isinstance(s, (t.Loop, t.If)):
-            _preorder_loops(s.body, out)
-        if isinstance(s, t.If):
-            _preorder_loops(s.orelse, out)
-    return out
-
-
-def _loop_ref(term: t.Proc, path: Path, idx: int) -> str:
-    """Exo cursor text for the loop at ``idx`` of the block at ``path``."""
-    target = _block_at(term, path)[idx]
-    same = [s for s in _preorder_loops(term.body, []) if s.var == target.var]
-    n = next(i for i, s in enumerate(same) if s is target)
-    return f'p.find_loop("{target.var} #{n}")'
-
-
 def _source_leaves(block: t.Block) -> int:
     """Leaves of a target block as they stand before its cut divides (a `Cut` copies a body)."""
     return sum(
-        0 if isinstance(s, t.Cut) else _source_leaves(s.body + getattr(s, "orelse", ())) if _is_control(s) else 1
-        for s in block
+        0 if isinstance(s, t.Cut) else sum(map(_source_leaves, t.blocks_of(s))) if _is_control(s) else 1 for s in block
     )
 
 
@@ -129,10 +43,10 @@ def _is_control(s: t.Stmt) -> bool:
 # ----------------------------------------------------------------------------- structure
 
 
-def _block(session: _Session, path: Path, target: t.Block) -> None:
+def _block(session: Session, path: Path, target: t.Block) -> None:
     i = c = 0
     while i < len(target):
-        cur = _block_at(session.term, path)
+        cur = block_at(session.term, path)
         if c >= len(cur):
             raise ReplayError("(structure)", f"current block at {path} ran out before target statement {i}")
         want, have = target[i], cur[c]
@@ -140,7 +54,7 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
             if want == have:
                 i, c = i + 1, c + 1
             elif isinstance(want, t.Alloc) and isinstance(have, t.Loop) and have.body and have.body[0] == want:
-                session.apply(f'lift_alloc(p, p.find_alloc_or_arg("{want.name}"))')
+                session.do("lift_alloc", Cursor((("find_alloc_or_arg", (want.name,)),)))
             else:
                 raise ReplayError("(structure)", f"expected {want} at {path}[{c}], found {type(have).__name__}")
             continue
@@ -162,7 +76,7 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
         if got > need:
             _fission(session, path, c, need)
         elif got < need:
-            session.apply(f"fuse(p, {_loop_ref(session.term, path, c)}, {_loop_ref(session.term, path, c + 1)})")
+            session.do("fuse", loop_cursor(session.term, path, c), loop_cursor(session.term, path, c + 1))
         elif isinstance(want, t.Loop):
             _block(session, path + ((c, 0),), want.body)
             i, c = i + 1, c + 1
@@ -171,18 +85,17 @@ def _block(session: _Session, path: Path, target: t.Block) -> None:
             i, c = i + 1, c + len(t.materialize_block((want,)))  # a fully unrolled nest is many statements
 
 
-def _fission(session: _Session, path: Path, idx: int, need: int) -> None:
+def _fission(session: Session, path: Path, idx: int, need: int) -> None:
     """Split the loop at ``path[idx]`` so that its first ``need`` leaves form their own loop."""
     lifts, block_path, remaining = 1, path + ((idx, 0),), need
     while True:
-        body = _block_at(session.term, block_path)
+        body = block_at(session.term, block_path)
         count = 0
         for j, s in enumerate(body):
             leaves_here = t.count_leaves((s,))
             if count + leaves_here == remaining and j + 1 < len(body):
-                owner = _loop_ref(session.term, block_path[:-1], block_path[-1][0])
-                gap = f"{owner}.body()[{j}].after()"
-                session.apply(f"fission(p, {gap}, n_lifts={lifts})")
+                owner = loop_cursor(session.term, block_path[:-1], block_path[-1][0])
+                session.do("fission", owner.body(j).then("after"), n_lifts=lifts)
                 return
             if count + leaves_here > remaining and isinstance(s, t.Loop):
                 block_path, remaining, lifts = block_path + ((j, 0),), remaining - count, lifts + 1
@@ -192,16 +105,16 @@ def _fission(session: _Session, path: Path, idx: int, need: int) -> None:
             raise ReplayError("(fission)", f"no gap after {need} leaves under {path}[{idx}]")
 
 
-def _nest(session: _Session, path: Path, idx: int, nest: t.Nest) -> None:
+def _nest(session: Session, path: Path, idx: int, nest: t.Nest) -> None:
     depth = len(t.loop_vars_of(nest))
     chain_path = path
     pos = idx
     for _ in range(depth - 1):
-        loop = _block_at(session.term, chain_path)[pos]
+        loop = block_at(session.term, chain_path)[pos]
         while len(loop.body) > 1:  # the band's loops must be perfectly nested: fuse what fission left
             inner = chain_path + ((pos, 0),)
-            session.apply(f"fuse(p, {_loop_ref(session.term, inner, 0)}, {_loop_ref(session.term, inner, 1)})")
-            loop = _block_at(session.term, chain_path)[pos]
+            session.do("fuse", loop_cursor(session.term, inner, 0), loop_cursor(session.term, inner, 1))
+            loop = block_at(session.term, chain_path)[pos]
         chain_path, pos = chain_path + ((pos, 0),), 0
     _block(session, chain_path + ((pos, 0),), nest.body)
     _band(session, path, idx, nest)
@@ -219,46 +132,46 @@ def _chain(term: t.Proc, path: Path, idx: int, depth: int) -> list[tuple[Path, i
     return out
 
 
-def _band(session: _Session, path: Path, idx: int, nest: t.Nest) -> None:
+def _band(session: Session, path: Path, idx: int, nest: t.Nest) -> None:
     vars_ = t.loop_vars_of(nest)
     depth = len(vars_)
     # 1. splits: divide each original loop, outermost part first
-    order = [_block_at(session.term, bp)[bi].var for bp, bi in _chain(session.term, path, idx, depth)]
+    order = [block_at(session.term, bp)[bi].var for bp, bi in _chain(session.term, path, idx, depth)]
     for v in order:
         parts = sorted((d for d in nest.dims if d.var == v), key=lambda d: -d.stride)
         current = v
         for d in parts[:-1]:
             pos = _position(session.term, path, idx, current)
-            loop = _block_at(session.term, pos[0])[pos[1]]
+            loop = block_at(session.term, pos[0])[pos[1]]
             # a nest that covers fewer trips than the loop was made by a cut divide
-            tail = "perfect=True" if loop.hi.const == d.stride * d.extent else 'tail="cut"'
-            ref = _loop_ref(session.term, *pos)
-            outer, inner = t.split_name(v, d.stride), t.split_name(v, 1)
-            session.apply(f'divide_loop(p, {ref}, {d.stride}, ["{outer}", "{inner}"], {tail})')
-            if tail != "perfect=True":
-                session.apply("simplify(p)")  # Exo leaves `n / k` bounds that unroll_loop rejects
-            current = inner
+            perfect = loop.hi.const == d.stride * d.extent
+            tail = {"perfect": True} if perfect else {"tail": "cut"}
+            names = [t.split_name(v, d.stride), t.split_name(v, 1)]
+            session.do("divide_loop", loop_cursor(session.term, *pos), d.stride, names, **tail)
+            if not perfect:
+                session.do("simplify")  # Exo leaves `n / k` bounds that unroll_loop rejects
+            current = names[1]
     # 2. adjacent swaps into the target order
     want = [t.dim_name(nest, d) for d in nest.dims]
     total = len(want)
     for _ in range(total * total):  # bubble sort: at most n² adjacent swaps
-        names = [_block_at(session.term, bp)[bi].var for bp, bi in _chain(session.term, path, idx, total)]
+        names = [block_at(session.term, bp)[bi].var for bp, bi in _chain(session.term, path, idx, total)]
         swap = next((q for q in range(total - 1) if want.index(names[q]) > want.index(names[q + 1])), None)
         if swap is None:
             break
         bp, bi = _chain(session.term, path, idx, total)[swap]
-        session.apply(f"reorder_loops(p, {_loop_ref(session.term, bp, bi)})")
+        session.do("reorder_loops", loop_cursor(session.term, bp, bi))
     # 3. unroll the innermost dims marked unrolled, innermost first
     for d in reversed([d for d in nest.dims if d.unrolled]):
         pos = _position(session.term, path, idx, t.dim_name(nest, d))
-        session.apply(f"unroll_loop(p, {_loop_ref(session.term, *pos)})")
+        session.do("unroll_loop", loop_cursor(session.term, *pos))
 
 
 def _position(term: t.Proc, path: Path, idx: int, name: str) -> tuple[Path, int]:
     """Where the loop called ``name`` sits in the perfect chain starting at ``path[idx]``."""
     bp, bi = path, idx
     while True:
-        s = _block_at(term, bp)[bi]
+        s = block_at(term, bp)[bi]
         if not isinstance(s, t.Loop):
             raise ReplayError("(locate)", f"no loop {name} in the nest at {path}[{idx}]")
         if s.var == name:

@@ -1,30 +1,39 @@
-"""saturate: term + rules + budget → e-graph + stats.
+"""saturate: an egglog term + rules + budget → e-graph + stats, in egg's `Runner` vocabulary.
 
 egglog has no node or time limit of its own, so saturation runs one iteration at a time and
-checks the e-graph's size and the clock between iterations. Each iteration first closes the
-guard relations (cheap Datalog over leaf facts) so every transform sees complete guards.
+checks the e-graph's size and the clock between iterations; each iteration leaves an `Iteration`
+record (size, clock, matches per named rule) and the run a `StopReason`. Rules whose facts must be
+closed before each iteration (the loop rules' guard relations) run first every time.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 import networkx as nx
 from egglog import EGraph
-from egglog import egraph_state
 
-from rewrites.guards import guard_rules, leaf_facts
-from rewrites.loops import LoopRuleConfig, loop_ruleset
-
-from . import ir
-from . import terms as t
+from . import egg
+from .rewrites import Rules
 
 # e-nodes that are helpers, not program constructs: never counted, never extracted
 HELPER_OPS = frozenset({"concat", "hconcat", "unroll_last"})
+
+
+class StopReason(str, Enum):
+    """Why saturation stopped (a budget stop is a success: the e-graph holds what it reached)."""
+
+    SATURATED = "saturated"
+    ITERATIONS = "iterations"
+    NODE_LIMIT = "node-limit"
+    TIME = "time"
+
+    @property
+    def budget_reached(self) -> bool:
+        return self is not StopReason.SATURATED
 
 
 @dataclass(frozen=True)
@@ -37,14 +46,32 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Iteration:
+    """One saturation iteration: e-graph rows after it, seconds since the start, matches per rule."""
+
+    index: int
+    enodes: int
+    seconds: float
+    matches: tuple[tuple[str, int], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"iteration": self.index, "enodes": self.enodes, "seconds": round(self.seconds, 3),
+                "matches": dict(self.matches)}
+
+
+@dataclass(frozen=True)
 class SaturationStats:
     enodes: int
     eclasses: int
-    iterations: int
     seconds: float
-    stop_reason: str  # 'saturated', 'iterations', 'node-limit' or 'time'
+    stop_reason: StopReason
     schedules: int  # exact number of distinct programs the root e-class holds
     cyclic_classes: int  # e-classes on a cycle (their e-nodes are left out of the count)
+    history: tuple[Iteration, ...] = field(default=())
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
 
 
 @dataclass(frozen=True)
@@ -61,117 +88,60 @@ class Saturated:
     egraph: EGraph
     view: EGraphView
     stats: SaturationStats
-    history: tuple[tuple[int, int, float], ...] = field(default=())  # (iteration, e-nodes, seconds)
-
-
-def split_factors(p: t.Proc, min_part: int) -> tuple[int, ...]:
-    """Every factor that splits some constant trip count of ``p`` into parts of ≥ ``min_part``."""
-    trips = {s.hi.const for s in _loops(p.body) if s.lo == t.Aff() and s.hi.is_const}
-    return tuple(sorted({k for n in trips for k in range(min_part, n // min_part + 1) if n % k == 0}))
-
-
-def _loops(block: t.Block):
-    for s in block:
-        if isinstance(s, t.Loop):
-            yield s
-            yield from _loops(s.body)
-        elif isinstance(s, t.If):
-            yield from _loops(s.body)
-            yield from _loops(s.orelse)
 
 
 def saturate(
-    term: t.Proc,
-    cfg: LoopRuleConfig = LoopRuleConfig(),
-    budget: Budget = Budget(),
-    progress: Callable[[int, int, float], None] | None = None,
-    extra_rules: tuple = (),
+    expr: Any, rules: Rules, budget: Budget = Budget(), progress: Callable[[Iteration], None] | None = None
 ) -> Saturated:
-    """Saturate ``term`` under the loop rules (and ``extra_rules``, e.g. a rule under test) within ``budget``."""
+    """Saturate the e-graph of ``expr`` (with ``rules.facts``) under ``rules`` within ``budget``."""
     start = time.perf_counter()
     egraph = EGraph()
-    with _no_shared_lets():
-        root = egraph.let("root", ir.proc(term))
-        egraph.register(*leaf_facts(term, (s.var for s in _loops(term.body)), cfg.reassociate))
-    rules = loop_ruleset(cfg, split_factors(term, cfg.min_part), extra_rules)
-    return _run(egraph, root, rules, budget, progress, start, before=guard_rules.saturate())
-
-
-def _run(egraph: EGraph, root: Any, rules: Any, budget: Budget, progress, start: float, before: Any = None) -> Saturated:
-    """Run ``rules`` one iteration at a time (``before`` first each time) until saturated or over budget."""
-    history = []
-    stop, iterations = "iterations", 0
-    for iterations in range(1, budget.iterations + 1):
-        if before is not None:
-            egraph.run(before)
-        report = egraph.run(rules)
-        nodes = _enode_count(egraph)
-        elapsed = time.perf_counter() - start
-        history.append((iterations, nodes, elapsed))
+    with egg.no_shared_lets():
+        root = egraph.let("root", expr)
+        egraph.register(*rules.facts)
+    history: list[Iteration] = []
+    stop = StopReason.ITERATIONS
+    for index in range(1, budget.iterations + 1):
+        if rules.before is not None:
+            egraph.run(rules.before)
+        report = egraph.run(rules.ruleset)
+        it = Iteration(
+            index,
+            egg.table_rows(egraph),
+            time.perf_counter() - start,
+            tuple(sorted(egg.matches_per_rule(report, rules.names).items())),
+        )
+        history.append(it)
         if progress:
-            progress(iterations, nodes, elapsed)
+            progress(it)
         if not report.updated:
-            stop = "saturated"
+            stop = StopReason.SATURATED
             break
-        if nodes >= budget.node_limit:
-            stop = "node-limit"
+        if it.enodes >= budget.node_limit:
+            stop = StopReason.NODE_LIMIT
             break
-        if elapsed >= budget.seconds:
-            stop = "time"
+        if it.seconds >= budget.seconds:
+            stop = StopReason.TIME
             break
-    if before is not None:
-        egraph.run(before)
-    view = serialize(egraph, root)
+    if rules.before is not None:
+        egraph.run(rules.before)
+    view = serialize(egraph)
     count, cyclic = count_terms(view)
     stats = SaturationStats(
         enodes=sum(len(v) for v in view.classes.values()),
         eclasses=len(view.classes),
-        iterations=iterations,
         seconds=time.perf_counter() - start,
         stop_reason=stop,
         schedules=count,
         cyclic_classes=cyclic,
+        history=tuple(history),
     )
-    return Saturated(egraph, view, stats, tuple(history))
+    return Saturated(egraph, view, stats)
 
 
-def saturate_plan(
-    expr: Any, facts: list, rules: Any, budget: Budget = Budget(), progress: Callable[[int, int, float], None] | None = None
-) -> Saturated:
-    """Saturate a Gemmini tile plan (`exo_egraph.plans`) under ``rules`` (`rewrites.gemmini`)."""
-    start = time.perf_counter()
-    egraph = EGraph()
-    with _no_shared_lets():
-        root = egraph.let("root", expr)
-        egraph.register(*facts)
-    return _run(egraph, root, rules, budget, progress, start)
-
-
-@contextmanager
-def _no_shared_lets():
-    """Insert terms as plain trees, without egglog-python's shared global ``let`` bindings.
-
-    egglog 13.2 can resolve a global binding to the value of another one when one action refers
-    to several of them: inserting a lowered kernel then occasionally put ``i + 1`` where the
-    program has ``0`` (found by the soundness properties; reproduced on the plain egglog text).
-    Without shared bindings each command refers to no global, which sidesteps it; the inserted
-    terms are small, so the lost sharing costs nothing that matters.
-    """
-    shared = egraph_state._exprs_multiple_parents
-    egraph_state._exprs_multiple_parents = lambda typed_expr: []
-    try:
-        yield
-    finally:
-        egraph_state._exprs_multiple_parents = shared
-
-
-def _enode_count(egraph: EGraph) -> int:
-    return sum(n for _, n in egraph.all_function_sizes())
-
-
-def serialize(egraph: EGraph, root_expr: Any) -> EGraphView:
+def serialize(egraph: EGraph) -> EGraphView:
     """The e-graph as plain dicts, restricted to the classes reachable from the root."""
-    data = json.loads(egraph._serialize(max_functions=None, max_calls_per_function=None).to_json())
+    data = egg.serialized(egraph)
     root_class = next(c for c, d in data["class_data"].items() if d.get("let") == "$root")
     raw = data["nodes"]
     nodes = {
@@ -207,8 +177,6 @@ def serialize(egraph: EGraph, root_expr: Any) -> EGraphView:
             todo.extend(nodes[nid][1])
     classes = {c: by_class[c] for c in reach}
     return EGraphView({nid: nodes[nid] for ids in classes.values() for nid in ids}, classes, root_class)
-
-
 def count_terms(view: EGraphView) -> tuple[int, int]:
     """Exact number of finite terms the root e-class holds, by dynamic programming.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from itertools import product
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 
 @dataclass(frozen=True, order=True)
@@ -282,19 +282,52 @@ class Proc:
     body: Block
 
 
+# ----------------------------------------------------------------------------- the one walker
+# Every query and rewrite over statements is built on these three (as Exo's LoopIR_Do and
+# LoopIR_Rewrite are): `blocks_of` says where a statement's blocks are, `walk` visits, `map_block` rebuilds.
+
+
+def blocks_of(s: Stmt) -> tuple[Block, ...]:
+    """The blocks directly inside ``s``: a loop's body, an if's body and else; none for a leaf."""
+    if isinstance(s, If):
+        return (s.body, s.orelse)
+    if isinstance(s, (Loop, Nest, Cut)):
+        return (s.body,)
+    return ()
+
+
+def with_blocks(s: Stmt, blocks: tuple[Block, ...]) -> Stmt:
+    """``s`` with the blocks `blocks_of` gives replaced by ``blocks`` (same count, same order)."""
+    if isinstance(s, If):
+        return If(s.cond, blocks[0], blocks[1])
+    if isinstance(s, (Loop, Nest, Cut)):
+        return replace(s, body=blocks[0])
+    return s
+
+
+def walk(block: Block) -> Iterator[Stmt]:
+    """Every statement of ``block``, in program order, each before the statements inside it."""
+    for s in block:
+        yield s
+        for inner in blocks_of(s):
+            yield from walk(inner)
+
+
+def map_block(block: Block, f: Callable[[Stmt], Block]) -> Block:
+    """Rebuild ``block`` bottom-up: each statement, its own blocks already rebuilt, becomes ``f`` of it
+    (a block: none, one or several statements in its place)."""
+    out: list[Stmt] = []
+    for s in block:
+        out.extend(f(with_blocks(s, tuple(map_block(b, f) for b in blocks_of(s)))))
+    return tuple(out)
+
+
 # ----------------------------------------------------------------------------- queries
 
 
 def leaves(block: Block) -> Iterator[Stmt]:
     """The non-control statements of ``block`` in program order."""
-    for s in block:
-        if isinstance(s, (Loop, Nest, Cut)):
-            yield from leaves(s.body)
-        elif isinstance(s, If):
-            yield from leaves(s.body)
-            yield from leaves(s.orelse)
-        else:
-            yield s
+    return (s for s in walk(block) if not isinstance(s, CONTROL_TYPES))
 
 
 def count_leaves(block: Block) -> int:
@@ -389,26 +422,18 @@ def subst_stmt(s: Stmt, env: dict[str, Aff]) -> Stmt:
 
 
 def materialize_block(block: Block) -> Block:
-    out: list[Stmt] = []
-    for s in block:
-        out.extend(_materialize_stmt(s))
-    return tuple(out)
+    return map_block(block, _materialize_stmt)
 
 
-def _materialize_stmt(s: Stmt) -> list[Stmt]:
-    match s:
-        case Loop(var, lo, hi, mode, body):
-            return [Loop(var, lo, hi, mode, materialize_block(body))]
-        case If(cond, body, orelse):
-            return [If(cond, materialize_block(body), materialize_block(orelse))]
-        case Nest():
-            return list(_materialize_nest(s))
-        case Cut(var, start, stop, body):
-            name = split_name(var, 1)
-            shifted = subst_block(materialize_block(body), {var: Aff.var(name) + Aff((), start)})
-            return [Loop(name, Aff(), Aff((), stop - start), "seq", shifted)]
-        case _:
-            return [s]
+def _materialize_stmt(s: Stmt) -> Block:
+    """``s`` (its own blocks already materialized) as plain loops."""
+    if isinstance(s, Nest):
+        return _materialize_nest(s)
+    if isinstance(s, Cut):
+        name = split_name(s.var, 1)
+        shifted = subst_block(s.body, {s.var: Aff.var(name) + Aff((), s.start)})
+        return (Loop(name, Aff(), Aff((), s.stop - s.start), "seq", shifted),)
+    return (s,)
 
 
 def _materialize_nest(nest: Nest) -> Block:
@@ -416,7 +441,7 @@ def _materialize_nest(nest: Nest) -> Block:
     for d in nest.dims:
         if not d.unrolled:
             env[d.var] = env.get(d.var, Aff()) + Aff.var(dim_name(nest, d)).scale(d.stride)
-    body = materialize_block(nest.body)
+    body = nest.body
 
     def build(k: int, offsets: dict[str, int]) -> Block:
         if k == len(nest.dims):
@@ -447,11 +472,8 @@ def share_cut_bodies(block: Block) -> Block:
     """
     out: list[Stmt] = []
     for s in block:
+        s = with_blocks(s, tuple(share_cut_bodies(b) for b in blocks_of(s)))
         if isinstance(s, Cut) and out and isinstance(out[-1], Nest):
             s = Cut(s.var, s.start, s.stop, out[-1].body)
-        elif isinstance(s, (Loop, Nest, Cut)):
-            s = replace(s, body=share_cut_bodies(s.body))
-        elif isinstance(s, If):
-            s = If(s.cond, share_cut_bodies(s.body), share_cut_bodies(s.orelse))
         out.append(s)
     return tuple(out)

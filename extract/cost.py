@@ -28,7 +28,7 @@ from math import prod
 from typing import Protocol
 
 from exo_egraph import terms as t
-from rewrites.guards import accesses
+from exo_egraph.rewrites.guards import accesses
 
 ELEM_BYTES = {"i8": 1, "ui8": 1, "i16": 2, "ui16": 2, "i32": 4, "f16": 2, "f32": 4, "f64": 8, "R": 4}
 

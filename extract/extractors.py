@@ -19,7 +19,8 @@ from typing import Any
 from exo_egraph import ir
 from exo_egraph import terms as t
 from exo_egraph.saturate import EGraphView
-from extract.cost import CostModel, band_cost
+
+from .cost import CostModel, band_cost
 
 Cand = tuple[float, Any]  # (cost, term)
 _BODY_STMTS = t.CONTROL_TYPES

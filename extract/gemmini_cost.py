@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from exo_egraph import terms as t
-from exo_egraph.lower_gemmini import DIM, ROLES, GemmPattern
-from exo_egraph.plans import Plan, PAcc, PLoop, PMac, PStage, chain
-from rewrites.gemmini import Selection, block_factor
-from rewrites.instrs import Binding, InstrPattern, kernel_expr
+from exo_egraph.instrs import Binding, InstrPattern, kernel_expr
+from exo_egraph.targets.gemmini.config import DIM, block_factor
+from exo_egraph.targets.gemmini.pattern import ROLES, GemmPattern
+from exo_egraph.targets.gemmini.plans import PAcc, Plan, PLoop, PMac, PStage, chain
+from exo_egraph.targets.gemmini.selection import Selection
 
 COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
 

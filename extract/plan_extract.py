@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from exo_egraph.lower_gemmini import DIM, GemmPattern
-from exo_egraph.plans import PAcc, Plan, PLoop, PMac, PStage, decode
 from exo_egraph.saturate import EGraphView
-
-from rewrites.gemmini import first_step_ok
+from exo_egraph.targets.gemmini.config import DIM
+from exo_egraph.targets.gemmini.pattern import GemmPattern, first_step_ok
+from exo_egraph.targets.gemmini.plans import PAcc, Plan, PLoop, PMac, PStage, decode
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
@@ -141,7 +140,7 @@ def _programme(
                     if loads is None:
                         continue
                     load = loads[0] * model.cost_of(instr, loads[1]).cycles
-                    entries.append(_Entry(e.cycles + load, e.sp + 16 * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
+                    entries.append(_Entry(e.cycles + load, e.sp + DIM * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
             elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), "store")) and kids[2] in table:
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
@@ -151,7 +150,7 @@ def _programme(
                         continue
                     extra = tiles * (model.zero_cycles(zero, choice.instr("mac")) + model.cost_of(store).cycles)
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + 16 * tiles, PAcc(zero, store, e.plan), e.deep)
+                        _Entry(e.cycles + extra, e.sp, e.acc + DIM * tiles, PAcc(zero, store, e.plan), e.deep)
                         for e in table[kids[2]]
                         if not model.overwrites(zero) or first_step_ok(model.g, e.plan)
                     ]

@@ -1,20 +1,21 @@
 """Gemmini plan rules: each stands beside the Exo scheduling calls it encodes, with its legality guard.
 
-The rules act on tile plans (:mod:`exo_egraph.plans`). Replay (`exo_egraph.replay_gemmini`) turns
+The rules act on tile plans (:mod:`exo_egraph.targets.gemmini.plans`). Replay (`exo_egraph.targets.gemmini.replay`) turns
 a plan into the Exo calls named here; Exo re-checks each of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
-from typing import Mapping
+from typing import Any, Callable
 
-from egglog import String, i64, ne, relation, rewrite, rule, ruleset, union, eq, vars_
+from egglog import String, eq, i64, ne, relation, rewrite, rule, ruleset, union, vars_
 
-from exo_egraph.lower_gemmini import BLOCK, DIM, GemmPattern
-from exo_egraph.plans import G, Op, PAcc, Plan, PLoop, chain
-from rewrites.instrs import Binding, InstrPattern, instr_patterns, unify
+from exo_egraph.targets.gemmini.config import DIM
+from exo_egraph.targets.gemmini.pattern import GemmPattern
+from exo_egraph.targets.gemmini.plans import G, Op
+from exo_egraph.targets.gemmini.selection import Selection
+
+from . import Rules, named
 
 Parallel = relation("Parallel", String)  # a loop over this iterator may leave the accumulator's scope
 
@@ -24,49 +25,10 @@ _b, _p = vars_("b p", G)
 _o, _o2, _z, _st = vars_("o o2 z st", Op)
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Instruction selection for one kernel: every (role, instruction) whose body unified."""
-
-    bindings: tuple[tuple[str, Binding], ...]  # (role, binding)
-    all_patterns: Mapping[str, InstrPattern]  # every proc of the platform (instructions and twins), by name
-    blocks: frozenset[str] = frozenset()  # loads that move up to BLOCK column tiles at once
-
-    def for_role(self, role: str) -> tuple[Binding, ...]:
-        return tuple(b for r, b in self.bindings if r == role)
-
-    def binding(self, role: str, instr: str) -> Binding:
-        return next(b for r, b in self.bindings if r == role and b.instr == instr)
-
-    def first_step(self, zero: str) -> bool:
-        """Is ``zero`` a plain matmul that zeroes by doing the first reduction step (`first_step_rules`)?"""
-        return any(b.instr == zero for b in self.for_role("zero_mac"))
-
-    def pattern(self, name: str) -> InstrPattern:
-        return self.all_patterns[name]
-
-
-def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
-    """Unify every ``@instr`` of ``platform`` with every role of ``g`` (Exo's ``replace``)."""
-    buffers = dict(g.buffers)
-    patterns = instr_patterns(platform)
-    found, blocks = [], set()
-    for pattern in patterns:
-        for role, nest in g.roles:
-            binding = unify(pattern, nest, buffers)
-            if binding is not None:
-                if role.endswith("_block"):  # a block load fills the load role, for more tiles at once
-                    role = role.removesuffix("_block")
-                    blocks.add(binding.instr)
-                found.append((role, binding))
-    every = {p.name: p for p in instr_patterns(platform, plain_procs=True)}
-    return Selection(tuple(found), MappingProxyType(every), frozenset(blocks))
-
-
 def replace_rules(selection: Selection) -> list:
     """Exo ``replace(p, <the role's loop>, instr)``: one rule per instruction whose body unified with a role.
 
-    Guard: the unifier (`rewrites.instrs.unify`) bound every argument and every assertion held;
+    Guard: the unifier (`exo_egraph.instrs.unify`) bound every argument and every assertion held;
     a ``do_*`` instruction's config assertion is met by hoisting its config instruction
     (``write_config`` + ``replace`` at the top of the proc), checked again by Exo at replay.
     """
@@ -104,19 +66,12 @@ def stage_rules() -> list:
     """Exo ``expand_dim`` + ``lift_alloc`` + ``fission`` (+ ``remove_loop`` when the data does not
     change with the loop): stage an operand one loop further out, keeping its tiles for reuse.
 
-    Guard: none for ``A``/``B`` (loads copy read-only inputs). The accumulator (``acc``) may cross
-    only a `Parallel` loop: zeroing and storing it inside a reduction loop would drop partial sums.
-    Two stagings commute (different buffers).
+    Guard: none for ``A``/``B`` (loads copy read-only inputs); two stagings commute (different
+    buffers), and a staging commutes with the accumulator's scope (different memories).
     """
     return [
         rewrite(G.loop(_v, _s, _e, G.stage(_x, _o, _b))).to(G.stage(_x, _o, G.loop(_v, _s, _e, _b))),
         rewrite(G.stage(_x, _o, G.loop(_v, _s, _e, _b))).to(G.loop(_v, _s, _e, G.stage(_x, _o, _b))),
-        rule(eq(_p).to(G.loop(_v, _s, _e, G.acc(_z, _st, _b))), Parallel(_v)).then(
-            union(_p).with_(G.acc(_z, _st, G.loop(_v, _s, _e, _b)))
-        ),
-        rule(eq(_p).to(G.acc(_z, _st, G.loop(_v, _s, _e, _b))), Parallel(_v)).then(
-            union(_p).with_(G.loop(_v, _s, _e, G.acc(_z, _st, _b)))
-        ),
         rule(eq(_p).to(G.stage(_x, _o, G.stage(_y, _o2, _b))), ne(_x).to(_y)).then(
             union(_p).with_(G.stage(_y, _o2, G.stage(_x, _o, _b)))
         ),
@@ -125,12 +80,27 @@ def stage_rules() -> list:
     ]
 
 
-def block_factor(column_tiles: int | None) -> int | None:
-    """Column tiles one block load moves when a staging covers ``column_tiles`` consecutive ones:
-    the largest count up to BLOCK that divides them; None below two (then a tile load does)."""
-    if column_tiles is None:
-        return None
-    return next((f for f in range(BLOCK, 1, -1) if column_tiles % f == 0), None)
+def parallel(v: Any) -> list:
+    """The accumulator's guard: ``v`` is a parallel loop (a `Parallel` fact of the kernel)."""
+    return [Parallel(v)]
+
+
+def accumulator_rules(crosses: Callable[[Any], list] = parallel) -> list:
+    """Exo ``expand_dim`` + ``lift_alloc`` + ``fission`` of the accumulator: its tiles are zeroed
+    and stored one loop further out (or in), over all the tiles that loop covers.
+
+    Guard (``crosses``): the loop is parallel. Zeroing and storing the accumulator inside a
+    reduction loop would drop partial sums; the default guard is the only sound one (tests pass
+    another to show the checks catch it).
+    """
+    return [
+        rule(eq(_p).to(G.loop(_v, _s, _e, G.acc(_z, _st, _b))), *crosses(_v)).then(
+            union(_p).with_(G.acc(_z, _st, G.loop(_v, _s, _e, _b)))
+        ),
+        rule(eq(_p).to(G.acc(_z, _st, G.loop(_v, _s, _e, _b))), *crosses(_v)).then(
+            union(_p).with_(G.loop(_v, _s, _e, G.acc(_z, _st, _b)))
+        ),
+    ]
 
 
 def first_step_rules(selection: Selection) -> list:
@@ -146,29 +116,17 @@ def first_step_rules(selection: Selection) -> list:
     return [rewrite(Op.role("zero")).to(Op.instr(b.instr, "zero")) for b in selection.for_role("zero_mac")]
 
 
-def first_step_ok(g: GemmPattern, body: Plan) -> bool:
-    """The accumulator's body is parallel loops (stagings among them) over reduction loops only,
-    so the first reduction step is one region that can be peeled and fused with the zero."""
-    links = chain(body)
-    reducing = False
-    for x in links[:-1]:
-        if isinstance(x, PLoop) and x.var in g.reduction:
-            reducing = True
-        elif reducing or isinstance(x, PAcc) or (isinstance(x, PLoop) and x.var not in g.parallel):
-            return False
-    return True
-
-
-def gemmini_facts(g: GemmPattern) -> list:
-    return [Parallel(v) for v in g.parallel]
-
-
-def gemmini_ruleset(g: GemmPattern, selection: Selection):
-    return ruleset(
-        *replace_rules(selection),
-        *first_step_rules(selection),
-        *divide_tile_rules(g),
-        *reorder_tile_rules(),
-        *stage_rules(),
-        name="gemmini",
+def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None = None) -> Rules:
+    """The Gemmini plan rules for kernel ``g`` with instructions ``selection``, and their facts
+    (``accumulator``: other accumulator rules than `accumulator_rules`, for testing the checks)."""
+    rules, names = named(
+        [
+            ("replace", replace_rules(selection)),
+            ("first_step", first_step_rules(selection)),
+            ("divide_loop", divide_tile_rules(g)),
+            ("reorder_loops", reorder_tile_rules()),
+            ("stage_mem", stage_rules()),
+            ("lift_alloc(acc)", accumulator_rules() if accumulator is None else accumulator),
+        ]
     )
+    return Rules(ruleset(*rules, name="gemmini"), names, facts=tuple(Parallel(v) for v in g.parallel))

@@ -10,8 +10,22 @@ from dataclasses import dataclass
 
 from egglog import String, StringLike, eq, function, i64, i64Like, relation, rewrite, rule, ruleset, union, var, vars_
 
+from exo_egraph import terms as t
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
-from rewrites.guards import BlockStmt, Indep, LeafBlock, NoAlloc, NoCutNext, NotCut, StrictKey, Swappable
+
+from . import Rules, named
+from .guards import (
+    BlockStmt,
+    Indep,
+    LeafBlock,
+    NoAlloc,
+    NoCutNext,
+    NotCut,
+    StrictKey,
+    Swappable,
+    guard_rules,
+    leaf_facts,
+)
 
 
 @dataclass(frozen=True)
@@ -296,20 +310,31 @@ def lift_alloc_rules() -> list:
     ]
 
 
-def loop_ruleset(cfg: LoopRuleConfig, factors: tuple[int, ...], extra: tuple = ()):
-    """The loop rules ``cfg`` enables (plus ``extra`` rules); ``factors``: the split factors the program admits."""
-    chosen = band_rules() + list(extra)
+def split_factors(p: t.Proc, min_part: int) -> tuple[int, ...]:
+    """Every factor that splits some constant trip count of ``p`` into parts of ≥ ``min_part``."""
+    trips = {s.hi.const for s in t.walk(p.body) if isinstance(s, t.Loop) and s.lo == t.Aff() and s.hi.is_const}
+    return tuple(sorted({k for n in trips for k in range(min_part, n // min_part + 1) if n % k == 0}))
+
+
+def loop_rules(term: t.Proc, cfg: LoopRuleConfig = LoopRuleConfig(), extra: tuple = ()) -> Rules:
+    """The loop rules ``cfg`` enables for ``term`` (plus ``extra`` rules, say a rule under test), named
+    by the Exo call each stands for, with the guard facts of ``term``'s leaves."""
+    factors = cfg.factors or split_factors(term, cfg.min_part)
+    groups = [("band", band_rules()), ("extra", list(extra))]
     if cfg.reorder:
-        chosen += reorder_loops_rules()
+        groups.append(("reorder_loops", reorder_loops_rules()))
     if cfg.divide:
-        chosen += divide_loop_rules(cfg.factors or factors, cfg.min_part)
-        chosen += divide_loop_cut_rules(cfg.cut_factors, cfg.min_part)
+        groups.append(("divide_loop", divide_loop_rules(factors, cfg.min_part)))
+        groups.append(("divide_loop(cut)", divide_loop_cut_rules(cfg.cut_factors, cfg.min_part)))
     if cfg.unroll:
-        chosen += unroll_loop_rules(cfg.unroll_limit, cfg.unroll_copies)
+        groups.append(("unroll_loop", unroll_loop_rules(cfg.unroll_limit, cfg.unroll_copies)))
     if cfg.fission:
-        chosen += fission_rules()
+        groups.append(("fission", fission_rules()))
     if cfg.fuse:
-        chosen += fuse_rules()
+        groups.append(("fuse", fuse_rules()))
     if cfg.lift_alloc:
-        chosen += lift_alloc_rules()
-    return ruleset(*chosen, name="loops")
+        groups.append(("lift_alloc", lift_alloc_rules()))
+    rules, names = named(groups)
+    loop_vars = (s.var for s in t.walk(term.body) if isinstance(s, t.Loop))
+    facts = tuple(leaf_facts(term, loop_vars, cfg.reassociate))
+    return Rules(ruleset(*rules, name="loops"), names, facts=facts, before=guard_rules.saturate())

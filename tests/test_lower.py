@@ -68,13 +68,14 @@ def test_window_statement_call_and_pass():
 
 def test_egglog_encoding_decodes_to_the_same_term():
     # with no rules run, the e-graph holds exactly the lowered term; extraction must give it back
-    from exo_egraph.saturate import Budget, saturate
-    from extract.cost import CpuCost, buffers_of
-    from extract.extractors import extract
+    from exo_egraph.saturate import Budget
+    from exo_egraph.targets.cpu import saturate_term
+    from exo_egraph.extract.cost import CpuCost, buffers_of
+    from exo_egraph.extract.extractors import extract
 
     for k in (K.matmul16, K.clamp_rows, K.calls_and_windows, K.inner_alloc, K.shifted_pair):
         term = lower(k)
-        s = saturate(term, budget=Budget(iterations=0))
+        s = saturate_term(term, budget=Budget(iterations=0))
         assert s.stats.schedules == 1
         (best,) = extract(s.view, CpuCost(buffers_of(term)))
         assert best.proc == term

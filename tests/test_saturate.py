@@ -1,43 +1,46 @@
+import pytest
+
 from exo_egraph import terms as t
+from exo_egraph.checks import enumerate_terms
 from exo_egraph.lower import lower
-from exo_egraph.saturate import Budget, saturate
-from rewrites.guards import leaf_independent
-from rewrites.loops import LoopRuleConfig
+from exo_egraph.saturate import Budget
+from exo_egraph.targets.cpu import saturate_term
+from exo_egraph.rewrites.guards import leaf_independent
+from exo_egraph.rewrites.loops import LoopRuleConfig
 
 from tests import kernels as K
 
 
 def test_matmul16_saturates_and_counts_exactly():
-    s = saturate(lower(K.matmul16))
+    s = saturate_term(lower(K.matmul16))
     assert s.stats.stop_reason == "saturated"
     assert s.stats.cyclic_classes == 0
     # only reorders: 3! orders of one band, plus the original loop form of each level
-    only_reorder = saturate(lower(K.matmul16), LoopRuleConfig(divide=False, unroll=False))
+    only_reorder = saturate_term(lower(K.matmul16), LoopRuleConfig(divide=False, unroll=False))
     assert only_reorder.stats.schedules > 6
     assert s.stats.schedules > only_reorder.stats.schedules
 
 
-def test_reorder_only_count_is_exact():
-    cfg = LoopRuleConfig(divide=False, unroll=False, fission=False, fuse=False, lift_alloc=False)
-    s = saturate(lower(K.matmul16), cfg)
-    # programs: every level is either a plain loop, a fixed one-dim nest, or part of a permutable band.
-    # Enumerate by hand: the count must equal the brute-force enumeration below.
-    assert s.stats.schedules == _enumerate_count(s.view, s.view.root)
-
-
-def _enumerate_count(view, c, seen=()):
-    total = 0
-    for nid in view.classes[c]:
-        _, kids = view.nodes[nid]
-        prod = 1
-        for k in kids:
-            prod *= _enumerate_count(view, k, seen + (c,))
-        total += prod
-    return total
+@pytest.mark.parametrize(
+    "kernel, rules",
+    [
+        ("matmul16", dict(divide=False, unroll=False, fission=False, fuse=False, lift_alloc=False)),
+        ("matmul16", dict(reorder=False, unroll=False, fission=False, fuse=False, lift_alloc=False)),
+        ("stencil_pair_i32", dict(divide=False, unroll=False)),
+        ("inner_alloc", dict(divide=False, unroll=False)),
+    ],
+)
+def test_the_count_equals_a_true_enumeration_of_the_terms(kernel, rules):
+    """The dynamic programme's count against every distinct term built one by one."""
+    s = saturate_term(lower(getattr(K, kernel)), LoopRuleConfig(**rules))
+    assert s.stats.cyclic_classes == 0
+    terms = enumerate_terms(s.view)
+    assert 1 < len(terms) <= 5_000
+    assert s.stats.schedules == len(terms)
 
 
 def test_node_limit_stops_early():
-    s = saturate(lower(K.matmul16), budget=Budget(node_limit=100))
+    s = saturate_term(lower(K.matmul16), budget=Budget(node_limit=100))
     assert s.stats.stop_reason == "node-limit"
 
 

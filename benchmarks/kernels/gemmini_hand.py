@@ -3,7 +3,7 @@
 ``HAND_SCHEDULES[name](proc) -> proc`` maps the unscheduled kernel ``name`` to Gemmini code, written
 only with ``exo.stdlib.scheduling`` calls, in the spirit of exo's own Gemmini examples.  They set
 the bar an automatic schedule has to reach on the serial timing model of
-``exo_egraph.validate.gemmini`` (cycle costs in its ``include/gemmini_timing.h``).
+``exo_egraph.targets.gemmini.model`` (cycle costs in its ``include/gemmini_timing.h``).
 
 What every schedule does:
 
@@ -490,7 +490,7 @@ if __name__ == "__main__":  # python benchmarks/kernels/gemmini_hand.py [kernel 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import gemmini as kernels
 
-    from exo_egraph.validate.gemmini import validate_gemmini
+    from exo_egraph.targets.gemmini.model import validate_gemmini
 
     for name in sys.argv[1:] or list(HAND_SCHEDULES):
         kernel = getattr(kernels, name)

@@ -44,6 +44,20 @@ class Validation:
     speedup: float  # naive_seconds / scheduled_seconds
     message: str  # what differed, or 'ok'
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "exact": self.exact,
+            "max_abs_err": self.max_abs_err,
+            "naive_seconds": self.naive_seconds,
+            "scheduled_seconds": self.scheduled_seconds,
+            "speedup": self.speedup,
+            "message": self.message,
+        }
+
+    def summary(self) -> list[tuple[str, str]]:
+        return [("validation", f"{self.ok} (exact {self.exact})"), ("speed-up (measured)", f"{self.speedup:.2f}x")]
+
 
 @dataclass(frozen=True)
 class _Param:
@@ -135,7 +149,7 @@ def _harness(name: str, params: list[_Param]) -> str:
     )
 
 
-def _library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "") -> ctypes.CDLL:
+def library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "") -> ctypes.CDLL:
     """Compile ``procs`` (plus a timing harness each) into one shared library, cached by source.
     ``include_dirs`` go to gcc as ``-I``; ``prelude`` is C placed before Exo's code (it is part of
     the cache key, so callers can fold the contents of their headers into it as a comment)."""
@@ -170,7 +184,8 @@ def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: di
     return _LIBS[key]
 
 
-def _call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
+def call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
+    """ctypes arguments for calling ``proc``'s C function on ``values`` (sizes by value, buffers by pointer)."""
     out = []
     for p in _params(proc):
         v = values[p.name]
@@ -183,7 +198,8 @@ def _call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _copy(values: Mapping[str, Any]) -> dict[str, Any]:
+def copy_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fresh copies of the array inputs, so one run cannot change another's inputs."""
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
 
 
@@ -195,11 +211,11 @@ def run_proc(proc: Procedure, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
 def run_many(procs: list[Procedure], inputs: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
     """`run_proc` for several procs with the same arguments, compiled by one gcc call."""
     renamed = [rename(p, f"{p.name()}_v{i}") for i, p in enumerate(procs)]
-    lib = _library(renamed)
+    lib = library(renamed)
     outs = []
     for proc in renamed:
-        values = _copy(inputs)
-        getattr(lib, proc.name())(None, *_call_args(proc, values))
+        values = copy_inputs(inputs)
+        getattr(lib, proc.name())(None, *call_args(proc, values))
         outs.append({k: v for k, v in values.items() if isinstance(v, np.ndarray)})
     return outs
 
@@ -207,8 +223,8 @@ def run_many(procs: list[Procedure], inputs: Mapping[str, Any]) -> list[dict[str
 def _seconds_per_call(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], repeats: int) -> float:
     bench = getattr(lib, f"exo_egraph_bench_{proc.name()}")
     bench.restype = ctypes.c_longlong
-    values = _copy(inputs)
-    args = _call_args(proc, values)
+    values = copy_inputs(inputs)
+    args = call_args(proc, values)
     one = max(bench(*args, ctypes.c_longlong(1)), 1)
     iters = max(1, min(int(30e6 / one), 10**7))  # about 30 ms a run
     runs = [bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(repeats)]
@@ -229,12 +245,12 @@ def validate_cpu(
     unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
-    lib = _library([a, b])
+    lib = library([a, b])
     inputs = random_inputs(original, sizes, seed)
     outs = []
     for proc in (a, b):
-        values = _copy(inputs)
-        getattr(lib, proc.name())(None, *_call_args(proc, values))
+        values = copy_inputs(inputs)
+        getattr(lib, proc.name())(None, *call_args(proc, values))
         outs.append(values)
     exact, ok, worst, message = True, True, 0.0, "ok"
     for name, want in outs[0].items():

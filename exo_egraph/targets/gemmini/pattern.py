@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import terms as t
-from .plans import PAcc, Plan, PLoop, PMac, PStage, role
+from exo_egraph import terms as t
+from exo_egraph.lower import Unsupported
 
-DIM = 16
+from .config import BLOCK, DIM
+from .plans import PAcc, Plan, PLoop, PMac, PStage, chain, role
+
 ROLES = ("zero", "load_A", "load_B", "mac", "store", "zero_mac")
-BLOCK = 4  # most DIM-column blocks one load moves (the block loads' `m <= 4`)
 
 
-class NotGemmini(Exception):
+class NotGemmini(Unsupported):
     """The kernel does not have a shape the Gemmini target maps (one line, says why)."""
 
 
@@ -263,3 +264,16 @@ def _tile_loop(g: GemmPattern, v: str, body: Plan) -> Plan:
     if g.tiled(v):
         return PLoop(v, DIM, g.extent(v) // DIM, body)
     return PLoop(v, 1, g.extent(v), body)
+
+
+def first_step_ok(g: GemmPattern, body: Plan) -> bool:
+    """The accumulator's body is parallel loops (stagings among them) over reduction loops only,
+    so the first reduction step is one region that can be peeled and fused with the zero."""
+    links = chain(body)
+    reducing = False
+    for x in links[:-1]:
+        if isinstance(x, PLoop) and x.var in g.reduction:
+            reducing = True
+        elif reducing or isinstance(x, PAcc) or (isinstance(x, PLoop) and x.var not in g.parallel):
+            return False
+    return True

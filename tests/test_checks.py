@@ -12,7 +12,7 @@ import os
 
 import pytest
 from exo_egraph.checks import RULES, check_rule
-from rewrites.loops import perm_band_rules
+from exo_egraph.rewrites.loops import perm_band_rules
 
 EXAMPLES = int(os.environ.get("EXO_EGRAPH_EXAMPLES", "50"))
 

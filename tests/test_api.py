@@ -3,6 +3,7 @@ and random members of each e-graph (not only the cheapest) replay and compute th
 
 from __future__ import annotations
 
+import json
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -19,10 +20,12 @@ from exo_egraph.cli import load_procs
 from exo_egraph import terms as t
 from exo_egraph.lower import lower
 from exo_egraph.replay import replay
-from exo_egraph.saturate import Budget, saturate
+from exo_egraph.saturate import Budget
+from exo_egraph.targets.cpu import saturate_term
 from exo_egraph.validate import validate_cpu
-from extract.cost import CpuCost, buffers_of
-from extract.extractors import extract, sample
+from exo_egraph.extract.cost import CpuCost, buffers_of, program_cost
+from exo_egraph.rewrites.loops import LoopRuleConfig
+from exo_egraph.extract.extractors import extract, sample
 
 KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
 
@@ -37,7 +40,7 @@ def test_every_shipped_kernel_round_trips_through_lowering_and_the_egraph():
     for name, proc in shipped().items():
         term = lower(proc)
         assert t.materialize(term) == term, name
-        (only,) = extract(saturate(term, budget=Budget(iterations=0)).view, CpuCost(buffers_of(term)))
+        (only,) = extract(saturate_term(term, budget=Budget(iterations=0)).view, CpuCost(buffers_of(term)))
         assert only.proc == term, name
         assert replay(proc, only.proc).steps == ()  # nothing to do: the proc is its own schedule
 
@@ -47,7 +50,7 @@ SMALL = ("matmul_i8_16", "conv1d_i8", "blur2d_f32", "scale_add_f32", "gemv_f32_1
 
 @lru_cache(maxsize=None)
 def _saturated(name: str):
-    return saturate(lower(shipped()[name]), budget=Budget(node_limit=20_000))
+    return saturate_term(lower(shipped()[name]), budget=Budget(node_limit=20_000))
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -80,3 +83,39 @@ def test_explore_finds_a_cheaper_schedule_that_validates():
 def test_explore_rejects_an_unknown_target():
     with pytest.raises(ValueError):
         explore(shipped()["matmul_i8_16"], target="tpu")
+
+
+def test_one_price_for_one_program_on_every_shipped_kernel():
+    """The naive cost and every candidate's cost come from one function, `program_cost` of the
+    plain-loop program: the input as lowered, and each candidate as Exo actually scheduled it."""
+    for name, proc in shipped().items():
+        result = explore(proc, budget=Budget(node_limit=4_000, seconds=5), top_k=2, validate=False)
+        model = CpuCost(buffers_of(lower(proc)))
+        assert result.naive_cost == program_cost(model, lower(proc)), name
+        for c in result.candidates:
+            assert c.cost == pytest.approx(program_cost(model, lower(c.proc)), rel=1e-9), name
+        assert result.cost <= result.naive_cost, name
+
+
+def test_explore_checks_argument_types():
+    proc = shipped()["matmul_i8_16"]
+    with pytest.raises(TypeError, match="proc"):
+        explore("matmul_i8_16")
+    with pytest.raises(TypeError, match="budget"):
+        explore(proc, budget=10)
+    with pytest.raises(TypeError, match="top_k"):
+        explore(proc, top_k=0)
+    with pytest.raises(TypeError, match="rules"):
+        explore(proc, rules="fast")
+    with pytest.raises(TypeError, match="gemmini"):
+        explore(proc, "gemmini", rules=LoopRuleConfig())
+
+
+def test_result_shows_itself_and_serializes_as_report_json():
+    result = explore(shipped()["conv1d_i8"], top_k=2)
+    report = json.loads(json.dumps(result.to_json()))
+    assert report["naive_cost"] == result.naive_cost and report["best"]["cost"] == result.cost
+    assert report["best"]["steps"] == [s.render() for s in result.best.replayed.steps]
+    assert report["egraph"]["stop_reason"] == result.stats.stop_reason.value
+    assert "schedules held" in result._repr_markdown_() and result.script in result._repr_markdown_()
+    assert "<table>" in result._repr_html_()

@@ -13,13 +13,13 @@ import pytest
 from exo import compile_procs_to_strings
 from exo.stdlib.scheduling import AllocCursor, CallCursor, ForCursor
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks" / "kernels"))
 import gemmini as kernels  # noqa: E402
 import gemmini_hand as hand  # noqa: E402
 
-HAVE_MODEL = importlib.util.find_spec("exo_egraph.validate.gemmini") is not None
-needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="exo_egraph.validate.gemmini is not there yet")
+HAVE_MODEL = importlib.util.find_spec("exo_egraph.targets.gemmini.model") is not None
+needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="exo_egraph.targets.gemmini.model is not there yet")
 
 CONFIGS = {"config_ld_i8_id1", "config_ld_i8_id2", "config_matmul", "config_st_acc_i8"}
 LOADS = {"do_ld_i8_block_id1", "do_ld_i8_block_id2", "do_ld_i8_id1", "do_ld_i8_id2"}
@@ -84,7 +84,7 @@ def _input_bytes(p) -> int:
 @needs_model
 @pytest.mark.parametrize("name", kernels.GEMMINI_KERNELS)
 def test_bit_exact_on_the_model(name):
-    from exo_egraph.validate.gemmini import timing_constants, validate_gemmini
+    from exo_egraph.targets.gemmini.model import timing_constants, validate_gemmini
 
     original = getattr(kernels, name)
     v = validate_gemmini(original, scheduled(name))
@@ -98,7 +98,7 @@ def test_bit_exact_on_the_model(name):
 
 @needs_model
 def test_hand_beats_its_variants():
-    from exo_egraph.validate.gemmini import validate_gemmini
+    from exo_egraph.targets.gemmini.model import validate_gemmini
 
     name = "gemmini_matmul_64"
     original = getattr(kernels, name)

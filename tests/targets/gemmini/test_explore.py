@@ -9,24 +9,24 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-import exo.platforms.gemmini as platform
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exo_egraph.extract.gemmini_cost import GemminiCost
+from exo_egraph.extract.plan_extract import extract_plans, random_plan
 from exo_egraph.lower import lower
-from exo_egraph.lower_gemmini import NotGemmini, find_gemm, initial_plan
-from exo_egraph.plans import PAcc, PLoop, PMac, PStage, chain, show, to_egg
-from exo_egraph.replay import ReplayError
-from exo_egraph.replay_gemmini import replay_plan
-from exo_egraph.saturate import Budget, saturate_plan
-from exo_egraph.validate.gemmini import timing_constants, validate_gemmini
-from extract.gemmini_cost import GemminiCost
-from extract.plan_extract import extract_plans, random_plan
-from rewrites import gemmini as rules
-from rewrites.gemmini import Selection, first_step_ok, gemmini_facts, gemmini_ruleset, select_instructions
+from exo_egraph.rewrites.gemmini import accumulator_rules, gemmini_rules
+from exo_egraph.saturate import Budget, saturate
+from exo_egraph.script import ReplayError
+from exo_egraph.targets.gemmini.model import validate_gemmini
+from exo_egraph.targets.gemmini.pattern import NotGemmini, find_gemm, first_step_ok, initial_plan
+from exo_egraph.targets.gemmini.plans import PAcc, PLoop, PMac, PStage, chain, show, to_egg
+from exo_egraph.targets.gemmini.replay import replay_plan
+from exo_egraph.targets.gemmini.selection import Selection
+from exo_egraph.targets.gemmini.target import GemminiTarget
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks" / "kernels"))
 import gemmini as kernels  # noqa: E402
 
@@ -40,28 +40,18 @@ SMALL = {
 @lru_cache(maxsize=None)
 def explored(name: str, broken: bool = False):
     proc = SMALL.get(name) or getattr(kernels, name)
-    pattern = find_gemm(lower(proc))
-    selection = select_instructions(pattern, platform)
-    ruleset = gemmini_ruleset(pattern, selection)
-    if broken:  # the accumulator may move into any loop, a reduction too: drops partial sums
-        from egglog import rewrite, ruleset as make_ruleset
-
-        from exo_egraph.plans import G
-
-        v, b = rules._v, rules._b
-        bad = rewrite(G.acc(rules._z, rules._st, G.loop(v, rules._s, rules._e, b))).to(
-            G.loop(v, rules._s, rules._e, G.acc(rules._z, rules._st, b))
-        )
-        ruleset = make_ruleset(*rules.replace_rules(selection), *rules.stage_rules(), bad, name="broken")
-    sat = saturate_plan(to_egg(initial_plan(pattern)), gemmini_facts(pattern), ruleset, Budget(seconds=60))
-    return proc, pattern, GemminiCost(pattern, selection, timing_constants()), sat
+    problem = GemminiTarget().prepare(proc)
+    # broken: the accumulator may move into any loop, a reduction too (drops partial sums)
+    rules = gemmini_rules(problem.pattern, problem.selection, accumulator_rules(lambda v: []) if broken else None)
+    sat = saturate(to_egg(initial_plan(problem.pattern)), rules, Budget(seconds=60))
+    return proc, problem.pattern, problem.model, sat
 
 
 def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
     """None when ``plan`` replays through Exo and runs bit-exact, in the modeled cycles; else why not."""
     proc, pattern, model, _ = explored(name, broken)
     try:
-        replayed = replay_plan(proc, pattern, plan, hoisted, model.selection, platform)
+        replayed = replay_plan(proc, pattern, plan, hoisted, model.selection)
     except ReplayError as e:
         return f"Exo rejected a step: {e}"
     v = validate_gemmini(proc, replayed.proc, reference=kernels.REFERENCES.get(name))
@@ -225,7 +215,7 @@ def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():
     assert len(picks) >= 20 and len({x.cycles for x in picks}) == len(picks)
     simulated = []
     for x in picks:
-        replayed = replay_plan(proc, pattern, x.plan, x.choice.hoisted, model.selection, platform)
+        replayed = replay_plan(proc, pattern, x.plan, x.choice.hoisted, model.selection)
         v = validate_gemmini(proc, replayed.proc)
         assert v.ok, v.message
         simulated.append(v.cycles)
@@ -252,7 +242,7 @@ def test_a_plan_over_capacity_overflows_the_model_too():
         inner = PLoop(v, 16, 16, inner)
     plan = PAcc(choice.instr("zero"), choice.instr("store"), inner)
     assert model.footprint(plan).acc_rows == 4096 and not model.footprint(plan).fits(model.consts)
-    replayed = replay_plan(proc, pattern, plan, choice.hoisted, model.selection, platform)
+    replayed = replay_plan(proc, pattern, plan, choice.hoisted, model.selection)
     v = validate_gemmini(proc, replayed.proc)
     assert not v.ok and "accumulator" in v.message and "overflow" in v.message
 
@@ -267,7 +257,7 @@ def test_cli_explores_for_gemmini_and_reports_cycles(tmp_path):
     assert done.returncode == 0, done.stderr
     rep = json.loads((out / "report.json").read_text())
     v = rep["validation"]
-    assert v["ok"] and v["cycles"] == v["model_cycles"] == rep["best"]["cycles"]
+    assert v["ok"] and v["cycles"] == v["model_cycles"] == rep["best"]["cost"]
     assert 0 < v["utilization"] <= 1 and v["naive"]["host_cycles"] > v["cycles"]
     namespace: dict = {}
     exec((out / "schedule.py").read_text(), namespace)

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from exo_egraph import terms as t
 from exo_egraph.lower import lower
 from exo_egraph.replay import replay
-from exo_egraph.saturate import Saturated, saturate
+from exo_egraph.saturate import Saturated
+from exo_egraph.targets.cpu import saturate_term
 from exo_egraph.validate import random_inputs, run_proc
-from extract.extractors import sample
-from rewrites.loops import LoopRuleConfig
+from exo_egraph.extract.extractors import sample
+from exo_egraph.rewrites.loops import LoopRuleConfig
 
 from tests import kernels as K
 
@@ -40,7 +41,7 @@ CASES = {
 @lru_cache(maxsize=None)
 def saturated(rule: str) -> Saturated:
     kernel, cfg = CASES[rule]
-    return saturate(lower(kernel), cfg)
+    return saturate_term(lower(kernel), cfg)
 
 
 @lru_cache(maxsize=None)
@@ -118,19 +119,19 @@ def test_every_rule_fires_and_is_exercised():
 
 def test_fuse_guard_blocks_a_stencil_consumer():
     fuse_only = LoopRuleConfig(**{**NONE, "fuse": True})
-    with_fuse = saturate(lower(K.stencil_pair_i32), fuse_only).stats.schedules
-    without = saturate(lower(K.stencil_pair_i32), LoopRuleConfig(**NONE)).stats.schedules
+    with_fuse = saturate_term(lower(K.stencil_pair_i32), fuse_only).stats.schedules
+    without = saturate_term(lower(K.stencil_pair_i32), LoopRuleConfig(**NONE)).stats.schedules
     assert with_fuse == without  # reading tmp[i + 1] in the consumer forbids fusing the i loops
 
 
 def test_reorder_guard_blocks_a_loop_carried_dependence():
-    s = saturate(lower(K.prefix_sum))
+    s = saturate_term(lower(K.prefix_sum))
     assert s.stats.schedules == 2  # the loop as written, or as a fixed-order one-dim nest
 
 
 @lru_cache(maxsize=None)
 def _float_matmul() -> Saturated:
-    return saturate(lower(K.matmul16), LoopRuleConfig())
+    return saturate_term(lower(K.matmul16), LoopRuleConfig())
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
@@ -146,5 +147,5 @@ def test_float_sums_keep_their_order_so_every_schedule_is_bit_exact(seed: int):
 
 def test_reassociation_is_opt_in_and_admits_more_schedules():
     strict = _float_matmul().stats.schedules
-    loose = saturate(lower(K.matmul16), LoopRuleConfig(reassociate=True)).stats.schedules
+    loose = saturate_term(lower(K.matmul16), LoopRuleConfig(reassociate=True)).stats.schedules
     assert loose > strict > 6

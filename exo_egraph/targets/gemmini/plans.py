@@ -1,6 +1,6 @@
 """Gemmini tile plans: immutable plan terms, their egglog sorts, and the two conversions.
 
-A plan is the Gemmini-level shape of a tiled matmul-like kernel (see `exo_egraph.lower_gemmini`):
+A plan is the Gemmini-level shape of a tiled matmul-like kernel (see `exo_egraph.targets.gemmini.pattern`):
 a chain from the root to one DIM×DIM×DIM compute, where each link is
 
 - ``PLoop(var, stride, extent)``: a loop over tiles (``var`` advances by ``stride`` elements);

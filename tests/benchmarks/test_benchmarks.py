@@ -9,15 +9,16 @@ from benchmarks.compare import kendall_tau
 from exo_egraph import terms as t
 from exo_egraph.cli import load_procs
 from exo_egraph.lower import lower
-from exo_egraph.saturate import saturate, split_factors
+from exo_egraph.rewrites.loops import split_factors
+from exo_egraph.targets.cpu import saturate_term
 from exo_egraph.validate import ValidationError, random_inputs, run_many
-from extract.cost import CpuCost, buffers_of, program_cost
-from extract.extractors import extract
-from rewrites.loops import LoopRuleConfig
+from exo_egraph.extract.cost import CpuCost, buffers_of, program_cost
+from exo_egraph.extract.extractors import extract
+from exo_egraph.rewrites.loops import LoopRuleConfig
 
 from tests import kernels as K
 
-KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
+KERNELS = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels"
 
 
 def test_kendall_tau():
@@ -52,7 +53,7 @@ def test_program_cost_prices_an_extracted_schedule_as_the_extractor_did():
     proc = load_procs(KERNELS / "matmul.py")["matmul_i8_16"]
     original = lower(proc)
     model = CpuCost(buffers_of(original))
-    best = extract(saturate(original).view, model, 3)
+    best = extract(saturate_term(original).view, model, 3)
     for cand in best:
         assert program_cost(model, t.materialize(cand.proc)) == cand.cost
     assert program_cost(model, original) > best[0].cost

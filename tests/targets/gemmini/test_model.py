@@ -13,7 +13,7 @@ from exo import proc
 from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH
 from exo.platforms.gemmini import acc_scale, clamp, ld_i8, matmul_acc_i8, st_acc_i8, st_acc_i32, zero_acc_i32
 
-from exo_egraph.validate.gemmini import (
+from exo_egraph.targets.gemmini.model import (
     HEADER_DIR,
     GemminiModelError,
     compile_model_c,

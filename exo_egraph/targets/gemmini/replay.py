@@ -1,6 +1,6 @@
 """replay (Gemmini): original proc + extracted plan → a schedule script of Exo calls, and the scheduled proc.
 
-Each plan link is reached by the Exo calls its rule names (`rewrites.gemmini`), in this order:
+Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.gemmini`), in this order:
 
 1. configs a ``do_*`` instruction relies on: ``write_config`` at the top, ``replace`` by the config instr;
 2. ``divide_loop`` of n, m, k by DIM, then by the plan's blocks;
@@ -20,34 +20,36 @@ Exo re-checks every step; a rejected step is a `ReplayError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
-
-import exo.stdlib.scheduling as scheduling
 from exo import Procedure
-from exo.libs import memories
 
-from rewrites.gemmini import Selection, block_factor
+from exo_egraph import terms as t
+from exo_egraph.script import (
+    Cursor,
+    Ref,
+    ReplayError,
+    Replayed,
+    Session,
+    block_at,
+    find,
+    find_loop,
+    loop_cursor,
+    script_text,
+    stmt_cursor,
+    top,
+)
 
-from . import terms as t
-from .lower import lower
-from .lower_gemmini import DIM, GemmPattern
+from .config import DIM, PLATFORM, block_factor
+from .pattern import GemmPattern
 from .plans import PAcc, Plan, PLoop, PStage, chain
-from .replay import ReplayError, _block_at, _loop_ref, _Session
+from .selection import Selection
 
-GEMMINI_CALLS = (
-    "divide_loop", "reorder_loops", "expand_dim", "lift_alloc", "fission", "set_memory", "replace", "stage_mem",
-    "reorder_stmts", "remove_loop", "write_config", "bind_config", "delete_config", "fuse", "cut_loop",
-    "unroll_loop", "rearrange_dim", "simplify",
-)  # fmt: skip
+GEMM_SCRATCH = Ref("exo.libs.memories", "GEMM_SCRATCH")
+GEMM_ACCUM = Ref("exo.libs.memories", "GEMM_ACCUM")
 
 
-@dataclass(frozen=True)
-class GemminiReplayed:
-    proc: Procedure
-    steps: tuple[str, ...]
-    script: str
+def instr(name: str) -> Ref:
+    """An instruction (or config) of the Gemmini platform, as the script imports it."""
+    return Ref(PLATFORM, name)
 
 
 def loop_name(g: GemmPattern, var: str, stride: int) -> str:
@@ -61,22 +63,15 @@ def replay_plan(
     plan: Plan,
     hoisted: tuple[tuple[str, tuple[str, ...]], ...],
     selection: Selection,
-    platform: ModuleType,
-) -> GemminiReplayed:
+) -> Replayed:
     """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top), with the instructions
     ``selection`` unified; raises `ReplayError`."""
-    names: dict[str, Any] = {n: getattr(scheduling, n) for n in GEMMINI_CALLS}
-    names.update({"GEMM_SCRATCH": memories.GEMM_SCRATCH, "GEMM_ACCUM": memories.GEMM_ACCUM})
     links = chain(plan)
-    used = {x.op for x in links if isinstance(x, PStage)} | {links[-1].op}
-    used |= {o for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
-    used |= {name for name, _ in hoisted}
-    names.update({n: getattr(platform, n) for n in used})
-    s = _Session(original, lower(original), names=dict(names))
+    s = Session(original)
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
     store = selection.binding("store", links[acc_at].store)
     reads = {(c, f) for c, f, v in store.requires if isinstance(v, t.Read)}  # config fields it reads
-    cfg_names = _hoist_configs(s, hoisted, selection, platform, reads)
+    _hoist_configs(s, hoisted, selection, reads)
     loops = [x for x in links if isinstance(x, PLoop)]
     outer = [x for x in links[:acc_at] if isinstance(x, PLoop)]
     inner = [x for x in links[acc_at:] if isinstance(x, PLoop)]
@@ -84,10 +79,10 @@ def replay_plan(
     n1, m1, k1 = (g.intra(v) for v in (g.n, g.m, g.k))
     first_step = selection.first_step(links[acc_at].zero)
     par_inner = [x for x in inner if x.var in g.parallel]
-    top = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
-    _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=top)
+    first_loop = next(i for i, x in enumerate(s.term.body) if isinstance(x, t.Loop))  # after hoisted configs
+    _order(s, (), [loop_name(g, x.var, x.stride) for x in outer + par_inner] + [n1, m1], start=first_loop)
     _accumulator(s, g, links[acc_at], par_inner, n1, m1, zero_instr=not first_step)
-    compute = _compute_path(s, g, top, len(outer))
+    compute = _compute_path(s, g, first_loop, len(outer))
     _order(s, compute[:-1], [loop_name(g, x.var, x.stride) for x in inner] + [n1, m1, k1], start=compute[-1])
     _stage_tiles(s, g, links, n1)
     _lift_stagings(s, g, links)
@@ -95,65 +90,41 @@ def replay_plan(
     if first_step:
         _peel_first_step(s, g, len(par_inner), n1, m1, links[acc_at].zero)
     while _has_compute(s, g, n1):  # every (other) step accumulates
-        s.apply(f"replace(p, {_compute_n1(s, g, n1)}, {links[-1].op})")
-    s.apply(f"replace(p, p.find_loop('{n1}'), {links[acc_at].store})")
-    s.apply("simplify(p)")
-    imports = sorted(used | cfg_names)
-    return GemminiReplayed(s.proc, tuple(s.steps), script_text(original.name(), s.steps, imports, platform))
+        s.do("replace", _compute_n1(s, g, n1), instr(links[-1].op))
+    s.do("replace", find_loop(n1), instr(links[acc_at].store))
+    s.do("simplify")
+    return Replayed(s.proc, tuple(s.steps), script_text(original.name(), s.steps, "Gemmini schedule"))
 
 
-def script_text(name: str, steps: list[str], instrs: list[str], platform: ModuleType) -> str:
-    body = "\n".join(f"    p = {x}" for x in steps)
-    return (
-        '"""Gemmini schedule found by exo-egraph; paste into your Exo project."""\n\n'
-        "from __future__ import annotations\n\n"
-        "from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH\n"
-        f"from {platform.__name__} import {', '.join(instrs)}\n"
-        f"from exo.stdlib.scheduling import {', '.join(GEMMINI_CALLS)}\n\n\n"
-        "def schedule(p):\n"
-        f'    """Schedule {name} for Gemmini: apply to the original proc, returns the scheduled proc."""\n'
-        f"{body}\n"
-        "    return p\n"
-    )
-
-
-def _hoist_configs(
-    s: _Session, hoisted, selection: Selection, platform: ModuleType, reads: set[tuple[str, str]]
-) -> set[str]:
+def _hoist_configs(s: Session, hoisted, selection: Selection, reads: set[tuple[str, str]]) -> None:
     """``write_config`` each field a hoisted config instruction sets, then ``replace`` them by it.
 
     A field some instruction reads (``reads``: ``do_st_acc_i8`` reads ``ConfigStore.scale``) is
     bound first: ``bind_config`` makes the kernel read the field where it read the value, and
     ``delete_config`` drops the write that puts there (the top one already holds the value).
     On the plain kernel these are instant; Exo's config analysis is slow on a scheduled one."""
-    out = set()
     for name, args in reversed(hoisted):
         body = selection.pattern(name)
         writes = [x for x in body.body if isinstance(x, t.WriteConfig)]
         params = {a.name: v for a, v in zip(body.args, args)}
         for w in reversed(writes):
-            text = _expr_text(w.rhs, params)
-            s.names[w.config] = getattr(platform, w.config)
-            out.add(w.config)
-            s.apply(f'write_config(p, p.body()[0].before(), {w.config}, "{w.field}", "{text}")')
+            s.do("write_config", top(0).then("before"), instr(w.config), w.field, _expr_text(w.rhs, params))
         for w in writes:
             if (w.config, w.field) in reads:
                 read = _read_cursor(s.term, _expr_text(w.rhs, params))
-                s.apply(f'bind_config(p, {read}, {w.config}, "{w.field}")')
-                s.apply(f'delete_config(p, p.find("{w.config}.{w.field} = _ #1"))')
-        first = f'p.find("{writes[0].config}.{writes[0].field} = _")'
-        block = first if len(writes) == 1 else f"{first}.expand(0, {len(writes) - 1})"
-        s.apply(f"replace(p, {block}, {name})")
-    return out
+                s.do("bind_config", read, instr(w.config), w.field)
+                s.do("delete_config", find(f"{w.config}.{w.field} = _ #1"))
+        first = find(f"{writes[0].config}.{writes[0].field} = _")
+        s.do("replace", first if len(writes) == 1 else first.then("expand", 0, len(writes) - 1), instr(name))
 
 
-def _read_cursor(term: t.Proc, name: str) -> str:
-    """Cursor text of the kernel's one read of the scalar ``name`` (a call argument or an if test)."""
+def _read_cursor(term: t.Proc, name: str) -> Cursor:
+    """The cursor of the kernel's one read of the scalar ``name`` (a call argument or an if test)."""
     for x in t.leaves(term.body):
         if isinstance(x, t.Call):
             for i, a in enumerate(x.args):
                 if a == t.Read(name, ()):
-                    return f'p.find("{x.proc}(_)").args()[{i}]'
+                    return find(f"{x.proc}(_)").then("args").then("[]", i)
 
     def tests(b: t.Block):
         for x in b:
@@ -166,7 +137,7 @@ def _read_cursor(term: t.Proc, name: str) -> str:
 
     for cond in tests(term.body):
         if isinstance(cond, t.BinOp) and cond.lhs == t.Read(name, ()):
-            return f'p.find("{name} {cond.op} _").lhs()'
+            return find(f"{name} {cond.op} _").then("lhs")
     raise ReplayError("(config)", f"no single read of {name} to bind to a config")
 
 
@@ -184,35 +155,35 @@ def _expr_text(e: t.Expr, params: dict[str, str]) -> str:
     raise ReplayError("(config)", f"cannot write config value {e}")
 
 
-def _split(s: _Session, g: GemmPattern, loops: list[PLoop]) -> None:
+def _split(s: Session, g: GemmPattern, loops: list[PLoop]) -> None:
     for v in (g.n, g.m, g.k):
         if g.extent(v) == DIM:
             continue  # one tile: the loop is the tile's
         strides = sorted({x.stride for x in loops if x.var == v}, reverse=True)
-        s.apply(f'divide_loop(p, "{v}", {DIM}, ["{v}_{DIM}", "{v}_1"], perfect=True)')
+        s.do("divide_loop", v, DIM, [f"{v}_{DIM}", f"{v}_1"], perfect=True)
         for big in strides[:-1]:  # the plan splits the tile loop once: v_big over v_16
-            s.apply(f'divide_loop(p, "{v}_{DIM}", {big // DIM}, ["{v}_{big}", "{v}_{DIM}"], perfect=True)')
+            s.do("divide_loop", f"{v}_{DIM}", big // DIM, [f"{v}_{big}", f"{v}_{DIM}"], perfect=True)
 
 
-def _order(s: _Session, path: tuple, want: list[str], start: int = 0) -> None:
+def _order(s: Session, path: tuple, want: list[str], start: int = 0) -> None:
     """Bubble the perfect chain of loops at ``path[start]`` into the order ``want`` (its first loops)."""
     for _ in range(len(want) ** 2 + 1):
         chain_ = _loop_chain(s.term, path, start, len(want))
-        names = [_block_at(s.term, bp)[bi].var for bp, bi in chain_]
+        names = [block_at(s.term, bp)[bi].var for bp, bi in chain_]
         swap = next((q for q in range(len(want) - 1) if want.index(names[q]) > want.index(names[q + 1])), None)
         if swap is None:
             if names != want:
                 raise ReplayError("(order)", f"loops {names} are not {want}")
             return
         bp, bi = chain_[swap]
-        s.apply(f"reorder_loops(p, {_loop_ref(s.term, bp, bi)})")
+        s.do("reorder_loops", loop_cursor(s.term, bp, bi))
 
 
 def _loop_chain(term: t.Proc, path: tuple, idx: int, depth: int) -> list[tuple[tuple, int]]:
     out = [(path, idx)]
     for _ in range(depth - 1):
         p, i = out[-1]
-        loop = _block_at(term, p)[i]
+        loop = block_at(term, p)[i]
         if not isinstance(loop, t.Loop) or not isinstance(loop.body[0], t.Loop):
             raise ReplayError("(order)", f"no perfect chain of {depth} loops at {path}[{idx}]")
         out.append((p + ((i, 0),), 0))
@@ -220,20 +191,20 @@ def _loop_chain(term: t.Proc, path: tuple, idx: int, depth: int) -> list[tuple[t
 
 
 def _accumulator(
-    s: _Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop], n1: str, m1: str, zero_instr: bool
+    s: Session, g: GemmPattern, acc: PAcc, par_inner: list[PLoop], n1: str, m1: str, zero_instr: bool
 ) -> None:
     for name, extent in [(m1, DIM), (n1, DIM)] + [(loop_name(g, x.var, x.stride), x.extent) for x in reversed(par_inner)]:
-        s.apply(f'expand_dim(p, "{g.acc}", {extent}, "{name}")')
+        s.do("expand_dim", g.acc, extent, name)
     lifts = len(par_inner) + 2
-    s.apply(f'lift_alloc(p, "{g.acc}", n_lifts={lifts})')
-    s.apply(f'fission(p, p.find("{g.acc}[_] = _").after(), n_lifts={lifts})')
+    s.do("lift_alloc", g.acc, n_lifts=lifts)
+    s.do("fission", find(f"{g.acc}[_] = _").then("after"), n_lifts=lifts)
     first_red = g.reduction[0]
     red_name = max((n for n in _loop_names(s.term) if n == first_red or n.startswith(f"{first_red}_")),
                    key=lambda n: int(n.rsplit("_", 1)[1]) if n != first_red else 0)  # fmt: skip
-    s.apply(f'fission(p, p.find_loop("{red_name}").after(), n_lifts={lifts})')
-    s.apply(f'set_memory(p, "{g.acc}", GEMM_ACCUM)')
+    s.do("fission", find_loop(red_name).then("after"), n_lifts=lifts)
+    s.do("set_memory", g.acc, GEMM_ACCUM)
     if zero_instr:
-        s.apply(f"replace(p, p.find_loop('{n1}'), {acc.zero})")
+        s.do("replace", find_loop(n1), instr(acc.zero))
 
 
 def _loop_names(term: t.Proc) -> list[str]:
@@ -252,10 +223,10 @@ def _loop_names(term: t.Proc) -> list[str]:
     return out
 
 
-def _compute_path(s: _Session, g: GemmPattern, top: int, depth: int) -> tuple:
+def _compute_path(s: Session, g: GemmPattern, top: int, depth: int) -> tuple:
     """Path to the compute nest: under the ``depth`` outer loops (from ``top``), the nest that reduces."""
     path: tuple = ((top, 0),) + ((0, 0),) * (depth - 1) if depth else ()
-    block = _block_at(s.term, path)
+    block = block_at(s.term, path)
     idx = next(i for i, x in enumerate(block) if isinstance(x, t.Loop) and _has_reduce(x, g.acc))
     return path + (idx,)
 
@@ -281,27 +252,20 @@ def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
     return f"{buf}[{', '.join(out)}]"
 
 
-def _stage_tiles(s: _Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
+def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
     for operand in ("A", "B"):
         staged = g.staged_name(operand)
-        s.apply(f'stage_mem(p, {_compute_n1(s, g, n1)}, "{_window(g, operand, links)}", "{staged}")')
-    s.apply("simplify(p)")
+        s.do("stage_mem", _compute_n1(s, g, n1), _window(g, operand, links), staged)
+    s.do("simplify")
     for operand in ("A", "B"):
-        s.apply(f'set_memory(p, "{g.staged_name(operand)}", GEMM_SCRATCH)')
+        s.do("set_memory", g.staged_name(operand), GEMM_SCRATCH)
 
 
-def _has_compute(s: _Session, g: GemmPattern, n1: str) -> bool:
+def _has_compute(s: Session, g: GemmPattern, n1: str) -> bool:
     return bool(_loops_where(s.term, _is_compute(g, n1)))
 
 
-def _stmt_ref(term: t.Proc, path: tuple, idx: int) -> str:
-    """Cursor text of statement ``idx`` of the block at ``path``."""
-    if not path:
-        return f"p.body()[{idx}]"
-    return f"{_loop_ref(term, path[:-1], path[-1][0])}.body()[{idx}]"
-
-
-def _peel_first_step(s: _Session, g: GemmPattern, par_loops: int, n1: str, m1: str, instr: str) -> None:
+def _peel_first_step(s: Session, g: GemmPattern, par_loops: int, n1: str, m1: str, name: str) -> None:
     """Fuse the zero nest into the first reduction step and make the two one plain matmul:
     ``fuse`` the zero nest's loops with the compute nest's (moving it past loads with
     ``reorder_stmts``), ``cut_loop`` + ``unroll_loop`` each reduction loop's first trip, ``fuse``
@@ -326,26 +290,26 @@ def _peel_first_step(s: _Session, g: GemmPattern, par_loops: int, n1: str, m1: s
 
     def line_up() -> int:
         """Move the zero nest to just before the compute nest; the zero's index."""
-        block = _block_at(s.term, path)
+        block = block_at(s.term, path)
         z = next(i for i, x in enumerate(block) if is_zero(x))
         c = next(i for i, x in enumerate(block) if isinstance(x, t.Loop) and _has_reduce(x, g.acc))
         for i in range(z, c - 1):
-            s.apply(f"reorder_stmts(p, {_stmt_ref(s.term, path, i)}.expand(0, 1))")
+            s.do("reorder_stmts", stmt_cursor(s.term, path, i).then("expand", 0, 1))
         return c - 1
 
     for _ in range(par_loops):  # the accumulator's parallel loops: one fused loop each
         z = line_up()
-        s.apply(f"fuse(p, {_loop_ref(s.term, path, z)}, {_loop_ref(s.term, path, z + 1)})")
+        s.do("fuse", loop_cursor(s.term, path, z), loop_cursor(s.term, path, z + 1))
         path = path + ((z, 0),)
     z = line_up()
-    while (loop := _block_at(s.term, path)[z + 1]).var != n1:  # a reduction loop: peel its first trip
+    while (loop := block_at(s.term, path)[z + 1]).var != n1:  # a reduction loop: peel its first trip
         if loop.hi.const - loop.lo.const > 1:
-            s.apply(f"cut_loop(p, {_loop_ref(s.term, path, z + 1)}, {loop.lo.const + 1})")
-        s.apply(f"unroll_loop(p, {_loop_ref(s.term, path, z + 1)})")
+            s.do("cut_loop", loop_cursor(s.term, path, z + 1), loop.lo.const + 1)
+        s.do("unroll_loop", loop_cursor(s.term, path, z + 1))
     for _ in (n1, m1):
-        s.apply(f"fuse(p, {_loop_ref(s.term, path, z)}, {_loop_ref(s.term, path, z + 1)})")
+        s.do("fuse", loop_cursor(s.term, path, z), loop_cursor(s.term, path, z + 1))
         path, z = path + ((z, 0),), 0
-    s.apply(f"replace(p, {_loop_ref(s.term, path[:-2], path[-2][0])}, {instr})")
+    s.do("replace", loop_cursor(s.term, path[:-2], path[-2][0]), instr(name))
 
 
 def _loops_where(term: t.Proc, match) -> list[tuple[tuple, int]]:
@@ -375,12 +339,12 @@ def _is_compute(g: GemmPattern, n1: str):
     return lambda b, i: isinstance(b[i], t.Loop) and b[i].var == n1 and _has_reduce(b[i], g.acc)
 
 
-def _compute_n1(s: _Session, g: GemmPattern, n1: str) -> str:
-    """Cursor text of the first compute nest's ``n1`` loop."""
-    return _loop_ref(s.term, *_first(_loops_where(s.term, _is_compute(g, n1)), f"compute loop {n1}"))
+def _compute_n1(s: Session, g: GemmPattern, n1: str) -> Cursor:
+    """The cursor of the first compute nest's ``n1`` loop."""
+    return loop_cursor(s.term, *_first(_loops_where(s.term, _is_compute(g, n1)), f"compute loop {n1}"))
 
 
-def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan]) -> None:
+def _lift_stagings(s: Session, g: GemmPattern, links: list[Plan]) -> None:
     below: dict[str, set[int]] = {}
     for i, x in enumerate(links):
         if isinstance(x, PStage):
@@ -393,23 +357,23 @@ def _lift_stagings(s: _Session, g: GemmPattern, links: list[Plan]) -> None:
                 _lift_once(s, g, operand, loop_name(g, loop.var, loop.stride), loop)
 
 
-def _lift_once(s: _Session, g: GemmPattern, operand: str, name: str, loop: PLoop) -> None:
+def _lift_once(s: Session, g: GemmPattern, operand: str, name: str, loop: PLoop) -> None:
     staged = g.staged_name(operand)
     path, idx = _enclosing_loop(s.term, staged, name)
-    ref = _loop_ref(s.term, path, idx)
+    ref = loop_cursor(s.term, path, idx)
     depends = g.depends(operand, loop.var)
     if depends:
-        s.apply(f'expand_dim(p, "{staged}", {loop.extent}, "{name}")')
-    s.apply(f'lift_alloc(p, "{staged}")')
+        s.do("expand_dim", staged, loop.extent, name)
+    s.do("lift_alloc", staged)
     path, idx = _loop_of_load(s.term, staged, name)
-    body = _block_at(s.term, path)[idx].body
+    body = block_at(s.term, path)[idx].body
     pos = next(i for i, x in enumerate(body) if _loads(x, staged))
     for i in range(pos, 0, -1):
-        s.apply(f"reorder_stmts(p, {_loop_ref(s.term, path, idx)}.body()[{i - 1}].expand(0, 1))")
+        s.do("reorder_stmts", loop_cursor(s.term, path, idx).body(i - 1).then("expand", 0, 1))
     if len(body) > 1:
-        s.apply(f"fission(p, {_loop_ref(s.term, path, idx)}.body()[0].after())")
+        s.do("fission", loop_cursor(s.term, path, idx).body(0).then("after"))
     if not depends:
-        s.apply(f"remove_loop(p, {_loop_ref(s.term, path, idx)})")
+        s.do("remove_loop", loop_cursor(s.term, path, idx))
 
 
 def _loads(x: t.Stmt, staged: str) -> bool:
@@ -417,7 +381,7 @@ def _loads(x: t.Stmt, staged: str) -> bool:
     return any(isinstance(leaf, t.Assign) and leaf.buf == staged for leaf in t.leaves((x,)))
 
 
-def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], selection: Selection) -> None:
+def _replace_loads(s: Session, g: GemmPattern, links: list[Plan], selection: Selection) -> None:
     """``replace`` each operand's copy nest by its load instruction. A block load first brings
     the copy's rows outside its column tiles: ``divide_loop`` of the column-tile loop by the
     block, ``reorder_loops``; then each call moves up to BLOCK tiles."""
@@ -429,20 +393,20 @@ def _replace_loads(s: _Session, g: GemmPattern, links: list[Plan], selection: Se
         if x.op in selection.blocks:
             _columns_innermost(s, g, x.operand, staged)
             path, idx = _copy_loop(s.term, staged)
-            around = _block_at(s.term, path[:-1])[path[-1][0]]
+            around = block_at(s.term, path[:-1])[path[-1][0]]
             extent = around.hi.const
             blocks = block_factor(extent)
             if extent > blocks:
-                ref = _loop_ref(s.term, path[:-1], path[-1][0])
-                s.apply(f'divide_loop(p, {ref}, {blocks}, ["{around.var}_blk", "{around.var}_in"], perfect=True)')
+                ref = loop_cursor(s.term, path[:-1], path[-1][0])
+                s.do("divide_loop", ref, blocks, [f"{around.var}_blk", f"{around.var}_in"], perfect=True)
                 path, idx = _copy_loop(s.term, staged)
-            s.apply(f"reorder_loops(p, {_loop_ref(s.term, path[:-1], path[-1][0])})")
+            s.do("reorder_loops", loop_cursor(s.term, path[:-1], path[-1][0]))
             path, idx = _copy_loop(s.term, staged)
             path, idx = path[:-1], path[-1][0]  # the rows loop now holds the column tiles
-        s.apply(f"replace(p, {_loop_ref(s.term, path, idx)}, {x.op})")
+        s.do("replace", loop_cursor(s.term, path, idx), instr(x.op))
 
 
-def _columns_innermost(s: _Session, g: GemmPattern, operand: str, staged: str) -> None:
+def _columns_innermost(s: Session, g: GemmPattern, operand: str, staged: str) -> None:
     """Make the operand's column-tile loop the innermost loop around its copy, and its dim the
     last tile dim of the staged buffer (``rearrange_dim``, ``reorder_loops``): consecutive column
     tiles then sit DIM rows apart, as one block load writes them."""
@@ -450,17 +414,17 @@ def _columns_innermost(s: _Session, g: GemmPattern, operand: str, staged: str) -
     alloc = next(x for x in _allocs(s.term) if x.name == staged)
     tile_dims = len(alloc.shape) - 2  # one per loop lifted over that the operand changes with
     path, _ = _copy_loop(s.term, staged)
-    order = [_block_at(s.term, bp)[bi].var for bp, bi in reversed(_enclosing(s.term, path, tile_dims))]
+    order = [block_at(s.term, bp)[bi].var for bp, bi in reversed(_enclosing(s.term, path, tile_dims))]
     if col not in order or order[-1] == col:
         return
     at = order.index(col)
     perm = [i for i in range(tile_dims) if i != at] + [at, tile_dims, tile_dims + 1]
-    s.apply(f'rearrange_dim(p, "{staged}", {perm})')
+    s.do("rearrange_dim", staged, perm)
     for _ in range(len(order) - 1 - at):
         cp, _ = _copy_loop(s.term, staged)
         loops = _enclosing(s.term, cp, len(order))
-        bp, bi = next(q for q in loops if _block_at(s.term, q[0])[q[1]].var == col)
-        s.apply(f"reorder_loops(p, {_loop_ref(s.term, bp, bi)})")
+        bp, bi = next(q for q in loops if block_at(s.term, q[0])[q[1]].var == col)
+        s.do("reorder_loops", loop_cursor(s.term, bp, bi))
 
 
 def _enclosing(term: t.Proc, path: tuple, depth: int) -> list[tuple[tuple, int]]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Mapping
+from typing import Callable, Mapping
 
 from exo import Procedure
 
-from exo_egraph import terms as t
-from exo_egraph.terms import Buffer
-from exo_egraph.lower import lower
+from . import terms as t
+from .lower import UnsupportedConstruct, lower
+from .terms import Buffer
 
 
 @dataclass(frozen=True)
@@ -60,31 +60,15 @@ class Binding:
         return dict(self.sizes)[name]
 
 
-def _block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.Expr, ...]:
-    """The stride preconditions of a scratchpad block ``[m, n, 16]`` argument, as the hardware needs them.
-
-    An mvin wider than DIM columns writes its j-th DIM-column block DIM rows after the previous
-    one (Gemmini ISA; the model in ``validate/gemmini`` does the same). exo 1.0's block loads
-    declare ``stride(dst, 0) == 16`` and ``stride(dst, 1) == 1``, copied from the 2-D loads: no
-    tiled buffer meets them, and Exo does not check them. The block loads' own bodies
-    (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when blocks are DIM
-    rows apart and rows DIM elements apart, so those are the preconditions checked here.
-    """
-    blocks = {a.name for a in args if a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 and a.shape[2] == t.Aff((), 16)}
-    fixed = {0: 16 * 16, 1: 16}
-    out = []
-    for p in preds:
-        if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr) and p.lhs.buf in blocks and p.lhs.dim in fixed:
-            p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[p.lhs.dim])))
-        out.append(p)
-    return tuple(out)
-
-
-def instr_patterns(module: ModuleType, *, plain_procs: bool = False) -> tuple[InstrPattern, ...]:
+def instr_patterns(
+    module: ModuleType,
+    *,
+    plain_procs: bool = False,
+    preconditions: Callable[[tuple[t.Arg, ...], tuple[t.Expr, ...]], tuple[t.Expr, ...]] | None = None,
+) -> tuple[InstrPattern, ...]:
     """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are
-    skipped); ``plain_procs``: the other procs too (a ``*_v2`` twin need not be an instr)."""
-    from exo_egraph.lower import UnsupportedConstruct
-
+    skipped); ``plain_procs``: the other procs too (a ``*_v2`` twin need not be an instr);
+    ``preconditions(args, preds)``: a target's correction of an instruction's assertions."""
     out, seen = [], set()
     for value in vars(module).values():
         if not isinstance(value, Procedure) or value.name() in seen:
@@ -97,7 +81,7 @@ def instr_patterns(module: ModuleType, *, plain_procs: bool = False) -> tuple[In
         except UnsupportedConstruct:
             continue
         body = tuple(s for s in term.body if not isinstance(s, t.Pass))
-        preds = _block_layout(term.args, term.preds)
+        preds = preconditions(term.args, term.preds) if preconditions else term.preds
         instr = value.INTERNAL_proc().instr
         out.append(InstrPattern(value.name(), term.args, preds, body, instr.c_instr if instr else "", value))
     return tuple(out)

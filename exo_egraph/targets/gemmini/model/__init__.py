@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,7 +24,9 @@ import numpy as np
 from exo import Procedure
 from exo.stdlib.scheduling import rename
 
-from ..cpu import ValidationError, _call_args, _copy, _library, compile_shared, random_inputs
+from exo_egraph.validate.cpu import ValidationError, call_args, compile_shared, copy_inputs, library, random_inputs
+
+from ..config import DIM, timing_constants
 
 __all__ = [
     "HEADER_DIR",
@@ -50,8 +51,6 @@ _HEADERS = (
     HEADER_DIR / "gemm_malloc.h",
     HEADER_DIR / "gemm_acc_malloc.h",
 )
-_TIMING_HEADER = HEADER_DIR / "include" / "gemmini_timing.h"
-_DEFINE = re.compile(r"^#define\s+GEMMINI_T_([A-Z0-9_]+)\s+(-?\d+)\b", re.MULTILINE)
 _CONTEXT_BYTES = 1 << 16  # zeroed stand-in for Exo's context struct (configs written outside instrs)
 
 
@@ -78,12 +77,6 @@ class GemminiValidation:
     utilization: float
     macs: int
     counters: dict[str, int]
-
-
-def timing_constants() -> dict[str, int]:
-    """The timing model's constants from ``include/gemmini_timing.h``, keyed without the
-    ``GEMMINI_T_`` prefix (``GEMMINI_T_DMA_LATENCY`` → ``"DMA_LATENCY"``)."""
-    return {name: int(value) for name, value in _DEFINE.findall(_TIMING_HEADER.read_text())}
 
 
 def _prelude() -> str:
@@ -136,15 +129,14 @@ def model_counters(lib: ctypes.CDLL) -> dict[str, int]:
 
 
 def _utilization(macs: int, cycles: int) -> float:
-    dim = timing_constants()["DIM"]
-    return macs / (dim * dim * cycles) if cycles > 0 else 0.0
+    return macs / (DIM * DIM * cycles) if cycles > 0 else 0.0
 
 
 def _run(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], exo_block_stride: bool) -> GemminiRun:
-    values = _copy(inputs)
+    values = copy_inputs(inputs)
     reset_model(lib, exo_block_stride=exo_block_stride)
     context = ctypes.create_string_buffer(_CONTEXT_BYTES)
-    getattr(lib, proc.name())(context, *_call_args(proc, values))
+    getattr(lib, proc.name())(context, *call_args(proc, values))
     error = model_error(lib)
     if error is not None:
         raise GemminiModelError(error)
@@ -162,7 +154,7 @@ def run_gemmini(proc: Procedure, inputs: Mapping[str, Any], *, exo_block_stride:
     ``gemmini_extended3_config_ld`` puts its DIM-column blocks DIM rows apart, as on Gemmini; with
     True they are ``rows`` apart, the reading of Exo's ``ld_i8_block`` body for a dense
     ``[m, n, 16]`` destination (the two agree when ``n == 16``)."""
-    lib = _bind(_library([proc], include_dirs=[HEADER_DIR], prelude=_prelude()))
+    lib = _bind(library([proc], include_dirs=[HEADER_DIR], prelude=_prelude()))
     return _run(lib, proc, inputs, exo_block_stride)
 
 
@@ -195,11 +187,11 @@ def validate_gemmini(
     validation, not an exception; gcc failures raise ValidationError."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
-    lib = _bind(_library([a, b], include_dirs=[HEADER_DIR], prelude=_prelude()))
+    lib = _bind(library([a, b], include_dirs=[HEADER_DIR], prelude=_prelude()))
     inputs = random_inputs(original, sizes, seed)
-    want = _copy(inputs)
+    want = copy_inputs(inputs)
     reset_model(lib)  # in case the original uses Gemmini instructions too
-    getattr(lib, a.name())(ctypes.create_string_buffer(_CONTEXT_BYTES), *_call_args(a, want))
+    getattr(lib, a.name())(ctypes.create_string_buffer(_CONTEXT_BYTES), *call_args(a, want))
     try:
         run = _run(lib, b, inputs, exo_block_stride)
     except GemminiModelError as e:
@@ -212,7 +204,7 @@ def validate_gemmini(
     ]
     exact = not problems
     if reference is not None:
-        for name, expected in reference(_copy(inputs)).items():
+        for name, expected in reference(copy_inputs(inputs)).items():
             got = run.outputs[name]
             p = _first_difference(name, got, np.asarray(expected), "the reference")
             if p:

@@ -1,0 +1,218 @@
+"""Schedule scripts as data: Exo scheduling calls, applied to a proc one at a time, rendered to text once.
+
+A `Step` is one call of an ``exo.stdlib.scheduling`` function with plain arguments: literals,
+`Cursor` paths (``p.find_loop("i #0").body()[2].after()``) and `Ref` names of objects the script
+imports (an instruction proc, a memory, a config). `Session` applies steps to the proc — Exo
+re-checks each — and lowers the result again so the next step can be located by structure.
+`script_text` renders the steps as the stand-alone script a user pastes into their Exo code.
+Steps pickle and compare, so schedules can travel (to workers, into a database) as data.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import exo.stdlib.scheduling as scheduling
+from exo import Procedure
+
+from . import terms as t
+from .lower import lower
+
+Path = tuple[tuple[int, int], ...]  # (statement index, 0 = body / 1 = orelse) from the proc body down
+
+
+class ReplayError(Exception):
+    """A step the e-graph allowed was rejected by Exo, or the replay did not reach the term: a soundness bug."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step, self.reason = step, reason
+        super().__init__(f"replay failed at `{step}`: {reason}")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An object the script imports by name: ``from module import name``."""
+
+    module: str
+    name: str
+
+    def resolve(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.name)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A cursor reached from the proc by method calls; ``("[]", (i,))`` indexes a block."""
+
+    calls: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    def then(self, method: str, *args: Any) -> "Cursor":
+        return Cursor(self.calls + ((method, args),))
+
+    def body(self, idx: int) -> "Cursor":
+        """The ``idx``-th statement of this loop's body."""
+        return self.then("body").then("[]", idx)
+
+    def render(self) -> str:
+        out = "p"
+        for method, args in self.calls:
+            out += f"[{args[0]}]" if method == "[]" else f".{method}({', '.join(_render(a) for a in args)})"
+        return out
+
+    def resolve(self, proc: Procedure) -> Any:
+        obj: Any = proc
+        for method, args in self.calls:
+            obj = obj[args[0]] if method == "[]" else getattr(obj, method)(*args)
+        return obj
+
+
+def find_loop(pattern: str) -> Cursor:
+    return Cursor((("find_loop", (pattern,)),))
+
+
+def find(pattern: str) -> Cursor:
+    return Cursor((("find", (pattern,)),))
+
+
+def top(idx: int) -> Cursor:
+    """The ``idx``-th statement of the proc body."""
+    return Cursor((("body", ()), ("[]", (idx,))))
+
+
+@dataclass(frozen=True)
+class Step:
+    """``p = call(p, *args, **kwargs)``: one Exo scheduling call."""
+
+    call: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def render(self) -> str:
+        parts = ["p", *(_render(a) for a in self.args), *(f"{k}={_render(v)}" for k, v in self.kwargs)]
+        return f"{self.call}({', '.join(parts)})"
+
+    def run(self, proc: Procedure) -> Procedure:
+        args = [_resolve(a, proc) for a in self.args]
+        kwargs = {k: _resolve(v, proc) for k, v in self.kwargs}
+        return getattr(scheduling, self.call)(proc, *args, **kwargs)
+
+    def refs(self) -> set[Ref]:
+        return {a for a in (*self.args, *(v for _, v in self.kwargs)) if isinstance(a, Ref)}
+
+
+def step(call: str, *args: Any, **kwargs: Any) -> Step:
+    """`Step` from a call written as in the script (lists become tuples, so steps hash)."""
+
+    def frozen(a: Any) -> Any:
+        return tuple(a) if isinstance(a, list) else a
+
+    return Step(call, tuple(frozen(a) for a in args), tuple((k, frozen(v)) for k, v in kwargs.items()))
+
+
+def _render(a: Any) -> str:
+    if isinstance(a, Cursor):
+        return a.render()
+    if isinstance(a, Ref):
+        return a.name
+    if isinstance(a, str):
+        return '"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(a, (list, tuple)):
+        return "[" + ", ".join(_render(x) for x in a) + "]"
+    return repr(a)
+
+
+def _resolve(a: Any, proc: Procedure) -> Any:
+    if isinstance(a, Cursor):
+        return a.resolve(proc)
+    if isinstance(a, Ref):
+        return a.resolve()
+    if isinstance(a, tuple):
+        return [_resolve(x, proc) for x in a]
+    return a
+
+
+@dataclass
+class Session:
+    """A proc being scheduled: the steps so far and the term of the proc they made."""
+
+    proc: Procedure
+    term: t.Proc = field(init=False)
+    steps: list[Step] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.term = lower(self.proc)
+
+    def apply(self, s: Step) -> None:
+        try:
+            self.proc = s.run(self.proc)
+        except Exception as e:  # Exo's SchedulingError and friends: the guard let through an illegal step
+            raise ReplayError(s.render(), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        self.term = lower(self.proc)
+        self.steps.append(s)
+
+    def do(self, call: str, *args: Any, **kwargs: Any) -> None:
+        self.apply(step(call, *args, **kwargs))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A schedule replayed through Exo: the scheduled proc and the steps that made it."""
+
+    proc: Procedure
+    steps: tuple[Step, ...]
+    script: str
+    roundtrip: bool | None = None  # lower(proc) is the extracted term (None: the target has no such check)
+
+    @property
+    def lines(self) -> list[str]:
+        return [s.render() for s in self.steps]
+
+
+def script_text(name: str, steps: list[Step] | tuple[Step, ...], what: str = "") -> str:
+    """The stand-alone script of ``steps``: imports derived from the steps, one ``p = ...`` per step."""
+    imports: dict[str, set[str]] = {"exo.stdlib.scheduling": {s.call for s in steps}}
+    for s in steps:
+        for r in s.refs():
+            imports.setdefault(r.module, set()).add(r.name)
+    lines = [f"from {m} import {', '.join(sorted(names))}" for m, names in sorted(imports.items()) if names]
+    body = "\n".join(f"    p = {s.render()}" for s in steps) or "    pass"
+    return (
+        f'"""{what or "Schedule"} found by exo-egraph; paste into your Exo project."""\n\n'
+        "from __future__ import annotations\n\n"
+        + "\n".join(lines)
+        + ("\n\n\n" if lines else "\n\n")
+        + "def schedule(p):\n"
+        f'    """Schedule {name}: apply to the original proc, returns the scheduled proc."""\n'
+        f"{body}\n"
+        "    return p\n"
+    )
+
+
+# ----------------------------------------------------------------------------- locating
+
+
+def block_at(term: t.Proc, path: Path) -> t.Block:
+    """The block reached from the proc body by ``path``."""
+    block = term.body
+    for idx, branch in path:
+        s = block[idx]
+        block = s.orelse if branch else s.body
+    return block
+
+
+def loop_cursor(term: t.Proc, path: Path, idx: int) -> Cursor:
+    """The cursor of the loop at ``idx`` of the block at ``path``: Exo's ``"name #n"``, the n-th
+    loop of that name in program order."""
+    target = block_at(term, path)[idx]
+    same = [s for s in t.walk(term.body) if isinstance(s, t.Loop) and s.var == target.var]
+    n = next(i for i, s in enumerate(same) if s is target)
+    return find_loop(f"{target.var} #{n}")
+
+
+def stmt_cursor(term: t.Proc, path: Path, idx: int) -> Cursor:
+    """The cursor of the statement at ``idx`` of the block at ``path`` (a loop body or the proc body)."""
+    if not path:
+        return top(idx)
+    return loop_cursor(term, path[:-1], path[-1][0]).body(idx)

@@ -1,0 +1,93 @@
+"""Targets: one object supplies every step of the line for one kind of hardware, and the registry of them.
+
+The line — lower → rewrites → saturate → extract → replay → validate — is the same for every
+target; what differs is how a kernel is lowered (plain loop terms for the CPU; a tile plan over
+selected instructions for Gemmini), which rules, which cost model, how a pick becomes Exo calls,
+and what validation runs on. A `Target` supplies those steps over a `Problem` of its own making,
+so `exo_egraph.api.explore` never asks which target it runs.
+
+Targets are registered by name as entry points of the group ``exo_egraph.targets`` (the project's
+``pyproject.toml`` registers ``cpu`` and ``gemmini``): a new target is a module and one line
+there, or a package of its own that declares the entry point — with no edit here or in the CLI.
+An object that implements `Target` can also be handed to ``explore`` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from exo import Procedure
+
+from .lower import Unsupported
+from .saturate import Budget, Iteration, Saturated
+from .script import Replayed
+
+ENTRY_POINT_GROUP = "exo_egraph.targets"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A candidate the extractor chose: its cost under the target's model and what the e-graph held."""
+
+    cost: float
+    term: Any  # a program term (`exo_egraph.terms.Proc`) or a target's own plan
+    detail: Mapping[str, Any] = field(default_factory=dict)  # target-specific facts worth reporting
+
+
+@runtime_checkable
+class Verdict(Protocol):
+    """What validation found; ``to_json`` is the ``validation`` section of report.json."""
+
+    ok: bool
+    message: str
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def summary(self) -> list[tuple[str, str]]: ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    """The steps of the line for one target. ``problem`` is whatever ``prepare`` returned."""
+
+    name: str
+    cost_unit: str  # what costs count, e.g. "model cost" or "cycles"
+
+    def prepare(self, proc: Procedure) -> Any:
+        """Lower ``proc`` (and select instructions); raises `Unsupported` naming what does not fit."""
+        ...
+
+    def saturate(self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None) -> Saturated: ...
+
+    def naive_cost(self, problem: Any) -> float:
+        """The input proc's cost, from the same function that prices candidates."""
+        ...
+
+    def extract(self, problem: Any, saturated: Saturated, k: int) -> list[Pick]: ...
+
+    def replay(self, problem: Any, pick: Pick) -> Replayed: ...
+
+    def validate(self, problem: Any, replayed: Replayed, pick: Pick, reference: Callable | None) -> Verdict: ...
+
+    def describe(self, pick: Pick) -> dict[str, Any]:
+        """Target-specific facts of a candidate for report.json (say, the tile plan)."""
+        ...
+
+
+def names() -> tuple[str, ...]:
+    """The registered target names."""
+    return tuple(sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)))
+
+
+def create(name: str, **options: Any) -> Target:
+    """The target registered as ``name``, made with ``options`` (a `TypeError` names an unknown option)."""
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        raise ValueError(f"unknown target {name!r} (known: {', '.join(names()) or 'none installed'})")
+    factory = found[0].load()
+    try:
+        return factory(**options)
+    except TypeError as e:
+        raise TypeError(f"target {name}: {e}") from None

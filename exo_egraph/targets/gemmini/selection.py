@@ -1,0 +1,76 @@
+"""Instruction selection for Gemmini: every ``@instr`` of the platform unified with each role's tile nest.
+
+This is what the Gemmini rules, cost model, extraction and replay know of the instructions: which
+instruction can fill which role, under which binding of its arguments (`exo_egraph.instrs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType, ModuleType
+from typing import Mapping
+
+from exo_egraph import terms as t
+from exo_egraph.instrs import Binding, InstrPattern, instr_patterns, unify
+
+from .config import BLOCK, DIM
+from .pattern import GemmPattern
+
+
+def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.Expr, ...]:
+    """The stride preconditions of a scratchpad block ``[m, n, DIM]`` argument, as the hardware needs them.
+
+    An mvin wider than DIM columns writes its j-th DIM-column block DIM rows after the previous
+    one (Gemmini ISA; the model in ``validate/gemmini`` does the same). exo 1.0's block loads
+    declare ``stride(dst, 0) == 16`` and ``stride(dst, 1) == 1``, copied from the 2-D loads: no
+    tiled buffer meets them, and Exo does not check them. The block loads' own bodies
+    (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when blocks are DIM
+    rows apart and rows DIM elements apart, so those are the preconditions checked here.
+    """
+    blocks = {a.name for a in args if a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 and a.shape[2] == t.Aff((), DIM)}
+    fixed = {0: DIM * DIM, 1: DIM}
+    out = []
+    for p in preds:
+        if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr) and p.lhs.buf in blocks and p.lhs.dim in fixed:
+            p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[p.lhs.dim])))
+        out.append(p)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Instruction selection for one kernel: every (role, instruction) whose body unified."""
+
+    bindings: tuple[tuple[str, Binding], ...]  # (role, binding)
+    all_patterns: Mapping[str, InstrPattern]  # every proc of the platform (instructions and twins), by name
+    blocks: frozenset[str] = frozenset()  # loads that move up to BLOCK column tiles at once
+
+    def for_role(self, role: str) -> tuple[Binding, ...]:
+        return tuple(b for r, b in self.bindings if r == role)
+
+    def binding(self, role: str, instr: str) -> Binding:
+        return next(b for r, b in self.bindings if r == role and b.instr == instr)
+
+    def first_step(self, zero: str) -> bool:
+        """Is ``zero`` a plain matmul that zeroes by doing the first reduction step (`first_step_rules`)?"""
+        return any(b.instr == zero for b in self.for_role("zero_mac"))
+
+    def pattern(self, name: str) -> InstrPattern:
+        return self.all_patterns[name]
+
+
+def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
+    """Unify every ``@instr`` of ``platform`` with every role of ``g`` (Exo's ``replace``)."""
+    buffers = dict(g.buffers)
+    patterns = instr_patterns(platform, preconditions=block_layout)
+    found, blocks = [], set()
+    for pattern in patterns:
+        for role, nest in g.roles:
+            binding = unify(pattern, nest, buffers)
+            if binding is not None:
+                if role.endswith("_block"):  # a block load fills the load role, for more tiles at once
+                    role = role.removesuffix("_block")
+                    blocks.add(binding.instr)
+                found.append((role, binding))
+    every = {p.name: p for p in instr_patterns(platform, plain_procs=True, preconditions=block_layout)}
+    return Selection(tuple(found), MappingProxyType(every), frozenset(blocks))
