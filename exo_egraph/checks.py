@@ -194,17 +194,17 @@ def enumerate_terms(view: EGraphView) -> set:
 
 def uses_rule(rule: str, original: t.Proc, term: t.Proc) -> bool:
     """Whether ``term`` shows the effect of ``rule`` relative to the lowered ``original``."""
-    nests = [s for s in _stmts(term.body) if isinstance(s, t.Nest)]
+    nests = [s for s in t.walk(term.body) if isinstance(s, t.Nest)]
     match rule:
         case "reorder_loops":
-            order = {s.var: n for n, s in enumerate(_stmts(original.body)) if isinstance(s, t.Loop)}
+            order = {s.var: n for n, s in enumerate(t.walk(original.body)) if isinstance(s, t.Loop)}
             return any(
                 [d.var for d in n.dims] != sorted((d.var for d in n.dims), key=lambda v: order.get(v, 0))
                 for n in nests
             )
         case "divide_loop":
             return any(len(n.dims) > len(t.loop_vars_of(n)) for n in nests) or any(
-                isinstance(s, t.Cut) for s in _stmts(term.body)
+                isinstance(s, t.Cut) for s in t.walk(term.body)
             )
         case "unroll_loop":
             return any(d.unrolled for n in nests for d in n.dims)
@@ -217,21 +217,11 @@ def uses_rule(rule: str, original: t.Proc, term: t.Proc) -> bool:
     raise KeyError(rule)
 
 
-def _stmts(block: t.Block):
-    for s in block:
-        yield s
-        if isinstance(s, (t.Loop, t.Nest, t.Cut)):
-            yield from _stmts(s.body)
-        elif isinstance(s, t.If):
-            yield from _stmts(s.body)
-            yield from _stmts(s.orelse)
-
-
 def _loop_count(block: t.Block) -> int:
     """Loops as written, with a nest counted as its original loops (so splits don't count)."""
     return sum(
         len(t.loop_vars_of(s)) if isinstance(s, t.Nest) else 1
-        for s in _stmts(block)
+        for s in t.walk(block)
         if isinstance(s, (t.Loop, t.Nest))
     )
 
@@ -241,8 +231,6 @@ def _alloc_depths(block: t.Block, depth: int = 0) -> tuple:
     for s in block:
         if isinstance(s, t.Alloc):
             out.append((s.name, depth))
-        elif isinstance(s, (t.Loop, t.Nest, t.Cut)):
-            out.extend(_alloc_depths(s.body, depth + 1))
-        elif isinstance(s, t.If):
-            out.extend(_alloc_depths(s.body + s.orelse, depth))
+        for inner in t.blocks_of(s):  # a loop of any kind is one level deeper; an if is not
+            out.extend(_alloc_depths(inner, depth + (not isinstance(s, t.If))))
     return tuple(sorted(out))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable
 
 import networkx as nx
@@ -23,7 +23,7 @@ from .rewrites import Rules
 HELPER_OPS = frozenset({"concat", "hconcat", "unroll_last"})
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     """Why saturation stopped (a budget stop is a success: the e-graph holds what it reached)."""
 
     SATURATED = "saturated"

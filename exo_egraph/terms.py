@@ -313,6 +313,23 @@ def walk(block: Block) -> Iterator[Stmt]:
             yield from walk(inner)
 
 
+def bound_by(s: Stmt) -> tuple[str, ...]:
+    """The iterators a statement binds for the blocks inside it (none for an if or a leaf)."""
+    if isinstance(s, (Loop, Cut)):
+        return (s.var,)
+    if isinstance(s, Nest):
+        return loop_vars_of(s)
+    return ()
+
+
+def walk_scoped(block: Block, around: tuple[str, ...] = ()) -> Iterator[tuple[Stmt, tuple[str, ...]]]:
+    """`walk`, with the iterators of the loops around each statement (outer first)."""
+    for s in block:
+        yield s, around
+        for inner in blocks_of(s):
+            yield from walk_scoped(inner, around + bound_by(s))
+
+
 def map_block(block: Block, f: Callable[[Stmt], Block]) -> Block:
     """Rebuild ``block`` bottom-up: each statement, its own blocks already rebuilt, becomes ``f`` of it
     (a block: none, one or several statements in its place)."""

@@ -20,7 +20,7 @@ from exo_egraph import terms as t
 from exo_egraph.instrs import Binding, InstrPattern, kernel_expr
 from exo_egraph.targets.gemmini.config import DIM, block_factor
 from exo_egraph.targets.gemmini.pattern import ROLES, GemmPattern
-from exo_egraph.targets.gemmini.plans import PAcc, Plan, PLoop, PMac, PStage, chain
+from exo_egraph.targets.gemmini.plans import Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain
 from exo_egraph.targets.gemmini.selection import Selection
 
 COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
@@ -290,7 +290,7 @@ class GemminiCost:
         both block-load the same roles (block loads fit other plans than tile loads), X costs no
         more per call in any role, and X's one-off config calls cost no more than Y's plus what X
         saves on the roles every plan calls at least once (the loads and the store)."""
-        always = {"load_A", "load_B", "store"}
+        always = {Role.LOAD_A, Role.LOAD_B, Role.STORE}
         priced = []
         for ch in self.choices():
             per_call = {r: self.cost_of(i).cycles for r, i in ch.instrs}
@@ -350,7 +350,7 @@ class GemminiCost:
                     return inner
                 case PAcc(zero, store, body):
                     inner = walk(body, mult)
-                    tiles = mult * self.tiles("C", inner)
+                    tiles = mult * self.tiles(Operand.C, inner)
                     add(zero, tiles)
                     add(store, tiles)
                     if self.overwrites(zero):  # the first step's multiply is the plain matmul
@@ -375,7 +375,7 @@ class GemminiCost:
                     return Footprint(fp.sp_rows + DIM * self.tiles(operand, inner), fp.acc_rows), inner
                 case PAcc(_, _, body):
                     fp, inner = walk(body)
-                    return Footprint(fp.sp_rows, fp.acc_rows + DIM * self.tiles("C", inner)), inner
+                    return Footprint(fp.sp_rows, fp.acc_rows + DIM * self.tiles(Operand.C, inner)), inner
             return Footprint(), {}
 
         return walk(plan)[0]

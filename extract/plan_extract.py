@@ -18,7 +18,7 @@ import networkx as nx
 from exo_egraph.saturate import EGraphView
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import GemmPattern, first_step_ok
-from exo_egraph.targets.gemmini.plans import PAcc, Plan, PLoop, PMac, PStage, decode
+from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, decode
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
@@ -113,7 +113,7 @@ def _programme(
         entries: list[_Entry] = []
         for nid in view.classes[c]:
             op, kids = view.nodes[nid]
-            if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), "mac")):
+            if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), Role.MAC)):
                 entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac)))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
@@ -122,33 +122,33 @@ def _programme(
                 loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
                 for e in table[kids[3]]:
                     deep = tuple(
-                        extent if var == model.g.columns(x) and stride == DIM else d for x, d in zip("AB", e.deep)
+                        extent if var == model.g.columns(x) and stride == DIM else d for x, d in zip(OPERANDS, e.deep)
                     )
                     entries.append(_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan), deep))
             elif (
                 op == "G.stage"
-                and choice.instr(f"load_{values[kids[0]]}") in instrs.get(kids[1], ())
+                and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
                 and kids[2] in table
             ):
                 operand = values[kids[0]]
-                instr = choice.instr(f"load_{operand}")
+                instr = choice.instr(Role.load(operand))
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(operand, inner)
                 for e in table[kids[2]]:
-                    loads = model.loads(operand, instr, tiles, e.deep["AB".index(operand)])
+                    loads = model.loads(operand, instr, tiles, e.deep[OPERANDS.index(operand)])
                     if loads is None:
                         continue
                     load = loads[0] * model.cost_of(instr, loads[1]).cycles
                     entries.append(_Entry(e.cycles + load, e.sp + DIM * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
-            elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), "store")) and kids[2] in table:
+            elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
-                tiles = model.tiles("C", inner)
-                for zero in (_fill(choice, instrs.get(kids[0], ()), r) for r in ("zero", "zero_mac")):
+                tiles = model.tiles(Operand.C, inner)
+                for zero in (_fill(choice, instrs.get(kids[0], ()), r) for r in (Role.ZERO, Role.ZERO_MAC)):
                     if zero is None:
                         continue
-                    extra = tiles * (model.zero_cycles(zero, choice.instr("mac")) + model.cost_of(store).cycles)
+                    extra = tiles * (model.zero_cycles(zero, choice.instr(Role.MAC)) + model.cost_of(store).cycles)
                     entries += [
                         _Entry(e.cycles + extra, e.sp, e.acc + DIM * tiles, PAcc(zero, store, e.plan), e.deep)
                         for e in table[kids[2]]
@@ -187,21 +187,21 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
         ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in ("G.loop", "G.stage", "G.acc", "G.mac")]
         op, kids = view.nodes[ids[pick(len(ids))]]
         if op == "G.mac":
-            instr = fill(kids[0], "mac")
+            instr = fill(kids[0], Role.MAC)
             return None if instr is None else PMac(instr)
         if op == "G.loop":
             body = draw(kids[3])
             return None if body is None else PLoop(*(values[x] for x in kids[:3]), body)
         if op == "G.stage":
             operand = str(values[kids[0]])
-            instr, body = fill(kids[1], f"load_{operand}"), draw(kids[2])
+            instr, body = fill(kids[1], Role.load(operand)), draw(kids[2])
             if instr is None or body is None:
                 return None
             if model.loads(operand, instr, 1, model.column_tiles(operand, body)) is None:
                 return None  # a block load needs at least two column tiles below it
             return PStage(operand, instr, body)
-        store, body = fill(kids[1], "store"), draw(kids[2])
-        zeros = [z for z in (fill(kids[0], "zero"), fill(kids[0], "zero_mac")) if z is not None]
+        store, body = fill(kids[1], Role.STORE), draw(kids[2])
+        zeros = [z for z in (fill(kids[0], Role.ZERO), fill(kids[0], Role.ZERO_MAC)) if z is not None]
         if body is not None and not first_step_ok(model.g, body):
             zeros = [z for z in zeros if not model.overwrites(z)]
         if store is None or body is None or not zeros:

@@ -12,7 +12,7 @@ from egglog import String, eq, i64, ne, relation, rewrite, rule, ruleset, union,
 
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import GemmPattern
-from exo_egraph.targets.gemmini.plans import G, Op
+from exo_egraph.targets.gemmini.plans import G, Op, Role
 from exo_egraph.targets.gemmini.selection import Selection
 
 from . import Rules, named
@@ -32,7 +32,7 @@ def replace_rules(selection: Selection) -> list:
     a ``do_*`` instruction's config assertion is met by hoisting its config instruction
     (``write_config`` + ``replace`` at the top of the proc), checked again by Exo at replay.
     """
-    return [rewrite(Op.role(role)).to(Op.instr(b.instr, role)) for role, b in selection.bindings]
+    return [rewrite(Op.role(str(role))).to(Op.instr(b.instr, str(role))) for role, b in selection.bindings]
 
 
 def divide_tile_rules(g: GemmPattern) -> list:
@@ -113,7 +113,8 @@ def first_step_rules(selection: Selection) -> list:
     `first_step_ok` on the accumulator's body. That guard is structural and the members of an
     e-class differ in structure, so extraction checks it on each plan it builds.
     """
-    return [rewrite(Op.role("zero")).to(Op.instr(b.instr, "zero")) for b in selection.for_role("zero_mac")]
+    zero = str(Role.ZERO)
+    return [rewrite(Op.role(zero)).to(Op.instr(b.instr, zero)) for b in selection.for_role(Role.ZERO_MAC)]
 
 
 def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None = None) -> Rules:

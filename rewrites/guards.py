@@ -199,21 +199,9 @@ def sum_order_pairs(p: t.Proc) -> frozenset[tuple[str, str]]:
     loop, the pair ``(v, v)`` — must never swap.
     """
     floats = float_buffers(p)
-    reductions: list[tuple[str, tuple[t.Aff, ...], tuple[str, ...]]] = []
-
-    def walk(block: t.Block, enclosing: tuple[str, ...]) -> None:
-        for s in block:
-            if isinstance(s, (t.Loop, t.Cut)):
-                walk(s.body, enclosing + (s.var,))
-            elif isinstance(s, t.Nest):
-                walk(s.body, enclosing + t.loop_vars_of(s))
-            elif isinstance(s, t.If):
-                walk(s.body, enclosing)
-                walk(s.orelse, enclosing)
-            elif isinstance(s, t.Reduce) and s.buf in floats:
-                reductions.append((s.buf, s.idx, enclosing))
-
-    walk(p.body, ())
+    reductions = [
+        (s.buf, s.idx, around) for s, around in t.walk_scoped(p.body) if isinstance(s, t.Reduce) and s.buf in floats
+    ]
     out: set[tuple[str, str]] = set()
     for (buf_a, idx_a, vars_a), (buf_b, idx_b, vars_b) in product(reductions, repeat=2):
         if buf_a != buf_b:

@@ -63,7 +63,7 @@ def check_sound(rule: str, seed: int) -> t.Proc:
 
 def _rule_used(rule: str, original: t.Proc, term: t.Proc) -> bool:
     """Whether ``term`` shows the rule's effect (so the property really exercised it)."""
-    nests = [s for s in _stmts(term.body) if isinstance(s, t.Nest)]
+    nests = [s for s in t.walk(term.body) if isinstance(s, t.Nest)]
     top_loops = lambda p: sum(isinstance(s, (t.Loop, t.Nest)) for s in p.body)  # noqa: E731
     match rule:
         case "reorder_loops":
@@ -80,16 +80,6 @@ def _rule_used(rule: str, original: t.Proc, term: t.Proc) -> bool:
         case "lift_alloc":
             return any(isinstance(s, t.Alloc) for s in term.body)
     raise KeyError(rule)
-
-
-def _stmts(block: t.Block):
-    for s in block:
-        yield s
-        if isinstance(s, (t.Loop, t.Nest)):
-            yield from _stmts(s.body)
-        elif isinstance(s, t.If):
-            yield from _stmts(s.body)
-            yield from _stmts(s.orelse)
 
 
 def _property(rule: str):

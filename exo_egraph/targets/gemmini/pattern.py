@@ -22,9 +22,9 @@ from exo_egraph import terms as t
 from exo_egraph.lower import Unsupported
 
 from .config import BLOCK, DIM
-from .plans import PAcc, Plan, PLoop, PMac, PStage, chain, role
+from .plans import Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain, role
 
-ROLES = ("zero", "load_A", "load_B", "mac", "store", "zero_mac")
+ROLES = (Role.ZERO, Role.LOAD_A, Role.LOAD_B, Role.MAC, Role.STORE, Role.ZERO_MAC)  # what a choice fills
 
 
 class NotGemmini(Unsupported):
@@ -64,16 +64,17 @@ class GemmPattern:
 
     def columns(self, operand: str) -> str:
         """The iterator along an operand's DIM-column tiles (what a block load spans)."""
-        return {"A": self.k, "B": self.m}[operand]
+        return {Operand.A: self.k, Operand.B: self.m}[operand]
 
     def depends(self, operand: str, var: str) -> bool:
         """Does the data of ``operand`` (A, B or C, the accumulator) change with ``var``?"""
-        if operand == "C":
+        if operand == Operand.C:
             return var in self.parallel
         return any(var in a.vars for a in self.operand(operand)[1])
 
     def staged_name(self, operand: str) -> str:
-        return {"A": f"{self.operand('A')[0]}_s", "B": f"{self.operand('B')[0]}_s", "C": self.acc}[operand]
+        names = {Operand.A: f"{self.operand(Operand.A)[0]}_s", Operand.B: f"{self.operand(Operand.B)[0]}_s"}
+        return names.get(operand, self.acc)
 
 
 def find_gemm(term: t.Proc) -> GemmPattern:
@@ -232,27 +233,27 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         if isinstance(s, t.Alloc):
             buffers[s.name] = t.Buffer(s.typ, "DRAM", ())
     roles = (
-        ("zero", zero_nest),
-        ("load_A", load(a_s, a_buf, a_idx, n, k)),
-        ("load_B", load(b_s, b_buf, b_idx, k, m)),
-        ("mac", mac),
-        ("store", store),
-        ("zero_mac", zero_mac),
-        ("load_A_block", load_block(a_s, a_buf, a_idx, n, k)),
-        ("load_B_block", load_block(b_s, b_buf, b_idx, k, m)),
+        (Role.ZERO, zero_nest),
+        (Role.LOAD_A, load(a_s, a_buf, a_idx, n, k)),
+        (Role.LOAD_B, load(b_s, b_buf, b_idx, k, m)),
+        (Role.MAC, mac),
+        (Role.STORE, store),
+        (Role.ZERO_MAC, zero_mac),
+        (Role.LOAD_A_BLOCK, load_block(a_s, a_buf, a_idx, n, k)),
+        (Role.LOAD_B_BLOCK, load_block(b_s, b_buf, b_idx, k, m)),
     )
     return GemmPattern(
         term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,
-        (("A", a_buf, a_idx), ("B", b_buf, b_idx)), out.buf, roles, tuple(buffers.items()),
+        ((Operand.A, a_buf, a_idx), (Operand.B, b_buf, b_idx)), out.buf, roles, tuple(buffers.items()),
     )
 
 
 def initial_plan(g: GemmPattern) -> Plan:
     """The kernel as Gemmini would first run it: one tile at a time, in source loop order."""
-    plan: Plan = PStage("A", role("load_A"), PStage("B", role("load_B"), PMac(role("mac"))))
+    plan: Plan = PStage(Operand.A, role(Role.LOAD_A), PStage(Operand.B, role(Role.LOAD_B), PMac(role(Role.MAC))))
     for v in reversed(g.reduction):
         plan = _tile_loop(g, v, plan)
-    plan = PAcc(role("zero"), role("store"), plan)
+    plan = PAcc(role(Role.ZERO), role(Role.STORE), plan)
     for v in reversed(g.parallel):
         plan = _tile_loop(g, v, plan)
     return plan

@@ -17,10 +17,51 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable, Union
 
 from egglog import Expr as EggExpr
 from egglog import StringLike, i64Like
+
+
+class Operand(StrEnum):
+    """What a staging or a tile count is about: the two operands, or ``C``, the accumulator."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+
+    __hash__ = str.__hash__  # hashed as its value, at str speed (extraction looks roles up in hot loops)
+
+
+OPERANDS = (Operand.A, Operand.B)  # the staged (loaded) operands
+
+
+class Role(StrEnum):
+    """A part of one tile's work that an instruction fills (`exo_egraph.targets.gemmini.pattern`)."""
+
+    ZERO = "zero"
+    LOAD_A = "load_A"
+    LOAD_B = "load_B"
+    MAC = "mac"
+    STORE = "store"
+    ZERO_MAC = "zero_mac"  # zero, then the first multiply: a plain (overwriting) matmul
+    LOAD_A_BLOCK = "load_A_block"  # several column tiles of A at once: fills LOAD_A
+    LOAD_B_BLOCK = "load_B_block"
+
+    __hash__ = str.__hash__
+
+    @staticmethod
+    def load(operand: str) -> "Role":
+        return _LOAD_ROLES[operand]
+
+    @property
+    def filled(self) -> "Role":
+        """The role an instruction for this one fills (a block load fills the load role)."""
+        return Role(self.value.removesuffix("_block"))
+
+
+_LOAD_ROLES = {Operand.A: Role.LOAD_A, Operand.B: Role.LOAD_B}
 
 
 @dataclass(frozen=True)
@@ -53,7 +94,7 @@ class PMac:
 Plan = Union[PLoop, PStage, PAcc, PMac]
 
 
-def role(name: str) -> str:
+def role(name: Role) -> str:
     """The op of a role no instruction has been selected for."""
     return f"?{name}"
 
@@ -109,7 +150,7 @@ class G(EggExpr):
 
 
 def to_egg_op(op: str, role_name: str) -> Op:
-    return Op.role(op[1:]) if op.startswith("?") else Op.instr(op, role_name)
+    return Op.role(op[1:]) if op.startswith("?") else Op.instr(op, str(role_name))
 
 
 def to_egg(plan: Plan) -> G:
@@ -117,11 +158,11 @@ def to_egg(plan: Plan) -> G:
         case PLoop(var, stride, extent, body):
             return G.loop(var, stride, extent, to_egg(body))
         case PStage(operand, op, body):
-            return G.stage(operand, to_egg_op(op, f"load_{operand}"), to_egg(body))
+            return G.stage(str(operand), to_egg_op(op, Role.load(operand)), to_egg(body))
         case PAcc(zero, store, body):
-            return G.acc(to_egg_op(zero, "zero"), to_egg_op(store, "store"), to_egg(body))
+            return G.acc(to_egg_op(zero, Role.ZERO), to_egg_op(store, Role.STORE), to_egg(body))
         case PMac(op):
-            return G.mac(to_egg_op(op, "mac"))
+            return G.mac(to_egg_op(op, Role.MAC))
     raise TypeError(plan)
 
 

@@ -40,7 +40,7 @@ from exo_egraph.script import (
 
 from .config import DIM, PLATFORM, block_factor
 from .pattern import GemmPattern
-from .plans import PAcc, Plan, PLoop, PStage, chain
+from .plans import OPERANDS, Operand, PAcc, Plan, PLoop, PStage, Role, chain
 from .selection import Selection
 
 GEMM_SCRATCH = Ref("exo.libs.memories", "GEMM_SCRATCH")
@@ -69,7 +69,7 @@ def replay_plan(
     links = chain(plan)
     s = Session(original)
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
-    store = selection.binding("store", links[acc_at].store)
+    store = selection.binding(Role.STORE, links[acc_at].store)
     reads = {(c, f) for c, f, v in store.requires if isinstance(v, t.Read)}  # config fields it reads
     _hoist_configs(s, hoisted, selection, reads)
     loops = [x for x in links if isinstance(x, PLoop)]
@@ -126,16 +126,7 @@ def _read_cursor(term: t.Proc, name: str) -> Cursor:
                 if a == t.Read(name, ()):
                     return find(f"{x.proc}(_)").then("args").then("[]", i)
 
-    def tests(b: t.Block):
-        for x in b:
-            if isinstance(x, t.If):
-                yield x.cond
-                yield from tests(x.body)
-                yield from tests(x.orelse)
-            elif isinstance(x, t.Loop):
-                yield from tests(x.body)
-
-    for cond in tests(term.body):
+    for cond in (x.cond for x in t.walk(term.body) if isinstance(x, t.If)):
         if isinstance(cond, t.BinOp) and cond.lhs == t.Read(name, ()):
             return find(f"{name} {cond.op} _").then("lhs")
     raise ReplayError("(config)", f"no single read of {name} to bind to a config")
@@ -208,19 +199,7 @@ def _accumulator(
 
 
 def _loop_names(term: t.Proc) -> list[str]:
-    out = []
-
-    def walk(b: t.Block) -> None:
-        for x in b:
-            if isinstance(x, t.Loop):
-                out.append(x.var)
-                walk(x.body)
-            elif isinstance(x, t.If):
-                walk(x.body)
-                walk(x.orelse)
-
-    walk(term.body)
-    return out
+    return [x.var for x in t.walk(term.body) if isinstance(x, t.Loop)]
 
 
 def _compute_path(s: Session, g: GemmPattern, top: int, depth: int) -> tuple:
@@ -237,7 +216,7 @@ def _has_reduce(x: t.Stmt, acc: str) -> bool:
 
 def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
     buf, idx = g.operand(operand)
-    rows, cols = (g.n, g.k) if operand == "A" else (g.k, g.m)
+    rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
     env: dict[str, t.Aff] = {}
     for v in set(g.parallel) | set(g.reduction):
         parts = [x for x in links if isinstance(x, PLoop) and x.var == v]
@@ -253,11 +232,11 @@ def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
 
 
 def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
-    for operand in ("A", "B"):
+    for operand in OPERANDS:
         staged = g.staged_name(operand)
         s.do("stage_mem", _compute_n1(s, g, n1), _window(g, operand, links), staged)
     s.do("simplify")
-    for operand in ("A", "B"):
+    for operand in OPERANDS:
         s.do("set_memory", g.staged_name(operand), GEMM_SCRATCH)
 
 
@@ -352,7 +331,7 @@ def _lift_stagings(s: Session, g: GemmPattern, links: list[Plan]) -> None:
     order = [i for i, x in enumerate(links) if isinstance(x, PLoop)]
     for j in reversed(order):
         loop = links[j]
-        for operand in ("A", "B"):
+        for operand in OPERANDS:
             if j in below[operand]:
                 _lift_once(s, g, operand, loop_name(g, loop.var, loop.stride), loop)
 

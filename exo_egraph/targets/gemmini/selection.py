@@ -15,6 +15,7 @@ from exo_egraph.instrs import Binding, InstrPattern, instr_patterns, unify
 
 from .config import BLOCK, DIM
 from .pattern import GemmPattern
+from .plans import Role
 
 
 def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.Expr, ...]:
@@ -53,7 +54,7 @@ class Selection:
 
     def first_step(self, zero: str) -> bool:
         """Is ``zero`` a plain matmul that zeroes by doing the first reduction step (`first_step_rules`)?"""
-        return any(b.instr == zero for b in self.for_role("zero_mac"))
+        return any(b.instr == zero for b in self.for_role(Role.ZERO_MAC))
 
     def pattern(self, name: str) -> InstrPattern:
         return self.all_patterns[name]
@@ -68,9 +69,9 @@ def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
         for role, nest in g.roles:
             binding = unify(pattern, nest, buffers)
             if binding is not None:
-                if role.endswith("_block"):  # a block load fills the load role, for more tiles at once
-                    role = role.removesuffix("_block")
+                if role.filled != role:  # a block load fills the load role, for more tiles at once
                     blocks.add(binding.instr)
+                    role = role.filled
                 found.append((role, binding))
     every = {p.name: p for p in instr_patterns(platform, plain_procs=True, preconditions=block_layout)}
     return Selection(tuple(found), MappingProxyType(every), frozenset(blocks))
