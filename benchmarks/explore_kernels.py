@@ -29,8 +29,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "kernels.json"))
     args = ap.parse_args()
     rows = []
-    print("| kernel | schedules | e-nodes | saturate s | total s | best / naive cost | exact | speed-up |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    lines = [
+        "| kernel | schedules | e-nodes | saturate s | total s | best / naive cost | exact | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    print("\n".join(lines))
     for name, proc in shipped().items():
         start = time.perf_counter()
         r = explore(proc, budget=Budget(seconds=args.budget_s))
@@ -49,13 +52,15 @@ def main() -> None:
             "speedup": round(v.speedup, 3),
         }
         rows.append(row)
-        print(
+        lines.append(
             f"| {name} | {r.stats.schedules:,} | {r.stats.enodes:,} | {row['saturate_seconds']} | {row['total_seconds']} "
-            f"| {r.cost:,.0f} / {r.naive_cost:,.0f} | {v.exact} | {v.speedup:.2f}x |",
-            flush=True,
+            f"| {r.cost:,.0f} / {r.naive_cost:,.0f} | {v.exact} | {v.speedup:.2f}x |"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+        print(lines[-1], flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ The line is the same for every target; the target object supplies each step (`ex
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from exo import Procedure
 
 from .report import html_table, markdown_table, plot_result, to_json
-from .saturate import Budget, Iteration, SaturationStats
-from .script import Replayed
-from .target import Pick, Target, Verdict, create
+from .saturate import Budget, Deadline, Iteration, SaturationStats, StopReason, TimeUp
+from .script import Replayed, ReplayError, script_text
+from .target import NotValidated, Pick, Target, Verdict, create
 
 DEFAULT_TOP_K = 3
 
@@ -50,6 +50,9 @@ class Result:
     candidates: tuple[Candidate, ...]
     validation: Verdict | None
     details: tuple[dict, ...]  # per candidate: what the target reports of it (say, a tile plan)
+    stop_reason: StopReason = StopReason.SATURATED  # why the run stopped where it did
+    replay_failures: tuple[str, ...] = ()  # candidates Exo rejected: soundness bugs, reported
+    notes: tuple[str, ...] = ()  # what the target left alone, and why
 
     @property
     def best(self) -> Candidate:
@@ -90,21 +93,81 @@ def explore(
     top_k: int = DEFAULT_TOP_K,
     validate: bool = True,
     reference: Callable | None = None,
+    sizes: Mapping[str, int] | None = None,
     progress: Callable[[Iteration], None] | None = None,
     **options: Any,
 ) -> Result:
     """Saturate ``proc``'s e-graph for ``target``, extract the ``top_k`` cheapest schedules, replay them
     through Exo, and (``validate``) run the best one against the original (and ``reference``, a numpy
-    function of the inputs, when given). ``options`` go to the target (``rules=`` for ``cpu``)."""
+    function of the inputs; ``sizes`` for its size arguments). ``options`` go to the target
+    (``rules=`` for ``cpu``). ``budget.seconds`` bounds the whole run; a budget stop, a Ctrl-C or a
+    late failure still returns the best schedule found so far, with the reason in ``stop_reason``."""
     _check_args(proc, target, budget, top_k)
     tgt = create(target, **options) if isinstance(target, str) else target
+    deadline = Deadline.after(budget.seconds, budget.max_memory_mb)
     problem = tgt.prepare(proc)
-    saturated = tgt.saturate(problem, budget, progress)
-    picks = tgt.extract(problem, saturated, top_k)
-    candidates = tuple(Candidate(p.cost, p, tgt.replay(problem, p)) for p in picks)
-    verdict = tgt.validate(problem, candidates[0].replayed, picks[0], reference) if validate else None
-    details = tuple(tgt.describe(p) for p in picks)
-    return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, tgt.naive_cost(problem), candidates, verdict, details)
+    saturated = tgt.saturate(problem, budget, progress, deadline)
+    picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
+    candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
+    naive = tgt.naive_cost(problem)
+    candidates = candidates or (unscheduled(proc, naive),)  # nothing replayed: the input as written
+    verdict = None
+    if validate and stop is not StopReason.INTERRUPTED:
+        verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop)
+    details = tuple(tgt.describe(c.pick) if c.pick.term is not None else {} for c in candidates)
+    notes = tuple(getattr(problem, "notes", ()))
+    return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
+                  stop, unsound, notes)  # fmt: skip
+
+
+def unscheduled(proc: Procedure, cost: float) -> Candidate:
+    """The input as written, as a candidate: the empty schedule."""
+    return Candidate(cost, Pick(cost, None), Replayed(proc, (), script_text(proc.name(), []), None))
+
+
+def _until_stopped(step: Callable[[], Any], fallback: Any, stop: StopReason) -> tuple[Any, StopReason]:
+    """``step()``; on Ctrl-C or the deadline, ``fallback`` and why it stopped."""
+    try:
+        return step(), stop
+    except KeyboardInterrupt:
+        return fallback, StopReason.INTERRUPTED
+    except TimeUp as e:
+        return fallback, e.reason
+
+
+def _replay(
+    tgt: Target, problem: Any, picks: list[Pick], deadline: Deadline, stop: StopReason
+) -> tuple[tuple[Candidate, ...], tuple[str, ...], StopReason]:
+    """Replay the picks in order; one Exo rejects is a soundness failure, recorded, and the next is
+    tried. Past the deadline, or on Ctrl-C, the ones replayed so far."""
+    done, unsound = [], []
+    for pick in picks:
+        if done and deadline.passed():
+            stop = StopReason.TIME if not stop.budget_reached else stop
+            break
+        try:
+            done.append(Candidate(pick.cost, pick, tgt.replay(problem, pick)))
+        except ReplayError as e:
+            unsound.append(str(e))
+        except KeyboardInterrupt:
+            stop = StopReason.INTERRUPTED
+            break
+    return tuple(done), tuple(unsound), stop
+
+
+def _validate(
+    tgt: Target, problem: Any, best: Candidate, reference: Callable | None, sizes: Mapping[str, int] | None,
+    deadline: Deadline, stop: StopReason,
+) -> tuple[Verdict | None, StopReason]:
+    """The target's verdict on ``best``; a crash is recorded as the verdict, not raised."""
+    if best.pick.term is None:
+        return NotValidated("the schedule is the input as written"), stop
+    try:
+        return tgt.validate(problem, best.replayed, best.pick, reference=reference, sizes=sizes, deadline=deadline), stop
+    except KeyboardInterrupt:
+        return NotValidated("interrupted"), StopReason.INTERRUPTED
+    except Exception as e:  # a late failure keeps the exploration: the report says what broke
+        return NotValidated(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", crashed=True), stop
 
 
 def _check_args(proc: Any, target: Any, budget: Any, top_k: Any) -> None:
@@ -116,3 +179,17 @@ def _check_args(proc: Any, target: Any, budget: Any, top_k: Any) -> None:
         raise TypeError(f"explore: budget must be a Budget, not {type(budget).__name__}")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise TypeError(f"explore: top_k must be a positive int, not {top_k!r}")
+
+
+def exit_code(result: Result) -> int:
+    """The CLI's exit code for a run: 0 success (a budget stop included), 3 soundness failure (Exo
+    rejected a step, or the schedule computed something else), 1 a late crash (results written),
+    130 interrupted."""
+    if result.stop_reason is StopReason.INTERRUPTED:
+        return 130
+    v = result.validation
+    if result.replay_failures or (v is not None and v.ok is False and not getattr(v, "crashed", False)):
+        return 3
+    if v is not None and getattr(v, "crashed", False):
+        return 1
+    return 0

@@ -16,9 +16,10 @@ then ``unroll_loop`` of the unrolled innermost dims.
 from __future__ import annotations
 
 from exo import Procedure
+from exo.stdlib.scheduling import SchedulingError
 
 from . import terms as t
-from .script import Cursor, Path, ReplayError, Replayed, Session, block_at, loop_cursor, script_text
+from .script import Cursor, Path, ReplayError, Replayed, Session, block_at, find, loop_cursor, script_text
 
 
 def replay(original: Procedure, target: t.Proc) -> Replayed:
@@ -40,6 +41,16 @@ def _is_control(s: t.Stmt) -> bool:
     return isinstance(s, t.CONTROL_TYPES)
 
 
+def _opens(s: t.Stmt, alloc: t.Alloc) -> bool:
+    """``alloc`` opens the body of loop ``s``, or of the loop that opens it, and so on: the rule
+    lifts an allocation one loop at a time, so a term may hold it several loops further out."""
+    while isinstance(s, t.Loop) and s.body:
+        if s.body[0] == alloc:
+            return True
+        s = s.body[0]
+    return False
+
+
 # ----------------------------------------------------------------------------- structure
 
 
@@ -53,7 +64,7 @@ def _block(session: Session, path: Path, target: t.Block) -> None:
         if not _is_control(want):
             if want == have:
                 i, c = i + 1, c + 1
-            elif isinstance(want, t.Alloc) and isinstance(have, t.Loop) and have.body and have.body[0] == want:
+            elif isinstance(want, t.Alloc) and _opens(have, want):  # lifted out of one loop per step
                 session.do("lift_alloc", Cursor((("find_alloc_or_arg", (want.name,)),)))
             else:
                 raise ReplayError("(structure)", f"expected {want} at {path}[{c}], found {type(have).__name__}")
@@ -139,17 +150,15 @@ def _band(session: Session, path: Path, idx: int, nest: t.Nest) -> None:
     order = [block_at(session.term, bp)[bi].var for bp, bi in _chain(session.term, path, idx, depth)]
     for v in order:
         parts = sorted((d for d in nest.dims if d.var == v), key=lambda d: -d.stride)
+        pos = _position(session.term, path, idx, v)
+        trips = block_at(session.term, pos[0])[pos[1]].hi.const
         current = v
+        if t.var_trip(nest, v) < trips:  # a nest that covers fewer trips than its loop was made by a cut divide
+            current, parts = _cut(session, pos, v, trips, parts)
         for d in parts[:-1]:
             pos = _position(session.term, path, idx, current)
-            loop = block_at(session.term, pos[0])[pos[1]]
-            # a nest that covers fewer trips than the loop was made by a cut divide
-            perfect = loop.hi.const == d.stride * d.extent
-            tail = {"perfect": True} if perfect else {"tail": "cut"}
             names = [t.split_name(v, d.stride), t.split_name(v, 1)]
-            session.do("divide_loop", loop_cursor(session.term, *pos), d.stride, names, **tail)
-            if not perfect:
-                session.do("simplify")  # Exo leaves `n / k` bounds that unroll_loop rejects
+            session.do("divide_loop", loop_cursor(session.term, *pos), d.stride, names, perfect=True)
             current = names[1]
     # 2. adjacent swaps into the target order
     want = [t.dim_name(nest, d) for d in nest.dims]
@@ -165,6 +174,55 @@ def _band(session: Session, path: Path, idx: int, nest: t.Nest) -> None:
     for d in reversed([d for d in nest.dims if d.unrolled]):
         pos = _position(session.term, path, idx, t.dim_name(nest, d))
         session.do("unroll_loop", loop_cursor(session.term, *pos))
+
+
+def _cut(session: Session, pos: tuple[Path, int], v: str, trips: int, parts: list[t.Dim]) -> tuple[str, list[t.Dim]]:
+    """Divide the ``trips``-trip loop over ``v`` at ``pos`` with a cut tail (named and shifted as a
+    `Cut` materializes), its nest covering the trips ``parts`` tile. Returns the nest loop's name
+    and the parts still to split it into (perfectly)."""
+    covered, k = parts[0].stride * parts[0].extent, parts[0].stride
+    if len(parts) > 1 and trips // k * k == covered:  # as the rule made it: one cut divide by k
+        names = [t.split_name(v, k), t.split_name(v, 1)]
+        session.do("divide_loop", loop_cursor(session.term, *pos), k, names, tail="cut")
+        _literal_cut_bounds(session, pos, trips, k)
+        return names[1], parts[1:]
+    # The header is shared with nests of v that tile ``covered`` trips otherwise, or not at all
+    # (e-nodes are hash-consed): cut at ``covered`` — its outer loop runs once, unrolled away —
+    # and split what is left perfectly.
+    names = [t.split_name(v, covered), t.split_name(v, 1)]
+    session.do("divide_loop", loop_cursor(session.term, *pos), covered, names, tail="cut")
+    _literal_cut_bounds(session, pos, trips, covered)
+    session.do("unroll_loop", loop_cursor(session.term, *pos))
+    if len(parts) > 1:
+        return names[1], parts
+    # one part keeps v's own name: rename by a divide by 1, whose inner loop of one trip is unrolled
+    session.do("divide_loop", loop_cursor(session.term, *pos), 1, [v, t.split_name(v, 0)], perfect=True)
+    session.do("unroll_loop", loop_cursor(session.term, pos[0] + ((pos[1], 0),), 0))
+    return v, parts
+
+
+def _literal_cut_bounds(session: Session, pos: tuple[Path, int], trips: int, k: int) -> None:
+    """Write what Exo's cut divide of a ``trips``-trip loop leaves as expressions as literals, each
+    by ``rewrite_expr`` (which Exo checks): ``trips / k``, the nest's bound, and ``trips % k``, the
+    tail's (``unroll_loop`` rejects them), and ``trips / k * k``, the tail's offset in its body
+    (Exo's C printer folds it in subscripts by true division: ``5 / 2 * 2`` prints as ``5.0``).
+
+    Not ``simplify``: it rewrites the whole proc (``1 * x`` anywhere becomes ``x``), and the
+    term, lowered from the original, keeps what the user wrote.
+    """
+    path, idx = pos
+    session.do("rewrite_expr", loop_cursor(session.term, path, idx).then("hi"), trips // k)
+    session.do("rewrite_expr", loop_cursor(session.term, path, idx + 1).then("hi"), trips % k)
+    offset = f"{trips} / {k} * {k}"
+    for _ in range(_matches(session.proc, offset)):
+        session.do("rewrite_expr", find(offset), trips // k * k)
+
+
+def _matches(proc: Procedure, pattern: str) -> int:
+    try:
+        return len(proc.find(pattern, many=True))
+    except SchedulingError:  # Exo's find raises when nothing matches
+        return 0
 
 
 def _position(term: t.Proc, path: Path, idx: int, name: str) -> tuple[Path, int]:

@@ -37,12 +37,14 @@ def to_json(result: "Result") -> dict[str, Any]:
     return {
         "kernel": result.kernel,
         "target": result.target,
+        "stop_reason": result.stop_reason.value,
         "cost_unit": result.cost_unit,
         "egraph": egraph_json(result),
         "naive_cost": result.naive_cost,
         "best": {"cost": result.cost, "steps": result.best.replayed.lines, **result.details[0]},
         "top_k": [{"cost": c.cost, "steps": c.replayed.lines} for c in result.candidates],
-        "replay": {"ok": True, "roundtrip": roundtrip(result)},
+        "replay": {"ok": not result.replay_failures, "roundtrip": roundtrip(result), "failures": list(result.replay_failures)},
+        "notes": list(result.notes),
         "validation": None if result.validation is None else result.validation.to_json(),
     }
 
@@ -54,8 +56,9 @@ def summary_rows(result: "Result") -> list[tuple[str, str]]:
         ("e-nodes / e-classes", f"{s.enodes:,} / {s.eclasses:,}"),
         ("schedules held", f"{s.schedules:,}"),
         ("saturation", f"{len(s.history)} iterations, {s.seconds:.2f} s, {s.stop_reason.value}"),
+        ("run stopped", result.stop_reason.value),
         (f"best {result.cost_unit} (naive)", f"{result.cost:,.0f} ({result.naive_cost:,.0f})"),
-        ("replay / round trip", f"ok / {'n/a' if roundtrip(result) is None else roundtrip(result)}"),
+        ("replay / round trip", f"{'ok' if not result.replay_failures else 'FAILED'} / {'n/a' if roundtrip(result) is None else roundtrip(result)}"),
     ]
     if result.validation is None:
         rows.append(("validation", "skipped"))

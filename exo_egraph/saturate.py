@@ -8,10 +8,15 @@ closed before each iteration (the loop rules' guard relations) run first every t
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 from egglog import EGraph
@@ -24,25 +29,97 @@ HELPER_OPS = frozenset({"concat", "hconcat", "unroll_last"})
 
 
 class StopReason(StrEnum):
-    """Why saturation stopped (a budget stop is a success: the e-graph holds what it reached)."""
+    """Why saturation (or the run) stopped. A budget stop is a success: the e-graph holds what it reached."""
 
     SATURATED = "saturated"
     ITERATIONS = "iterations"
     NODE_LIMIT = "node-limit"
     TIME = "time"
+    MEMORY = "memory"
+    INTERRUPTED = "interrupted"
 
     @property
     def budget_reached(self) -> bool:
         return self is not StopReason.SATURATED
 
 
+def machine_memory_mb() -> int:
+    """Half of this machine's memory: the default cap, so growth stops well before it swaps."""
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return 4096
+    return total_kb // 2048
+
+
 @dataclass(frozen=True)
 class Budget:
-    """Limits on saturation: whichever is reached first stops it."""
+    """Limits on a run: whichever is reached first stops saturation early. ``seconds`` bounds the whole
+    run (saturation, extraction, replay, validation), ``max_memory_mb`` its resident memory."""
 
     iterations: int = 40
     node_limit: int = 500_000  # e-nodes plus guard-relation rows
     seconds: float = 30.0
+    max_memory_mb: int = field(default_factory=machine_memory_mb)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "node_limit", "seconds", "max_memory_mb"):
+            value = getattr(self, name)
+            least = 0 if name == "iterations" else 1e-9  # no iterations: the e-graph of the term alone
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
+                raise ValueError(f"budget {name} must be a positive number, not {value!r}")
+
+
+class TimeUp(Exception):
+    """The run's deadline (or memory cap) was reached in a step that has no partial answer to give."""
+
+    def __init__(self, step: str, reason: "StopReason | None" = None) -> None:
+        super().__init__(step)
+        self.reason = reason or StopReason.TIME
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The moment a run must be done by (``time.monotonic`` clock), and the memory it may hold."""
+
+    at: float
+    max_memory_mb: float = math.inf
+
+    @staticmethod
+    def after(seconds: float, max_memory_mb: float = math.inf) -> "Deadline":
+        return Deadline(time.monotonic() + seconds, max_memory_mb)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def check(self, step: str) -> None:
+        """Raise `TimeUp` when the deadline has passed or the process holds more than its memory."""
+        if self.passed():
+            raise TimeUp(step, StopReason.TIME)
+        if resident_mb() > self.max_memory_mb:
+            raise TimeUp(step, StopReason.MEMORY)
+
+
+# What the rest of a run costs per e-graph row after saturation: serializing, counting and extracting
+# run in Python over every row (about 5e-5 s per row on the f32 and i8 128³ matmuls on this project's
+# 2-core machines, doubled: a loaded machine runs slower). Saturation stops early enough to leave that much of the deadline
+# and of the memory cap.
+POST_SECONDS_PER_ROW = 1e-4
+POST_SECONDS_FIXED = 2.0  # replay and validation of a small kernel (compile, run, time once)
+POST_BYTES_PER_ROW = 4_000
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (not the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -91,42 +168,57 @@ class Saturated:
 
 
 def saturate(
-    expr: Any, rules: Rules, budget: Budget = Budget(), progress: Callable[[Iteration], None] | None = None
+    expr: Any,
+    rules: Rules,
+    budget: Budget = Budget(),
+    progress: Callable[[Iteration], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> Saturated:
-    """Saturate the e-graph of ``expr`` (with ``rules.facts``) under ``rules`` within ``budget``."""
+    """Saturate the e-graph of ``expr`` (with ``rules.facts``) under ``rules`` within ``budget``.
+
+    An egglog iteration cannot be stopped once started, so each next iteration is predicted from
+    the last (it grows the e-graph, and takes time, by about the last growth factor) and not
+    started when it would cross the node limit, the memory cap, or leave too little of the
+    ``deadline`` (default: ``budget.seconds`` from now) for what follows saturation. Ctrl-C stops
+    saturation with `StopReason.INTERRUPTED`, keeping the e-graph it reached.
+    """
     start = time.perf_counter()
+    deadline = deadline or Deadline.after(budget.seconds)
     egraph = EGraph()
     with egg.no_shared_lets():
         root = egraph.let("root", expr)
         egraph.register(*rules.facts)
     history: list[Iteration] = []
-    stop = StopReason.ITERATIONS
-    for index in range(1, budget.iterations + 1):
+    stop: StopReason | None = StopReason.ITERATIONS
+    rows, took = egg.table_rows(egraph), 0.0
+    try:
+        for index in range(1, budget.iterations + 1):
+            stop = _predicted_stop(history, rows, took, budget, deadline)
+            if stop is not None:
+                break
+            began = time.perf_counter()
+            if rules.before is not None:
+                egraph.run(rules.before)
+            report = egraph.run(rules.ruleset)
+            took, rows = time.perf_counter() - began, egg.table_rows(egraph)
+            it = Iteration(index, rows, time.perf_counter() - start, tuple(sorted(egg.matches_per_rule(report, rules.names).items())))
+            history.append(it)
+            if progress:
+                progress(it)
+            if not report.updated:
+                stop = StopReason.SATURATED
+                break
+        else:
+            stop = StopReason.ITERATIONS
         if rules.before is not None:
             egraph.run(rules.before)
-        report = egraph.run(rules.ruleset)
-        it = Iteration(
-            index,
-            egg.table_rows(egraph),
-            time.perf_counter() - start,
-            tuple(sorted(egg.matches_per_rule(report, rules.names).items())),
-        )
-        history.append(it)
-        if progress:
-            progress(it)
-        if not report.updated:
-            stop = StopReason.SATURATED
-            break
-        if it.enodes >= budget.node_limit:
-            stop = StopReason.NODE_LIMIT
-            break
-        if it.seconds >= budget.seconds:
-            stop = StopReason.TIME
-            break
-    if rules.before is not None:
-        egraph.run(rules.before)
-    view = serialize(egraph)
-    count, cyclic = count_terms(view)
+    except KeyboardInterrupt:
+        stop = StopReason.INTERRUPTED
+    with _interrupts_noted() as noted:  # a Ctrl-C now would lose the e-graph: note it, finish, stop after
+        view = serialize(egraph)
+        count, cyclic = count_terms(view)
+    if noted:
+        stop = StopReason.INTERRUPTED
     stats = SaturationStats(
         enodes=sum(len(v) for v in view.classes.values()),
         eclasses=len(view.classes),
@@ -137,6 +229,37 @@ def saturate(
         history=tuple(history),
     )
     return Saturated(egraph, view, stats)
+
+
+@contextmanager
+def _interrupts_noted() -> Iterator[list]:
+    """While inside, Ctrl-C (or SIGTERM) is noted in the yielded list instead of raised (main thread only)."""
+    noted: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = {sig: signal.signal(sig, lambda *_: noted.append(True)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _predicted_stop(
+    history: list[Iteration], rows: int, took: float, budget: Budget, deadline: Deadline
+) -> StopReason | None:
+    """Why the next iteration must not start, or None: it would cross a limit, judging by the last."""
+    growth = rows / history[-2].enodes if len(history) >= 2 and history[-2].enodes else 1.0
+    next_rows = rows * growth
+    if rows >= budget.node_limit or next_rows > budget.node_limit:
+        return StopReason.NODE_LIMIT
+    after = POST_SECONDS_FIXED + POST_SECONDS_PER_ROW * next_rows
+    if history and took * growth + after > deadline.left():
+        return StopReason.TIME
+    if resident_mb() + POST_BYTES_PER_ROW * next_rows / 2**20 > budget.max_memory_mb:
+        return StopReason.MEMORY
+    return None
 
 
 def serialize(egraph: EGraph) -> EGraphView:

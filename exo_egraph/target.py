@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 from exo import Procedure
 
 from .lower import Unsupported
-from .saturate import Budget, Iteration, Saturated
+from .saturate import Budget, Deadline, Iteration, Saturated
 from .script import Replayed
+
+if TYPE_CHECKING:
+    from .checks import RuleCheck
 
 ENTRY_POINT_GROUP = "exo_egraph.targets"
 
@@ -34,6 +37,25 @@ class Pick:
     cost: float
     term: Any  # a program term (`exo_egraph.terms.Proc`) or a target's own plan
     detail: Mapping[str, Any] = field(default_factory=dict)  # target-specific facts worth reporting
+
+
+@dataclass(frozen=True)
+class NotValidated:
+    """Validation did not judge the schedule: skipped (with the reason), or it crashed."""
+
+    reason: str
+    crashed: bool = False
+    ok: bool | None = None  # neither passed nor failed
+
+    @property
+    def message(self) -> str:
+        return self.reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": None, "error" if self.crashed else "skipped": self.reason}
+
+    def summary(self) -> list[tuple[str, str]]:
+        return [("validation", f"{'failed to run' if self.crashed else 'skipped'}: {self.reason}")]
 
 
 @runtime_checkable
@@ -59,20 +81,46 @@ class Target(Protocol):
         """Lower ``proc`` (and select instructions); raises `Unsupported` naming what does not fit."""
         ...
 
-    def saturate(self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None) -> Saturated: ...
+    def saturate(
+        self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
+    ) -> Saturated: ...
 
     def naive_cost(self, problem: Any) -> float:
         """The input proc's cost, from the same function that prices candidates."""
         ...
 
-    def extract(self, problem: Any, saturated: Saturated, k: int) -> list[Pick]: ...
+    def extract(self, problem: Any, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
+        """The ``k`` cheapest candidates; past the ``deadline``, the best found so far (or raise `TimeUp`)."""
+        ...
 
     def replay(self, problem: Any, pick: Pick) -> Replayed: ...
 
-    def validate(self, problem: Any, replayed: Replayed, pick: Pick, reference: Callable | None) -> Verdict: ...
+    def validate(
+        self,
+        problem: Any,
+        replayed: Replayed,
+        pick: Pick,
+        *,
+        reference: Callable | None,
+        sizes: Mapping[str, int] | None,
+        deadline: Deadline,
+    ) -> Verdict:
+        """Run the schedule against the input (and ``reference``; size arguments from ``sizes``);
+        time it within the ``deadline``. Returns `NotValidated` when it cannot judge."""
+        ...
 
     def describe(self, pick: Pick) -> dict[str, Any]:
         """Target-specific facts of a candidate for report.json (say, the tile plan)."""
+        ...
+
+
+@runtime_checkable
+class ChecksRules(Protocol):
+    """Optional for a `Target` (a separate protocol, so a target without it is still a `Target`):
+    property checks of its rewrite rules, which ``exo-egraph check-rules`` runs for every target."""
+
+    def rule_checks(self) -> Mapping[str, RuleCheck]:
+        """Each rule's check, by rule name: ``check(examples, seed, on_example)`` → `RuleReport`."""
         ...
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from exo_egraph import ir
 from exo_egraph import terms as t
-from exo_egraph.saturate import EGraphView
+from exo_egraph.saturate import Deadline, EGraphView, TimeUp
 
 from .cost import CostModel, band_cost
 
@@ -32,9 +32,10 @@ class Extracted:
     proc: t.Proc
 
 
-def extract(view: EGraphView, model: CostModel, k: int = 1) -> list[Extracted]:
-    """The ``k`` cheapest distinct programs of the root e-class, cheapest first."""
-    ex = _Extractor(view, model, k)
+def extract(view: EGraphView, model: CostModel, k: int = 1, deadline: Deadline | None = None) -> list[Extracted]:
+    """The ``k`` cheapest distinct programs of the root e-class, cheapest first; raises `TimeUp` when
+    the ``deadline`` passes first (the programme has no best until it reaches the root)."""
+    ex = _Extractor(view, model, k, deadline)
     return [Extracted(c, replace(p, body=t.share_cut_bodies(p.body))) for c, p in ex.cls(view.root)]
 
 
@@ -50,8 +51,9 @@ def _best(cands: list[Cand], k: int) -> list[Cand]:
 
 
 class _Extractor:
-    def __init__(self, view: EGraphView, model: CostModel, k: int) -> None:
-        self.view, self.model, self.k = view, model, k
+    def __init__(self, view: EGraphView, model: CostModel, k: int, deadline: Deadline | None = None) -> None:
+        self.view, self.model, self.k, self.deadline = view, model, k, deadline
+        self.steps = 0
         self.memo: dict[str, list[Cand]] = {}
         self.headers: dict[tuple[str, Any], dict] = {}
         self.lines_memo: dict[tuple[int, int], float] = {}
@@ -63,6 +65,7 @@ class _Extractor:
     def cls(self, c: str) -> list[Cand]:
         if c in self.memo:
             return self.memo[c]
+        self._check()
         self.memo[c] = []  # a class reached again while being solved is on a cycle: no terms
         cands: list[Cand] = []
         for nid in self.view.classes[c]:
@@ -70,6 +73,12 @@ class _Extractor:
             cands.extend(self.node(op, kids))
         self.memo[c] = _best(cands, self.k)
         return self.memo[c]
+
+    def _check(self) -> None:
+        """Every 64 steps: stop (`TimeUp`) past the deadline or the memory cap."""
+        self.steps += 1
+        if self.deadline is not None and self.steps % 64 == 0:
+            self.deadline.check("extraction")
 
     def value(self, c: str) -> Any:
         """The term of a class that is not a statement (expressions, indices, names): cost-free."""
@@ -167,6 +176,7 @@ class _Extractor:
         key = (h, band_id)
         if key in self.headers:
             return self.headers[key]
+        self._check()
         self.headers[key] = {}
         miss, loop = self.model.traffic_weight(), self.model.loop_overhead()
         states: dict[tuple[int, int], list] = {}
@@ -179,6 +189,7 @@ class _Extractor:
             d = self.value(kids[0])
             did = self._dim_id(d)
             for (inside, inner), cands in self.header(kids[1], band_id).items():
+                self._check()
                 now = inside | (1 << did)
                 new_inner = inner if (inner >= 0 or d.unrolled) else did
                 lines = self._lines(now, band_id)

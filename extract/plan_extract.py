@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from exo_egraph.saturate import EGraphView
+from exo_egraph.saturate import Deadline, EGraphView
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import GemmPattern, first_step_ok
 from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, decode
@@ -47,15 +47,19 @@ def extract_plans(
     keep: int = 24,
     distinct_cycles: bool = False,
     choices: list[OpChoice] | None = None,
+    deadline: Deadline | None = None,
 ) -> list[Extracted]:
     """The ``k`` cheapest distinct plans of the root e-class that fit the scratchpad and accumulator
     (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts; ``choices``:
-    only these instruction choices, default every one worth trying)."""
+    only these instruction choices, default every one worth trying; ``deadline``: once it has
+    passed, the plans of the choices tried so far)."""
     values = _primitives(view)
     instrs = _op_instrs(view, values)
     order = _bottom_up(view)
     found: dict[Plan, Extracted] = {}
     for choice in model.distinct_choices() if choices is None else choices:
+        if found and deadline is not None and deadline.passed():
+            break  # anytime: the plans of the choices done so far
         table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles)
         hoist = model.hoisted_cycles(choice.hoisted)
         for e in table.get(view.root, []):

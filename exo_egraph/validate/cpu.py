@@ -25,8 +25,16 @@ from exo.stdlib.scheduling import rename
 
 from exo_egraph.lower import type_name
 
-C_TYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "ui8": "uint8_t", "i32": "int32_t", "ui16": "uint16_t"}
-NP_TYPES = {"f32": np.float32, "f64": np.float64, "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16}
+# Exo's C spells its types so: R (a real of unspecified precision) is float, f16 is gcc's _Float16
+C_TYPES = {
+    "f16": "_Float16", "f32": "float", "f64": "double", "R": "float",
+    "i8": "int8_t", "ui8": "uint8_t", "i32": "int32_t", "ui16": "uint16_t",
+}  # fmt: skip
+NP_TYPES = {
+    "f16": np.float16, "f32": np.float32, "f64": np.float64, "R": np.float32,
+    "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16,
+}  # fmt: skip
+CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it
 INDEX_TYPES = ("size", "index", "int")
 
 
@@ -43,6 +51,8 @@ class Validation:
     scheduled_seconds: float  # median seconds per call of the scheduled proc
     speedup: float  # naive_seconds / scheduled_seconds
     message: str  # what differed, or 'ok'
+    timed_runs: int = 0  # timed runs of each proc (fewer than asked when the deadline was near)
+    sizes: tuple[tuple[str, int], ...] = ()  # the size arguments the runs used
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,10 +63,26 @@ class Validation:
             "scheduled_seconds": self.scheduled_seconds,
             "speedup": self.speedup,
             "message": self.message,
+            "timed_runs": self.timed_runs,
+            "sizes": dict(self.sizes),
         }
 
     def summary(self) -> list[tuple[str, str]]:
-        return [("validation", f"{self.ok} (exact {self.exact})"), ("speed-up (measured)", f"{self.speedup:.2f}x")]
+        runs = f", median of {self.timed_runs} timed runs" if self.timed_runs else ", not timed"
+        at = f" at {', '.join(f'{k}={v}' for k, v in self.sizes)}" if self.sizes else ""
+        return [("validation", f"{self.ok} (exact {self.exact}){at}"), ("speed-up (measured)", f"{self.speedup:.2f}x{runs}")]
+
+
+def cannot_validate(proc: Procedure) -> str | None:
+    """Why the CPU validator cannot run ``proc`` (said before any work), or None when it can."""
+    for a in proc.INTERNAL_proc().args:
+        t = a.type
+        if isinstance(t, LoopIR.Tensor) and t.is_window:
+            return f"argument {a.name} is a window (the validator passes dense buffers only)"
+        name = type_name(t)
+        if name not in C_TYPES and name not in INDEX_TYPES and name != "bool":
+            return f"argument {a.name} has type {name}, which the validator cannot pass"
+    return None
 
 
 @dataclass(frozen=True)
@@ -143,7 +169,7 @@ def _harness(name: str, params: list[_Param]) -> str:
     return (
         f"long long exo_egraph_bench_{name}({decls}{', ' if decls else ''}long long iters) {{\n"
         "  struct timespec exo_t0, exo_t1;\n  clock_gettime(CLOCK_MONOTONIC, &exo_t0);\n"
-        f"  for (long long exo_r = 0; exo_r < iters; exo_r++) {name}(0{', ' if args else ''}{args});\n"
+        f"  for (long long exo_r = 0; exo_r < iters; exo_r++) {name}(exo_egraph_ctxt{', ' if args else ''}{args});\n"
         "  clock_gettime(CLOCK_MONOTONIC, &exo_t1);\n"
         "  return (exo_t1.tv_sec - exo_t0.tv_sec) * 1000000000LL + (exo_t1.tv_nsec - exo_t0.tv_nsec);\n}\n"
     )
@@ -155,6 +181,7 @@ def library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelud
     the cache key, so callers can fold the contents of their headers into it as a comment)."""
     c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
     src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + prelude + c_src + "\n"
+    src += f"static char exo_egraph_ctxt[{CONTEXT_BYTES}] __attribute__((aligned(64)));\n"
     src += "".join(_harness(p.name(), _params(p)) for p in procs)
     includes = [f"-I{d}" for d in include_dirs]
     key = hashlib.sha256((src + h_src + "\0".join(includes)).encode()).hexdigest()[:16]
@@ -198,6 +225,11 @@ def call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
     return out
 
 
+def context() -> ctypes.Array:
+    """A zeroed context for one call: Exo's configs are fields of it (NULL crashes a proc that uses them)."""
+    return ctypes.create_string_buffer(CONTEXT_BYTES)
+
+
 def copy_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
     """Fresh copies of the array inputs, so one run cannot change another's inputs."""
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
@@ -215,20 +247,24 @@ def run_many(procs: list[Procedure], inputs: Mapping[str, Any]) -> list[dict[str
     outs = []
     for proc in renamed:
         values = copy_inputs(inputs)
-        getattr(lib, proc.name())(None, *call_args(proc, values))
+        getattr(lib, proc.name())(context(), *call_args(proc, values))
         outs.append({k: v for k, v in values.items() if isinstance(v, np.ndarray)})
     return outs
 
 
-def _seconds_per_call(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], repeats: int) -> float:
+def _seconds_per_call(
+    lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], repeats: int, seconds: float
+) -> tuple[float, int]:
+    """Median seconds per call over up to ``repeats`` timed runs of about 30 ms each, as many as fit
+    in ``seconds`` (at least one); and how many runs that was."""
     bench = getattr(lib, f"exo_egraph_bench_{proc.name()}")
     bench.restype = ctypes.c_longlong
     values = copy_inputs(inputs)
     args = call_args(proc, values)
     one = max(bench(*args, ctypes.c_longlong(1)), 1)
     iters = max(1, min(int(30e6 / one), 10**7))  # about 30 ms a run
-    runs = [bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(repeats)]
-    return statistics.median(runs) * 1e-9
+    runs = max(1, min(repeats, int(min(seconds * 1e9 / (iters * one), repeats))))
+    return statistics.median(bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(runs)) * 1e-9, runs
 
 
 def validate_cpu(
@@ -240,9 +276,11 @@ def validate_cpu(
     repeats: int = 7,
     seed: int = 0,
     time_runs: bool = True,
+    seconds: float = float("inf"),
 ) -> Validation:
     """Run both procs on the same random inputs; integers must match bit for bit, floats too
-    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``)."""
+    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``,
+    fewer when ``seconds`` would not hold them; each is timed at least once)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
     lib = library([a, b])
@@ -250,7 +288,7 @@ def validate_cpu(
     outs = []
     for proc in (a, b):
         values = copy_inputs(inputs)
-        getattr(lib, proc.name())(None, *call_args(proc, values))
+        getattr(lib, proc.name())(context(), *call_args(proc, values))
         outs.append(values)
     exact, ok, worst, message = True, True, 0.0, "ok"
     for name, want in outs[0].items():
@@ -268,10 +306,13 @@ def validate_cpu(
             ok = False
             message = f"output {name} differs (max abs error {err:g})"
     naive = sched = 0.0
+    runs = 0
     if time_runs:
-        naive = _seconds_per_call(lib, a, inputs, repeats)
-        sched = _seconds_per_call(lib, b, inputs, repeats)
+        naive, runs = _seconds_per_call(lib, a, inputs, repeats, seconds / 2)
+        sched, runs_b = _seconds_per_call(lib, b, inputs, repeats, seconds / 2)
+        runs = min(runs, runs_b)
     speedup = naive / sched if sched > 0 else 1.0
     if ok and not exact:
         message = f"ok within tolerance (floating-point reassociation, max abs error {worst:g})"
-    return Validation(ok, exact, worst, naive, sched, speedup, message)
+    used = tuple((p.name, inputs[p.name]) for p in _params(original) if p.is_index)
+    return Validation(ok, exact, worst, naive, sched, speedup, message, runs, used)

@@ -12,7 +12,7 @@ from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
 from exo_egraph.extract.plan_extract import extract_plans
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.gemmini import gemmini_rules
-from exo_egraph.saturate import Budget, Iteration, Saturated, saturate
+from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
@@ -84,16 +84,18 @@ class GemminiTarget:
         selection = select_instructions(pattern, importlib.import_module(PLATFORM))
         return GemminiProblem(proc, term, pattern, selection, GemminiCost(pattern, selection, dict(CONSTANTS)))
 
-    def saturate(self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None) -> Saturated:
+    def saturate(
+        self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
+    ) -> Saturated:
         expr = to_egg(initial_plan(problem.pattern))
-        return saturate(expr, gemmini_rules(problem.pattern, problem.selection), budget, progress)
+        return saturate(expr, gemmini_rules(problem.pattern, problem.selection), budget, progress, deadline)
 
     def naive_cost(self, problem: GemminiProblem) -> float:
         """The input proc runs on the host CPU only: its modeled host cycles."""
         return host_cycles(problem.term)
 
-    def extract(self, problem: GemminiProblem, saturated: Saturated, k: int) -> list[Pick]:
-        picks = extract_plans(saturated.view, problem.model, k=k)
+    def extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
+        picks = extract_plans(saturated.view, problem.model, k=k, deadline=deadline)
         if not picks:
             raise NotGemmini(f"{problem.proc.name()}: no plan fits the scratchpad and accumulator")
         return [
@@ -104,14 +106,30 @@ class GemminiTarget:
     def replay(self, problem: GemminiProblem, pick: Pick) -> Replayed:
         return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection)
 
-    def validate(self, problem: GemminiProblem, replayed: Replayed, pick: Pick, reference: Callable | None) -> GemminiVerdict:
-        v = validate_gemmini(problem.proc, replayed.proc, reference=reference)
+    def validate(
+        self,
+        problem: GemminiProblem,
+        replayed: Replayed,
+        pick: Pick,
+        *,
+        reference: Callable | None,
+        sizes: Mapping[str, int] | None,
+        deadline: Deadline,
+    ) -> GemminiVerdict:
+        # the model runs the kernel once (no timing loop), so the deadline does not change what runs
+        v = validate_gemmini(problem.proc, replayed.proc, reference=reference, sizes=sizes)
         return GemminiVerdict(
             v.ok, v.message, v.cycles, v.utilization, int(pick.cost), v.counters, host_cycles(problem.term)
         )
 
     def describe(self, pick: Pick) -> dict[str, Any]:
         return {"plan": show(pick.term).splitlines()}
+
+    def rule_checks(self) -> Mapping[str, Callable[..., Any]]:
+        """The plan rules' soundness checks (`exo_egraph.targets.gemmini.checks`) for ``check-rules``."""
+        from .checks import plan_rule_checks  # draws on hypothesis: loaded only to check rules
+
+        return plan_rule_checks()
 
 
 def create() -> GemminiTarget:

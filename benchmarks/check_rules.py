@@ -1,0 +1,184 @@
+"""Soundness checks of every rule of every target at scale: ``exo-egraph check-rules`` on ≥ 10⁴ examples.
+
+    python benchmarks/check_rules.py [--examples 10000] [--seed 0] [--jobs 2] [--rules NAME ...]
+
+The examples are shared evenly among the rules (the cpu loop rules and, as ``gemmini:<rule>``,
+the Gemmini plan rules); each rule's share runs in chunks of ``--chunk`` examples, each chunk a
+seeded hypothesis run of its own, on ``--jobs`` processes. Writes
+``benchmarks/results/check_rules.md``: per rule the examples, applications (checked terms that
+show the rule; and in how many examples), seconds (summed over its chunks) and the result, the
+wall time, and every failure with its (shrunk) example. Exits 1 when any rule failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from exo_egraph.checks import RuleReport
+from exo_egraph.target import ChecksRules, create, names
+
+ROOT = Path(__file__).resolve().parent
+BARE = "cpu"  # its rules keep their bare names, as in the command line
+TARGET_EXAMPLES = 10_000
+
+
+def rule_checks() -> dict[str, Callable[..., RuleReport]]:
+    """Every rule check of every registered target, named as ``exo-egraph check-rules`` names them."""
+    out: dict[str, Callable[..., RuleReport]] = {}
+    for target in names():
+        made = create(target)
+        if isinstance(made, ChecksRules):
+            out.update({r if target == BARE else f"{target}:{r}": c for r, c in made.rule_checks().items()})
+    return out
+
+
+_CHECKS: dict[str, Callable[..., RuleReport]] = {}
+
+
+def run_chunk(rule: str, examples: int, seed: int) -> RuleReport:
+    """One chunk of one rule's examples (in a worker process)."""
+    if not _CHECKS:
+        _CHECKS.update(rule_checks())
+    return _CHECKS[rule](examples, seed, None)
+
+
+@dataclass
+class Tally:
+    """A rule's chunks, summed."""
+
+    rule: str
+    chunks: int = 0
+    examples: int = 0
+    terms: int = 0
+    applications: int = 0
+    applied: int = 0
+    counted: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[int, str, str | None]] = field(default_factory=list)  # (seed, problem, example)
+
+    def add(self, seed: int, r: RuleReport) -> None:
+        self.chunks += 1
+        self.examples += r.examples
+        self.terms += r.terms
+        self.applications += r.applications
+        self.applied += r.applied
+        self.counted += r.counted
+        self.seconds += r.seconds
+        if r.failure is not None:
+            self.failures.append((seed, r.failure, r.kernel))
+
+    def report(self) -> RuleReport:
+        """The whole rule as one report: coverage is judged over all its examples."""
+        first = self.failures[0] if self.failures else (0, None, None)
+        return RuleReport(
+            self.rule, self.examples, self.terms, self.applications, self.applied, self.counted, self.seconds,
+            first[1], first[2],
+        )  # fmt: skip
+
+
+def chunks(rule: str, examples: int, size: int, seed: int) -> list[tuple[str, int, int]]:
+    """(rule, examples, seed) per chunk: distinct seeds, so chunks draw different examples."""
+    out, left, n = [], examples, 0
+    while left > 0:
+        out.append((rule, min(size, left), seed * 100_003 + n))
+        left, n = left - size, n + 1
+    return out
+
+
+def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float) -> str:
+    total = sum(t.examples for t in tallies)
+    reports = [t.report() for t in tallies]
+    failed = [r for r in reports if not r.ok]
+    lines = [
+        "# Rule checks at scale",
+        "",
+        f"`python benchmarks/check_rules.py --examples {args.examples} --seed {args.seed} --jobs {args.jobs}` "
+        f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: **{total:,} examples** over {len(tallies)} rules "
+        f"in {wall:,.0f} s wall ({sum(t.seconds for t in tallies):,.0f} s of checking on {args.jobs} processes), "
+        f"**{len(failed)} failed**.",
+        "",
+    ]
+    if total and total < TARGET_EXAMPLES:
+        per = wall / total
+        lines += [
+            f"A fraction of {TARGET_EXAMPLES:,} examples: at this rate ({per:.2f} s wall per example, rules "
+            f"in the same proportions) {TARGET_EXAMPLES:,} would take about {per * TARGET_EXAMPLES / 3600:.1f} h.",
+            "",
+        ]
+    lines += [
+        "An example is a random kernel (cpu: `exo_egraph.testing.kernels(for_rule=...)`; gemmini: a random "
+        "tiled matmul or convolution and a plan drawn from its e-graph). *Applications*: checked terms (plans) "
+        "that show the rule's effect; *applied in*: examples with at least one — a rule applied in fewer "
+        "than half of its examples fails. Seconds are summed over the rule's chunks.",
+        "",
+        "| rule | examples | terms checked | applications | applied in | counts checked | seconds | s / example | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in reports:
+        result = "ok" if r.ok else "FAILED" if r.failure else "FAILED (coverage)"
+        per = r.seconds / r.examples if r.examples else 0.0
+        lines.append(
+            f"| `{r.rule}` | {r.examples:,} | {r.terms:,} | {r.applications:,} | {r.applied:,} ({r.applied / max(r.examples, 1):.0%}) "
+            f"| {r.counted:,} | {r.seconds:,.0f} | {per:.2f} | {result} |"
+        )
+    for t in tallies:
+        for seed, problem, example in t.failures:
+            lines += ["", f"## `{t.rule}` failed (chunk seed {seed})", "", "```", problem.strip(), "```"]
+            if example:
+                lines += ["", "```python", example.strip(), "```"]
+        r = t.report()
+        if r.failure is None and not r.covered:
+            lines += ["", f"## `{t.rule}`: {r.problem}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=TARGET_EXAMPLES, help="examples in all, shared evenly among the rules")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--chunk", type=int, default=50, help="examples per hypothesis run")
+    ap.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "check_rules.md")
+    args = ap.parse_args(argv)
+    known = rule_checks()
+    rules = args.rules or list(known)
+    unknown = [r for r in rules if r not in known]
+    if unknown:
+        print(f"check_rules: unknown rule {unknown[0]} (known: {', '.join(known)})", file=sys.stderr)
+        return 2
+    per_rule = math.ceil(args.examples / len(rules))
+    tasks = [c for r in rules for c in chunks(r, per_rule, args.chunk, args.seed)]
+    tasks.sort(key=lambda c: c[2] % 100_003)  # chunk by chunk across the rules: every rule advances
+    tallies = {r: Tally(r) for r in rules}
+    start = time.perf_counter()
+    done = 0
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_chunk, *task): task for task in tasks}
+        for future in as_completed(futures):
+            rule, n, seed = futures[future]
+            report = future.result()
+            tallies[rule].add(seed, report)
+            done += report.examples
+            status = "ok" if report.failure is None else "FAILED"
+            print(f"[{time.perf_counter() - start:7.0f} s] {rule}: chunk of {n} {status} "
+                  f"({done:,}/{per_rule * len(rules):,} examples)", file=sys.stderr, flush=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    text = markdown([tallies[r] for r in rules], args, wall)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0 if all(t.report().ok for t in tallies.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

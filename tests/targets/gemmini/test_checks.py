@@ -1,0 +1,50 @@
+"""The Gemmini plan rules join ``check-rules``: each rule's check replays random plans through Exo,
+runs them bit-exact on the Gemmini model in the modeled cycles, exercises its rule, and catches
+a rule without its guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from exo_egraph.cli import main
+from exo_egraph.targets.gemmini.checks import CHECKS, check_plan_rule, effects, plan_rule_checks
+from exo_egraph.targets.gemmini.pattern import initial_plan
+from exo_egraph.targets.gemmini.target import GemminiTarget
+from exo_egraph.testing import KernelSpec
+from exo_egraph.targets.gemmini import checks
+
+EXAMPLES = 1  # each replays a plan through Exo (seconds): the benchmark runs thousands
+
+
+@pytest.mark.parametrize("rule", CHECKS)
+def test_each_plan_rule_check_passes_and_exercises_its_rule(rule):
+    report = check_plan_rule(rule, EXAMPLES, seed=3)
+    assert report.failure is None, f"{report.failure}\n{report.kernel}"
+    assert report.examples == report.terms == EXAMPLES
+    assert report.applied == EXAMPLES  # the targeted draw found a plan that shows the rule
+    assert report.ok
+
+
+def test_the_accumulator_rule_without_its_guard_is_caught():
+    """``accumulator_rules(lambda v: [])`` may move the accumulator into a reduction loop."""
+    report = check_plan_rule("lift_alloc(acc)", 8, seed=1, broken_accumulator=True)
+    assert not report.ok and report.failure is not None
+    assert report.examples < 8  # caught within the budget
+    assert "plan:" in report.failure and report.kernel is not None  # the plan and kernel to read
+    print(f"caught after {report.examples} examples: {report.failure}")
+
+
+def test_the_initial_plan_shows_no_rule():
+    kernel = KernelSpec("mm", checks.MATMUL.format(name="mm", N=32, M=48, K=64))
+    problem = GemminiTarget().prepare(kernel.proc())
+    shown = effects(problem.pattern, problem.model, initial_plan(problem.pattern))
+    assert not shown & set(CHECKS)
+
+
+def test_check_rules_names_the_gemmini_rules_with_their_target(capsys):
+    assert list(GemminiTarget().rule_checks()) == list(plan_rule_checks()) == list(CHECKS)
+    assert main(["check-rules", "--examples", "1", "--seed", "2", "--rules", "gemmini:divide_loop"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert row.split()[0] == "gemmini:divide_loop" and row.split()[-1] == "ok"
+    assert main(["check-rules", "--rules", "divide_loop(acc)"]) == 2  # unknown: one line, exit 2
+    assert "unknown rule divide_loop(acc)" in capsys.readouterr().err

@@ -1,0 +1,291 @@
+"""Reliability: budgets bound the run, nothing is lost on Ctrl-C or a late failure, the output folder is
+checked first and written as a pair, every kernel Exo accepts is validated or clearly declined, and
+exit codes mean one thing each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exo_egraph import Budget, StopReason, explore
+from exo_egraph.api import exit_code
+from exo_egraph.cli import load_procs, main
+from exo_egraph.extract.cost import CpuCost, buffers_of
+from exo_egraph.extract.extractors import extract
+from exo_egraph.lower import lower
+from exo_egraph.saturate import Deadline, TimeUp
+from exo_egraph.script import ReplayError
+from exo_egraph.targets.cpu import create as cpu, saturate_term
+from exo_egraph.validate.cpu import validate_cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+MATMUL = ROOT / "benchmarks" / "kernels" / "matmul.py"
+
+
+def _kernel(tmp_path: Path, body: str, name: str = "k.py") -> Path:
+    f = tmp_path / name
+    f.write_text("from __future__ import annotations\nfrom exo import *\nfrom exo.stdlib.scheduling import *\n" + body)
+    return f
+
+
+def _matmul(n: int, tmp_path: Path) -> object:
+    f = _kernel(tmp_path, f"""
+@proc
+def mm(A: f32[{n}, {n}] @ DRAM, B: f32[{n}, {n}] @ DRAM, C: f32[{n}, {n}] @ DRAM):
+    for i in seq(0, {n}):
+        for j in seq(0, {n}):
+            for k in seq(0, {n}):
+                C[i, j] += A[i, k] * B[k, j]
+""", f"mm{n}.py")  # fmt: skip
+    return load_procs(f)["mm"]
+
+
+# ----------------------------------------------------------------------------- budgets
+
+
+def test_saturation_never_starts_an_iteration_predicted_to_cross_the_node_limit(tmp_path):
+    s = saturate_term(lower(_matmul(1024, tmp_path)), budget=Budget(node_limit=20_000))
+    assert s.stats.stop_reason == StopReason.NODE_LIMIT
+    assert all(it.enodes <= 20_000 for it in s.stats.history)  # today's main overshot to 96 k rows on 4096³
+
+
+def test_saturation_leaves_the_deadline_room_for_what_follows(tmp_path):
+    s = saturate_term(lower(_matmul(1024, tmp_path)), budget=Budget(seconds=4))
+    assert s.stats.stop_reason in (StopReason.TIME, StopReason.NODE_LIMIT)
+    assert s.stats.history[-1].enodes < 200_000  # unbounded, iteration 9 alone reaches 842 k rows
+
+
+def test_memory_cap_stops_growth():
+    s = saturate_term(lower(load_procs(MATMUL)["matmul_f32_16"]), budget=Budget(max_memory_mb=1))
+    assert s.stats.stop_reason == StopReason.MEMORY and not s.stats.history
+
+
+def test_extraction_past_the_deadline_raises_and_explore_keeps_the_input():
+    proc = load_procs(MATMUL)["matmul_f32_64"]
+    term = lower(proc)
+    sat = saturate_term(term)
+    with pytest.raises(TimeUp):
+        extract(sat.view, CpuCost(buffers_of(term)), 3, deadline=Deadline(time.monotonic() - 1))
+
+    class SlowExtract:  # the cpu target, with extraction that always runs out of time
+        def __getattr__(self, name):
+            return getattr(cpu(), name)
+
+        def extract(self, problem, saturated, k, deadline):
+            raise TimeUp("extraction")
+
+    result = explore(proc, SlowExtract())
+    assert result.stop_reason == StopReason.TIME and result.best.replayed.steps == ()
+    assert result.validation.ok is None and exit_code(result) == 0  # the input as written: nothing to judge
+
+
+def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
+    proc = load_procs(MATMUL)["matmul_f32_16"]
+    v = validate_cpu(proc, proc, seconds=0.0)
+    assert v.ok and v.timed_runs == 1
+    assert validate_cpu(proc, proc).timed_runs == 7
+
+
+# ----------------------------------------------------------------------------- nothing is lost
+
+
+def _run_cli(*argv: str, cwd: Path = ROOT, interrupt_after: float | None = None, sig=signal.SIGINT):
+    p = subprocess.Popen([sys.executable, "-m", "exo_egraph.cli", *argv], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        p.send_signal(sig)
+    out, err = p.communicate(timeout=600)
+    return p.returncode, out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_writes_the_best_so_far_and_exits_130(tmp_path, sig):
+    # a budget long enough that the run is still going when the signal comes (saturation alone takes ~10 s)
+    code, _, err = _run_cli(
+        "explore", f"{MATMUL}::matmul_i8_128", "--out", str(tmp_path), "--budget-s", "300", interrupt_after=6, sig=sig
+    )
+    assert code == 130, err
+    assert "Traceback" not in err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stop_reason"] == "interrupted"
+    assert "def schedule(p):" in (tmp_path / "schedule.py").read_text()
+
+
+def test_out_is_checked_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for out, says in ((a_file, "is a file"), (a_file / "sub", "cannot be created")):
+        assert main(["explore", f"{MATMUL}::matmul_f32_16", "--out", str(out)]) == 2
+        assert says in capsys.readouterr().err
+
+
+def test_the_pair_is_written_atomically_and_another_kernels_results_need_force(tmp_path, capsys):
+    assert main(["explore", f"{MATMUL}::matmul_f32_16", "--out", str(tmp_path), "--no-validate"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    import hashlib
+
+    assert report["schedule_sha256"] == hashlib.sha256((tmp_path / "schedule.py").read_bytes()).hexdigest()
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert main(["explore", f"{MATMUL}::matmul_i8_16", "--out", str(tmp_path), "--no-validate"]) == 2
+    assert "holds the results of matmul_f32_16" in capsys.readouterr().err
+    assert main(["explore", f"{MATMUL}::matmul_i8_16", "--out", str(tmp_path), "--no-validate", "--force"]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["kernel"] == "matmul_i8_16"
+    assert (tmp_path / "report.json.previous").exists()  # the old pair, moved aside when the run began
+
+
+def test_a_second_run_into_one_folder_refuses_while_a_stale_lock_is_taken_over(tmp_path, capsys):
+    lock = tmp_path / ".exo-egraph.lock"
+    lock.write_text(str(os.getpid()))  # a live owner: this test process
+    assert main(["explore", f"{MATMUL}::matmul_f32_16", "--out", str(tmp_path), "--no-validate"]) == 2
+    assert "another exo-egraph run" in capsys.readouterr().err
+    lock.write_text("999999999")  # no such process
+    assert main(["explore", f"{MATMUL}::matmul_f32_16", "--out", str(tmp_path), "--no-validate"]) == 0
+    assert not lock.exists()
+
+
+def test_a_late_failure_keeps_the_exploration(tmp_path, capsys, monkeypatch):
+    import exo_egraph.targets.cpu as cpu_target
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the validator fell over")
+
+    monkeypatch.setattr(cpu_target, "validate_cpu", crash)
+    assert main(["explore", f"{MATMUL}::matmul_f32_16", "--out", str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validation"] == {"ok": None, "error": "RuntimeError: the validator fell over"}
+    assert report["best"]["steps"] and "def schedule(p):" in (tmp_path / "schedule.py").read_text()
+
+
+def test_arguments_are_checked_up_front(tmp_path, capsys, monkeypatch):
+    k = f"{MATMUL}::matmul_f32_16"
+    for argv, says in (
+        (["--top-k", "0"], "--top-k"),
+        (["--budget-s", "nan"], "--budget-s"),
+        (["--budget-s", "-1"], "--budget-s"),
+        (["--node-limit", "0"], "--node-limit"),
+        (["--sizes", "N=zero"], "--sizes"),
+    ):
+        assert main(["explore", k, "--out", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr("exo_egraph.cli.shutil.which", lambda name: None)
+    assert main(["explore", k, "--out", str(tmp_path)]) == 2
+    assert "gcc is not on PATH" in capsys.readouterr().err
+    assert not (tmp_path / "report.json").exists()
+
+
+# ----------------------------------------------------------------------------- every kernel Exo accepts
+
+
+def test_a_proc_that_uses_configs_validates_in_a_real_context(tmp_path):
+    f = _kernel(tmp_path, """
+@config
+class Scale:
+    factor: f32
+
+@proc
+def scaled(x: f32[16] @ DRAM, s: f32[1] @ DRAM):
+    Scale.factor = s[0]
+    for i in seq(0, 16):
+        x[i] = Scale.factor * x[i]
+""")  # fmt: skip
+    # in a child process: on today's main this segfaults (a NULL context)
+    code, out, err = _run_cli("explore", f"{f}::scaled", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["validation"]["ok"] is True
+
+
+def test_f16_and_R_kernels_validate_and_a_window_argument_is_declined_in_one_line(tmp_path):
+    f = _kernel(tmp_path, """
+@proc
+def half(x: f16[16] @ DRAM, y: f16[16] @ DRAM):
+    for i in seq(0, 16):
+        y[i] = x[i] + x[i]
+
+@proc
+def real(x: R[16] @ DRAM, y: R[16] @ DRAM):
+    for i in seq(0, 16):
+        y[i] = x[i] * x[i]
+
+@proc
+def windowed(x: [f32][16] @ DRAM, y: f32[16] @ DRAM):
+    for i in seq(0, 16):
+        y[i] = x[i]
+""")  # fmt: skip
+    procs = load_procs(f)
+    for name in ("half", "real"):
+        r = explore(procs[name])
+        assert r.validation.ok is True and r.validation.exact, name
+    r = explore(procs["windowed"])
+    assert r.validation.ok is None and "window" in r.validation.to_json()["skipped"]
+    assert exit_code(r) == 0
+
+
+def test_symbolic_sizes_say_what_was_left_alone_and_validation_takes_sizes(tmp_path, capsys):
+    f = _kernel(tmp_path, """
+@proc
+def saxpy(n: size, x: f32[n] @ DRAM, y: f32[n] @ DRAM):
+    for i in seq(0, n):
+        y[i] += x[i] * x[i]
+""")  # fmt: skip
+    assert main(["explore", f"{f}::saxpy", "--out", str(tmp_path / "o"), "--sizes", "n=40"]) == 0
+    out = capsys.readouterr().out
+    assert "loop i runs from 0 to n" in out and "left as written" in out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["validation"]["sizes"] == {"n": 40} and report["notes"]
+
+
+def test_an_instr_or_a_non_proc_is_named_for_what_it_is_and_neighbours_import(tmp_path, capsys):
+    (tmp_path / "helpers.py").write_text("N = 8\n")
+    f = _kernel(tmp_path, """
+from helpers import N  # a neighbour module: imported as `python k.py` would
+
+LIMIT = 3
+
+@instr("{dst} = {src};")
+def copy_one(dst: f32[1] @ DRAM, src: f32[1] @ DRAM):
+    dst[0] = src[0]
+
+@proc
+def uses_neighbour(x: f32[8] @ DRAM):
+    for i in seq(0, 8):
+        x[i] = 0.0
+""")  # fmt: skip
+    assert main(["explore", f"{f}::copy_one", "--out", str(tmp_path / "o")]) == 2
+    assert "is an @instr" in capsys.readouterr().err
+    assert main(["explore", f"{f}::LIMIT", "--out", str(tmp_path / "o")]) == 2
+    assert "LIMIT" in (err := capsys.readouterr().err) and "is a int, not an Exo @proc" in err
+    assert main(["explore", f"{f}::uses_neighbour", "--out", str(tmp_path / "o"), "--no-validate"]) == 0
+
+
+# ----------------------------------------------------------------------------- exit codes
+
+
+def test_a_candidate_exo_rejects_is_a_soundness_failure_with_exit_3_and_the_next_is_kept():
+    proc = load_procs(MATMUL)["matmul_i8_16"]
+
+    class FirstRejected:  # the cpu target, whose first candidate Exo "rejects"
+        def __getattr__(self, name):
+            return getattr(cpu(), name)
+
+        def replay(self, problem, pick):
+            if pick.cost == self.first:
+                raise ReplayError("reorder_loops(p, ...)", "SchedulingError: not legal")
+            return cpu().replay(problem, pick)
+
+    target = FirstRejected()
+    problem = cpu().prepare(proc)
+    sat = cpu().saturate(problem, Budget(), None, Deadline.after(30))
+    target.first = cpu().extract(problem, sat, 1, Deadline.after(30))[0].cost
+    result = explore(proc, target, top_k=3)
+    assert result.replay_failures and "not legal" in result.replay_failures[0]
+    assert result.best.cost > target.first and result.validation.ok
+    assert exit_code(result) == 3
