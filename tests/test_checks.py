@@ -26,17 +26,19 @@ from exo_egraph.terms import Cut, Nest, walk
 from exo_egraph.testing import KernelSpec
 from exo_egraph.validate import random_inputs, run_many
 
-EXAMPLES = int(os.environ.get("EXO_EGRAPH_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("EXO_EGRAPH_EXAMPLES", "12"))  # the sweeps: benchmarks/check_rules.py
 
 
 @pytest.mark.parametrize("name", list(RULES))
 def test_rule_is_sound_on_kernels_drawn_for_it(name: str) -> None:
-    report = check_rule(name, EXAMPLES, seed=2026)
+    # every rule at once saturates the largest e-graphs: fewer of them keep the suite near 10 minutes
+    examples = EXAMPLES // 2 if name == "all" else EXAMPLES
+    report = check_rule(name, examples, seed=2026)
     assert report.failure is None, f"{report.failure}\nshrunk kernel:\n{report.kernel}"
-    assert report.examples == EXAMPLES
-    assert report.terms >= EXAMPLES  # every kernel contributed at least one replayed term
+    assert report.examples == examples
+    assert report.terms >= examples  # every kernel contributed at least one replayed term
     # the strategy drawn for the rule exercises it: it shows in at least half of the kernels
-    assert report.applied >= MIN_APPLIED * EXAMPLES, f"applied in {report.applied} of {EXAMPLES} kernels"
+    assert report.applied >= MIN_APPLIED * examples, f"applied in {report.applied} of {examples} kernels"
     assert report.ok
     assert report.counted > 0, "no e-graph was small enough to check the count by enumeration"
 
