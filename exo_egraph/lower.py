@@ -172,7 +172,7 @@ def _value(e: Any) -> Expr:
 
 def _fold(e: BinOp) -> BinOp | Const:
     """``c1 op c2`` of two constants as one constant, computed as Exo's ``simplify`` does (Python
-    arithmetic): replay calls ``simplify`` after a cut, and the term must not change under it."""
+    arithmetic): Exo folds constants as it schedules, and the term must not change under it."""
     if isinstance(e.lhs, Const) and isinstance(e.rhs, Const) and e.op in ("+", "-", "*") and e.lhs.typ == e.rhs.typ:
         a, b = literal_eval(e.lhs.val), literal_eval(e.rhs.val)
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):

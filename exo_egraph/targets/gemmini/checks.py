@@ -62,6 +62,14 @@ NEEDS = {"first_step": ("stage_mem",)}
 PLAN_TRIES = 64  # plans drawn, at most, to find one that fits and shows the rule (a draw takes ~1 ms)
 BUDGET = Budget(seconds=30.0)
 
+
+def _epilogue(indent: str, store: str) -> str:
+    """Exo's Gemmini examples' epilogue: scale the accumulator, clamp to i8, optional ReLU, store."""
+    lines = ("src_tmp: i32", "src_tmp = res", "tmp: f32", "acc_scale(src_tmp, tmp, scale)", "tmp2: i8",
+             "clamp(tmp, tmp2)", "if act == True:", "    tmp2 = relu(tmp2)", f"{store} = tmp2")  # fmt: skip
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
 MATMUL = """\
 from __future__ import annotations
 from exo import DRAM, proc
@@ -81,16 +89,9 @@ def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{K}, {M}] @ DRAM
                 a = A[i, k]
                 b = B[k, j]
                 res += a * b
-            src_tmp: i32
-            src_tmp = res
-            tmp: f32
-            acc_scale(src_tmp, tmp, scale)
-            tmp2: i8
-            clamp(tmp, tmp2)
-            if act == True:
-                tmp2 = relu(tmp2)
-            C[i, j] = tmp2
 """
+
+MATMUL += _epilogue(" " * 12, "C[i, j]")
 
 CONV = """\
 from __future__ import annotations
@@ -115,16 +116,9 @@ def {name}(scale: f32, act: bool, inp: i8[{OH} + 2, {OW} + 2, {IC}] @ DRAM, w: i
                             a = inp[oy + ky, ox + kx, ic]
                             b = w[ky, kx, ic, oc]
                             res += a * b
-                src_tmp: i32
-                src_tmp = res
-                tmp: f32
-                acc_scale(src_tmp, tmp, scale)
-                tmp2: i8
-                clamp(tmp, tmp2)
-                if act == True:
-                    tmp2 = relu(tmp2)
-                out[oy, ox, oc] = tmp2
 """
+
+CONV += _epilogue(" " * 16, "out[oy, ox, oc]")
 
 TILES = (32, 16, 48, 64)  # 1–4 tiles of 16 (shrinking tends to the first)
 LOOPED = (32, 48, 64)  # at least two tiles: a loop over tiles
