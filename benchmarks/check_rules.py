@@ -4,7 +4,9 @@
 
 The examples are shared evenly among the rules (the cpu loop rules and, as ``gemmini:<rule>``,
 the Gemmini plan rules); each rule's share runs in chunks of ``--chunk`` examples, each chunk a
-seeded hypothesis run of its own, on ``--jobs`` processes. Writes
+seeded hypothesis run of its own, on ``--jobs`` processes. Each finished chunk is appended to
+``--log`` (JSON lines), so a stopped sweep resumes where it stopped: chunks already in the log are
+not run again, and the report sums them with the new ones. Writes
 ``benchmarks/results/check_rules.md``: per rule the examples, applications (checked terms that
 show the rule; and in how many examples), seconds (summed over its chunks) and the result, the
 wall time, and every failure with its (shrunk) example. Exits 1 when any rule failed.
@@ -13,12 +15,13 @@ wall time, and every failure with its (shrunk) example. Exits 1 when any rule fa
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -94,7 +97,47 @@ def chunks(rule: str, examples: int, size: int, seed: int) -> list[tuple[str, in
     return out
 
 
-def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float) -> str:
+@dataclass(frozen=True)
+class Logged:
+    """A chunk finished in some run of the sweep, as one line of the log."""
+
+    run: str  # the run's start time: a sweep's wall time is the sum of its runs'
+    wall: float  # seconds from the run's start to this chunk's end
+    seed: int
+    report: RuleReport
+
+    def line(self) -> str:
+        return json.dumps({"run": self.run, "wall": round(self.wall, 1), "seed": self.seed, **asdict(self.report)})
+
+    @staticmethod
+    def parse(line: str) -> "Logged":
+        fields = json.loads(line)
+        run, wall, seed = fields.pop("run"), fields.pop("wall"), fields.pop("seed")
+        return Logged(run, wall, seed, RuleReport(**fields))
+
+
+def read_log(path: Path) -> list[Logged]:
+    """The chunks an earlier run finished (none when there is no log)."""
+    if not path.exists():
+        return []
+    return [Logged.parse(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def pending(tasks: list[tuple[str, int, int]], logged: list[Logged]) -> list[tuple[str, int, int]]:
+    """The chunks (rule, examples, seed) that no earlier run finished."""
+    finished = {(e.report.rule, e.seed) for e in logged}
+    return [task for task in tasks if (task[0], task[2]) not in finished]
+
+
+def wall_of(logged: list[Logged]) -> float:
+    """The sweep's wall time: each run's last chunk's wall, summed over runs."""
+    last: dict[str, float] = {}
+    for entry in logged:
+        last[entry.run] = max(last.get(entry.run, 0.0), entry.wall)
+    return sum(last.values())
+
+
+def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float, runs: int = 1) -> str:
     total = sum(t.examples for t in tallies)
     reports = [t.report() for t in tallies]
     failed = [r for r in reports if not r.ok]
@@ -104,7 +147,7 @@ def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float) -> str
         f"`python benchmarks/check_rules.py --examples {args.examples} --seed {args.seed} --jobs {args.jobs}` "
         f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: **{total:,} examples** over {len(tallies)} rules "
         f"in {wall:,.0f} s wall ({sum(t.seconds for t in tallies):,.0f} s of checking on {args.jobs} processes), "
-        f"**{len(failed)} failed**.",
+        f"**{len(failed)} failed**" + (f" (in {runs} runs, resumed from the log)." if runs > 1 else "."),
         "",
     ]
     if total and total < TARGET_EXAMPLES:
@@ -149,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=50, help="examples per hypothesis run")
     ap.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "check_rules.md")
+    ap.add_argument("--log", type=Path, default=ROOT / "results" / "check_rules.jsonl",
+                    help="finished chunks, appended as they finish; a re-run skips them")  # fmt: skip
     args = ap.parse_args(argv)
     known = rule_checks()
     rules = args.rules or list(known)
@@ -160,20 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [c for r in rules for c in chunks(r, per_rule, args.chunk, args.seed)]
     tasks.sort(key=lambda c: c[2] % 100_003)  # chunk by chunk across the rules: every rule advances
     tallies = {r: Tally(r) for r in rules}
+    logged = [e for e in read_log(args.log) if e.report.rule in tallies]
+    for entry in logged:
+        tallies[entry.report.rule].add(entry.seed, entry.report)
+    tasks = pending(tasks, logged)
+    run = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
-    done = 0
+    done = sum(t.examples for t in tallies.values())
+    args.log.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_chunk, *task): task for task in tasks}
         for future in as_completed(futures):
             rule, n, seed = futures[future]
             report = future.result()
+            entry = Logged(run, time.perf_counter() - start, seed, report)
+            with args.log.open("a") as log:
+                log.write(entry.line() + "\n")
+            logged.append(entry)
             tallies[rule].add(seed, report)
             done += report.examples
             status = "ok" if report.failure is None else "FAILED"
-            print(f"[{time.perf_counter() - start:7.0f} s] {rule}: chunk of {n} {status} "
+            print(f"[{entry.wall:7.0f} s] {rule}: chunk of {n} {status} "
                   f"({done:,}/{per_rule * len(rules):,} examples)", file=sys.stderr, flush=True)  # fmt: skip
-    wall = time.perf_counter() - start
-    text = markdown([tallies[r] for r in rules], args, wall)
+    text = markdown([tallies[r] for r in rules], args, wall_of(logged), len({e.run for e in logged}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -36,3 +36,19 @@ def test_baseline_enumerates_a_small_space_completely_and_soundly():
         compiled += 1
         assert all(got[k].tobytes() == want[k].tobytes() for k in want)
     assert compiled > 3
+
+
+def test_a_stopped_rule_sweep_resumes_from_its_log(tmp_path):
+    from benchmarks.check_rules import Logged, chunks, pending, read_log, wall_of
+    from exo_egraph.checks import RuleReport
+
+    tasks = chunks("fuse", 120, 50, 0) + chunks("fission", 50, 50, 0)
+    log = tmp_path / "log.jsonl"
+    first = [Logged("run-1", 30.0, tasks[0][2], RuleReport("fuse", 50, 90, 60, 40, 3, 28.5)),
+             Logged("run-1", 55.0, tasks[3][2], RuleReport("fission", 50, 80, 70, 45, 0, 24.0, "boom", "def k(): ..."))]
+    log.write_text("".join(e.line() + "\n" for e in first))
+    again = read_log(log)
+    assert again == first  # the failure and its example survive the round trip
+    assert pending(tasks, again) == [tasks[1], tasks[2]]
+    resumed = again + [Logged("run-2", 12.0, tasks[1][2], RuleReport("fuse", 50, 1, 1, 1))]
+    assert wall_of(resumed) == 67.0
