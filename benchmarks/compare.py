@@ -37,6 +37,7 @@ from exo_egraph.saturate import Budget  # noqa: E402
 from exo_egraph.targets.cpu import saturate_term  # noqa: E402
 from exo_egraph.validate import validate_cpu  # noqa: E402
 from exo_egraph.extract.cost import CpuCost, buffers_of, program_cost  # noqa: E402
+from exo_egraph.extract.calibrate import kendall_tau  # noqa: E402
 from exo_egraph.extract.extractors import extract  # noqa: E402
 from exo_egraph.rewrites.loops import LoopRuleConfig  # noqa: E402
 
@@ -47,26 +48,6 @@ ENUMERATE_LIMIT = 1_000  # e-graphs holding at most this many schedules are sear
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Kendall's tau-b (ties counted in neither direction)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(xs)):
-        for j in range(i + 1, len(xs)):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denom = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
-    return (concordant - discordant) / denom if denom else 0.0
 
 
 # ----------------------------------------------------------------------------- workers (own process)

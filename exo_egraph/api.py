@@ -5,7 +5,7 @@ The line is the same for every target; the target object supplies each step (`ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from exo import Procedure
@@ -45,7 +45,7 @@ class Result:
     kernel: str
     target: str
     cost_unit: str
-    stats: SaturationStats
+    stats: SaturationStats | None  # None when nothing was saturated (tune found every trial in its database)
     naive_cost: float
     candidates: tuple[Candidate, ...]
     validation: Verdict | None
@@ -53,6 +53,9 @@ class Result:
     stop_reason: StopReason = StopReason.SATURATED  # why the run stopped where it did
     replay_failures: tuple[str, ...] = ()  # candidates Exo rejected: soundness bugs, reported
     notes: tuple[str, ...] = ()  # what the target left alone, and why
+    tuning: Any = None  # `exo_egraph.tune.Tuning`: what ``tune`` measured (None from ``explore``)
+    phases: Mapping[str, float] = field(default_factory=dict)  # seconds per phase of the run
+    peak_rss_mb: float | None = None
 
     @property
     def best(self) -> Candidate:

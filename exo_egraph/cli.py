@@ -1,5 +1,5 @@
-"""Command line: ``exo-egraph explore FILE.py[::PROC] --target cpu --out DIR`` and
-``exo-egraph check-rules [--examples N] [--seed S] [--rules NAME...]``.
+"""Command line: ``exo-egraph explore FILE.py[::PROC] --target cpu --out DIR``, ``exo-egraph tune ...``
+(measured), ``exo-egraph db list|show|export`` and ``exo-egraph check-rules [--examples N] ...``.
 
 Exit codes mean one thing each (`EXIT_CODES`); bad input gets one line on stderr, never a traceback,
 and is found before any work.
@@ -14,17 +14,20 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from exo import Procedure
 
-from .api import DEFAULT_TOP_K, exit_code, explore
+from .api import DEFAULT_TOP_K, Result, exit_code, explore
+from .measure import kernel_source
 from .lower import Unsupported
 from .output import OutDir, OutputError
 from .report import text_table
 from .saturate import Budget, Iteration
 from .script import ReplayError
-from .target import create
+from .target import Target, Tunes, create
 from .target import names as target_names
+from .tune import DEFAULT_TRIALS, TUNE_SECONDS, saved_calibration, tune
 
 EXIT_CODES = """exit codes:
   0    success: a schedule and its report were written (a budget stop is a success; the report says why it stopped)
@@ -128,42 +131,152 @@ def _stop_on_sigterm(*_: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: best so far written, exit 130
 
 
+class Progress:
+    """Progress of a long phase on stderr: one line rewritten in place on a terminal; in a log or a
+    notebook, a plain line at most every `QUIET_SECONDS` (no carriage-return spam)."""
+
+    QUIET_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -self.QUIET_SECONDS
+        self.shown = False
+
+    def say(self, text: str) -> None:
+        now = time.perf_counter()
+        if self.tty:
+            print(f"\r  {text}\033[K", end="", file=sys.stderr, flush=True)
+            self.shown = True
+        elif now - self.last >= self.QUIET_SECONDS:
+            print(f"  {text}", file=sys.stderr, flush=True)
+            self.last = now
+
+    def saturating(self, it: Iteration) -> None:
+        self.say(f"saturating: iteration {it.index}, {it.enodes:,} e-nodes, {it.seconds:.1f} s")
+
+    def phase(self, phase: str, done: int, total: int) -> None:
+        if phase == "measure":
+            self.say(f"measured {done} schedules")
+        elif phase == "saturate":
+            self.say(f"saturating: iteration {done}, {total:,} e-nodes")
+
+    def end(self) -> None:
+        if self.shown:
+            print(file=sys.stderr)
+            self.shown = False
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     budget, sizes = _check_explore_args(args)
     proc = load_proc(args.kernel)
+    target = _target(args)
+    if args.calibrated:
+        target = _calibrated(target, args.db)
+
+    def run(progress: Progress) -> Result:
+        return explore(
+            proc,
+            target,
+            budget=budget,
+            top_k=args.top_k,
+            validate=not args.no_validate,
+            reference=numpy_reference(args.kernel, proc),
+            sizes=sizes,
+            progress=progress.saturating,
+        )
+
+    return _run_and_write(args, proc, run)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Measure candidates from the e-graph (`exo_egraph.tune`); everything checked before any work."""
+    budget, sizes = _check_explore_args(args)
+    if args.trials < 1:
+        raise InputError(f"--trials must be at least 1, not {args.trials}")
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be 0 (measure in this process) or more, not {args.workers}")
+    if args.cluster:
+        _check_cluster(args.cluster)
+    db_path = _check_db(args.db)
+    proc = load_proc(args.kernel)
+    target = _target(args)
+    if not isinstance(target, Tunes):
+        raise InputError(f"target {args.target} cannot be tuned: it does not measure candidates")
+    try:
+        kernel_source(proc)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+    def run(progress: Progress) -> Result:
+        return tune(
+            proc, target, trials=args.trials, workers=args.workers, cluster=args.cluster, db=db_path,
+            budget=budget, sizes=sizes, seed=args.seed, top_k=args.top_k, progress=progress.phase,
+        )  # fmt: skip
+
+    return _run_and_write(args, proc, run)
+
+
+def _target(args: argparse.Namespace) -> Target:
     options = {"reassociate": True} if args.reassociate else {}
     try:
-        target = create(args.target, **options)
+        return create(args.target, **options)
     except TypeError as e:
         raise InputError(str(e)) from None
+
+
+def _calibrated(target: Target, db: str | None) -> Target:
+    """``target`` with its model fitted to this machine's measurements in the database."""
+    if not isinstance(target, Tunes):
+        raise InputError(f"target {target.name} has no model to calibrate")
+    path = _check_db(db)
+    if not path.is_file():
+        raise InputError(f"--calibrated: no result database at {path} (run tune first, or pass --db PATH)")
+    calibration = saved_calibration(target, path)
+    if calibration is None:
+        raise InputError(f"--calibrated: {path} holds too few measurements of target {target.name} on this machine to fit")
+    return target.calibrated(calibration)
+
+
+def _check_db(db: str | None) -> Path:
+    """The result database's path, opened once to check it (a corrupt or newer file is one line)."""
+    from .db import DatabaseError, ResultDB, default_path
+
+    path = Path(db) if db else default_path()
+    if path.exists() and not path.is_file():
+        raise InputError(f"--db {path} is not a file")
+    if path.is_file():
+        try:
+            ResultDB(path).close()
+        except DatabaseError as e:
+            raise InputError(str(e)) from None
+    return path
+
+
+def _check_cluster(address: str) -> None:
+    if "://" not in address:
+        raise InputError(f"--cluster takes a Dask scheduler address such as tcp://HOST:8786, not {address!r}")
+    if importlib.util.find_spec("distributed") is None:
+        raise InputError("--cluster needs Dask's distributed: pip install 'exo-egraph[distributed]'")
+
+
+def _run_and_write(args: argparse.Namespace, proc: Procedure, run: Callable[[Progress], Result]) -> int:
+    """Run ``run`` into ``--out``: the folder checked and locked first, the pair written atomically,
+    Ctrl-C or SIGTERM ending the run with the best so far; the summary printed."""
     out = OutDir(Path(args.out))
     out.check(proc.name(), force=args.force)
     start = time.perf_counter()
-
-    def progress(it: Iteration) -> None:
-        if sys.stderr.isatty():
-            print(f"\r  saturating: iteration {it.index}, {it.enodes:,} e-nodes, {it.seconds:.1f} s", end="", file=sys.stderr)
-
+    progress = Progress()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with out.lock():
         out.retire_previous()
         try:
-            result = explore(
-                proc,
-                target,
-                budget=budget,
-                top_k=args.top_k,
-                validate=not args.no_validate,
-                reference=numpy_reference(args.kernel, proc),
-                sizes=sizes,
-                progress=progress,
-            )
+            result = run(progress)
         except KeyboardInterrupt:
+            progress.end()
             print("\nexo-egraph: interrupted before any schedule was found; nothing written", file=sys.stderr)
             return 130
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
+        progress.end()
         code = exit_code(result)
         if code == 3 and result.validation is not None and result.validation.ok is False:
             out.write_pair(f"# no schedule: it computed something else ({result.validation.message})\n", result.to_json())
@@ -216,6 +329,54 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 0 if all(rep.ok for rep in reports) else 1
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Read the result database ``tune`` writes: ``list`` its kernels, ``show`` one kernel's
+    measured schedules, ``export --jsonl`` every record. It is never created here: a missing file
+    is more likely a wrong --db than an empty database."""
+    from .db import DatabaseError, ResultDB, default_path
+
+    path = Path(args.db) if args.db else default_path()
+    if not path.is_file():
+        raise InputError(f"no result database at {path} (tune writes one; pass --db PATH)")
+    try:
+        with ResultDB(path) as db:
+            if args.action == "export":
+                db.export_jsonl(sys.stdout)
+                return 0
+            kernels = db.kernels()
+            if args.action == "list":
+                rows = [(k.kernel_name, k.kernel, k.target, str(k.measured), _times(k.best_speedup)) for k in kernels]
+                print(_columns(("kernel", "fingerprint", "target", "measured", "best speed-up"), rows))
+                return 0
+            chosen = [k for k in kernels if k.kernel.startswith(args.kernel) or k.kernel_name == args.kernel]
+            if not chosen:
+                known = ", ".join(sorted({k.kernel_name for k in kernels})) or "none"
+                raise InputError(f"no kernel {args.kernel} in {path} (kernels: {known})")
+            for i, k in enumerate(chosen):
+                rows = [
+                    (
+                        r.script_hash[:12], "-" if r.predicted is None else f"{r.predicted:.4g}",
+                        f"{r.measurement.median:.4g} {r.measurement.unit}", f"{r.measurement.spread:.1%}",
+                        _times(r.measurement.speedup), {True: "ok", False: "WRONG", None: "error"}[r.measurement.ok],
+                    )
+                    for r in db.records(k.kernel, k.target, k.machine)
+                ]  # fmt: skip
+                print(("\n" if i else "") + f"{k.kernel_name} {k.kernel} on {k.target} (machine {k.machine})")
+                print(_columns(("script", "predicted", "median", "spread", "speed-up", "ok"), rows))
+            return 0
+    except DatabaseError as e:
+        raise InputError(str(e)) from None
+
+
+def _times(speedup: float | None) -> str:
+    return "-" if speedup is None else f"{speedup:.2f}x"
+
+
+def _columns(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+
+
 def _rules_table(reports: list) -> str:
     """One row per `RuleReport`: what was checked, how often the rule showed, seconds, the verdict."""
     head = ("rule", "examples", "terms checked", "applications", "applied in", "counts checked", "seconds", "result")
@@ -233,40 +394,67 @@ def _rules_table(reports: list) -> str:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="exo-egraph", description="Equality-saturation scheduling for Exo procs")
     sub = ap.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser(
-        "explore",
-        help="explore a proc's schedules and write the best one",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ex.add_argument("kernel", help="FILE.py::PROC, or FILE.py when it defines one proc")
-    ex.add_argument("--target", default="cpu", help=f"one of: {', '.join(target_names())}")
-    ex.add_argument("--out", default="out", help="folder for schedule.py and report.json")
-    ex.add_argument("--force", action="store_true", help="replace another kernel's results in --out")
-    ex.add_argument("--budget-s", type=float, default=Budget().seconds, help="seconds for the whole run (saturation, extraction, replay, validation)")
-    ex.add_argument("--max-memory", type=int, default=None, metavar="MB",
-                    help=f"stop growing the e-graph before this much resident memory (default: half this machine's, {Budget().max_memory_mb} MB)")
-    ex.add_argument("--node-limit", type=int, default=Budget().node_limit, help="stop saturating past this many e-graph rows (e-nodes and guard facts)")
-    ex.add_argument("--iterations", type=int, default=Budget().iterations, help="most saturation iterations")
-    ex.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to extract and replay")
-    ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")
-    ex.add_argument("--sizes", metavar="N=128,...", help="values of the proc's size arguments for validation (default 16)")
-    ex.add_argument(
+    common = argparse.ArgumentParser(add_help=False)  # what explore and tune share
+    common.add_argument("kernel", help="FILE.py::PROC, or FILE.py when it defines one proc")
+    common.add_argument("--target", default="cpu", help=f"one of: {', '.join(target_names())}")
+    common.add_argument("--out", default="out", help="folder for schedule.py and report.json")
+    common.add_argument("--force", action="store_true", help="replace another kernel's results in --out")
+    common.add_argument("--max-memory", type=int, default=None, metavar="MB",
+                        help=f"stop growing the e-graph before this much resident memory (default: half this machine's, {Budget().max_memory_mb} MB)")
+    common.add_argument("--node-limit", type=int, default=Budget().node_limit, help="stop saturating past this many e-graph rows (e-nodes and guard facts)")
+    common.add_argument("--iterations", type=int, default=Budget().iterations, help="most saturation iterations")
+    common.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to report")
+    common.add_argument("--sizes", metavar="N=128,...", help="values of the proc's size arguments for validation (default 16)")
+    common.add_argument("--db", metavar="PATH", help="the result database of measurements (default: $XDG_CACHE_HOME/exo-egraph/results.db, else ~/.cache/exo-egraph/results.db)")
+    common.add_argument(
         "--reassociate",
         action="store_true",
         help="let float += sums change order (faster schedules; results then match within tolerance, not bit-exact)",
     )
+    ex = sub.add_parser(
+        "explore",
+        parents=[common],
+        help="explore a proc's schedules under the cost model and write the best one",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ex.add_argument("--budget-s", type=float, default=Budget().seconds, help="seconds for the whole run (saturation, extraction, replay, validation)")
+    ex.add_argument("--no-validate", action="store_true", help="skip compiling and running")
+    ex.add_argument("--calibrated", action="store_true", help="use the cost model fitted to this machine's measurements in --db (tune records them)")
+    tu = sub.add_parser(
+        "tune",
+        parents=[common],
+        help="measure candidate schedules from the e-graph and write the fastest measured one",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tu.add_argument("--budget-s", type=float, default=TUNE_SECONDS, help="seconds for the whole run (saturation, measurements)")
+    tu.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="schedules to measure (the database's earlier measurements count)")
+    tu.add_argument("--workers", type=int, default=None, help="local measuring processes (default: one per core; 0: in this process)")
+    tu.add_argument("--cluster", metavar="ADDRESS", help="measure on a Dask cluster, e.g. tcp://HOST:8786 (needs exo-egraph[distributed])")
+    tu.add_argument("--seed", type=int, default=0, help="seed of the exploration's random picks")
+    tu.set_defaults(no_validate=False, calibrated=False)
     ck = sub.add_parser("check-rules", help="property-test the rewrite rules of every target on random kernels")
     ck.add_argument("--examples", type=int, default=50, help="random examples (kernels, or kernel and plan) per rule")
     ck.add_argument("--seed", type=int, default=0)
     ck.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all; a target's other than cpu as TARGET:NAME, say gemmini:stage_mem)")
+    db = sub.add_parser("db", help="read the database of measured schedules that tune writes")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--db", metavar="PATH", help="the result database (default: $XDG_CACHE_HOME/exo-egraph/results.db, else ~/.cache/exo-egraph/results.db)")
+    actions = db.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[where], help="one line per kernel, target and machine: records and best speed-up")
+    show = actions.add_parser("show", parents=[where], help="a kernel's measured schedules")
+    show.add_argument("kernel", help="a kernel's name, or a prefix of its fingerprint")
+    export = actions.add_parser("export", parents=[where], help="every record, to stdout")
+    export.add_argument("--jsonl", action="store_true", required=True, help="as JSON lines, one record a line")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return cmd_check_rules(args) if args.command == "check-rules" else cmd_explore(args)
+        commands = {"db": cmd_db, "check-rules": cmd_check_rules, "tune": cmd_tune, "explore": cmd_explore}
+        return commands[args.command](args)
     except (InputError, OutputError, Unsupported) as e:
         print(f"exo-egraph: {e}", file=sys.stderr)
         return 2

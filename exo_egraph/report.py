@@ -12,8 +12,10 @@ if TYPE_CHECKING:
     from .api import Result
 
 
-def egraph_json(result: "Result") -> dict[str, Any]:
+def egraph_json(result: "Result") -> dict[str, Any] | None:
     s = result.stats
+    if s is None:
+        return None
     return {
         "enodes": s.enodes,
         "eclasses": s.eclasses,
@@ -46,25 +48,39 @@ def to_json(result: "Result") -> dict[str, Any]:
         "replay": {"ok": not result.replay_failures, "roundtrip": roundtrip(result), "failures": list(result.replay_failures)},
         "notes": list(result.notes),
         "validation": None if result.validation is None else result.validation.to_json(),
+        "phases": {k: round(v, 3) for k, v in result.phases.items()},
+        "peak_rss_mb": None if result.peak_rss_mb is None else round(result.peak_rss_mb, 1),
+        **({"tuning": result.tuning.to_json()} if result.tuning is not None else {}),
     }
 
 
 def summary_rows(result: "Result") -> list[tuple[str, str]]:
     s = result.stats
-    rows = [
-        ("kernel", f"{result.kernel} ({result.target})"),
-        ("e-nodes / e-classes", f"{s.enodes:,} / {s.eclasses:,}"),
-        ("schedules held", f"{s.schedules:,}"),
-        ("saturation", f"{len(s.history)} iterations, {s.seconds:.2f} s, {s.stop_reason.value}"),
+    rows = [("kernel", f"{result.kernel} ({result.target})")]
+    if s is not None:
+        rows += [
+            ("e-nodes / e-classes", f"{s.enodes:,} / {s.eclasses:,}"),
+            ("schedules held", f"{s.schedules:,}"),
+            ("saturation", f"{len(s.history)} iterations, {s.seconds:.2f} s, {s.stop_reason.value}"),
+        ]
+    rows += [
         ("run stopped", result.stop_reason.value),
-        (f"best {result.cost_unit} (naive)", f"{result.cost:,.0f} ({result.naive_cost:,.0f})"),
+        (f"best {result.cost_unit} (naive)", f"{_number(result.cost)} ({_number(result.naive_cost)})"),
         ("replay / round trip", f"{'ok' if not result.replay_failures else 'FAILED'} / {'n/a' if roundtrip(result) is None else roundtrip(result)}"),
     ]
+    if result.tuning is not None:
+        tu = result.tuning
+        rows.append(("measured", f"{len(tu.trials)} schedules ({tu.reused} from the database), {tu.workers}"))
+        rows.append(("chosen", tu.verdict))
     if result.validation is None:
         rows.append(("validation", "skipped"))
     else:
         rows += result.validation.summary()
     return rows
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.4g}"
 
 
 def text_table(result: "Result") -> str:
@@ -94,7 +110,7 @@ def plot_result(result: "Result", axes: Any = None) -> Any:
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     grow, rank = axes
-    hist = result.stats.history
+    hist = result.stats.history if result.stats is not None else ()
     grow.plot([it.index for it in hist], [it.enodes for it in hist], marker="o")
     grow.set(xlabel="iteration", ylabel="e-graph rows", title=f"{result.kernel}: saturation")
     costs = [c.cost for c in result.candidates]

@@ -14,6 +14,7 @@ An object that implements `Target` can also be handed to ``explore`` directly.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
@@ -26,6 +27,8 @@ from .script import Replayed
 
 if TYPE_CHECKING:
     from .checks import RuleCheck
+    from .extract.calibrate import Calibration, Features
+    from .validate.measurement import Measurement
 
 ENTRY_POINT_GROUP = "exo_egraph.targets"
 
@@ -121,6 +124,47 @@ class ChecksRules(Protocol):
 
     def rule_checks(self) -> Mapping[str, RuleCheck]:
         """Each rule's check, by rule name: ``check(examples, seed, on_example)`` → `RuleReport`."""
+        ...
+
+
+@runtime_checkable
+class Tunes(Protocol):
+    """Optional for a `Target`: what ``tune`` needs to measure candidates and learn from them."""
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The options `create` takes to make this target again, in a worker that measures."""
+        ...
+
+    @property
+    def build(self) -> str:
+        """How measured code is built (compiler and flags): part of what a measurement depends on."""
+        ...
+
+    def calibrated(self, calibration: Calibration | None) -> Any:
+        """This target with its model fitted to measurements (None: the model as written)."""
+        ...
+
+    def features(self, problem: Any, pick: Pick | None) -> Features:
+        """The pick's cost terms under each assumption its model may be calibrated to (None: the input's)."""
+        ...
+
+    def program(self, problem: Any, pick: Pick | None) -> Any:
+        """The pick's program (None: the input's), comparable: equal programs compile to the same code."""
+        ...
+
+    def priced(self, problem: Any, pick: Pick | None) -> float:
+        """The model's cost of the pick (None: of the input)."""
+        ...
+
+    def sample(self, problem: Any, saturated: Saturated, rng: random.Random) -> Pick:
+        """A random member of the e-graph, priced by the model."""
+        ...
+
+    def measure(
+        self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
+    ) -> Measurement:
+        """``scheduled`` run against ``original`` (outputs compared) and timed, within ``seconds``."""
         ...
 
 

@@ -23,7 +23,7 @@ its trip count. Allocations of non-scalar DRAM buffers cost ALLOC each time they
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import Protocol
 
@@ -92,7 +92,11 @@ def arith_ops(s: t.Stmt) -> int:
 
 @dataclass(frozen=True)
 class CpuCost:
-    """The CPU model above. Constants: a 32 KiB L1 of 64-byte lines, 16-byte SIMD (SSE at -O2)."""
+    """The CPU model above. Constants: a 32 KiB L1 of 64-byte lines, 16-byte SIMD (SSE at -O2).
+
+    ``miss``, ``loop``, ``compute_scale`` and ``alloc`` weigh the model's four terms (traffic, loop
+    overhead, compute, allocation): a calibration fits them to measurements (`extract.calibrate`).
+    ``simd_bytes`` 0 prices every loop as scalar."""
 
     buffers: dict[str, Buffer]
     name: str = "cpu"
@@ -102,6 +106,7 @@ class CpuCost:
     loop: float = 1.0
     simd_bytes: int = 16
     alloc: float = 60.0
+    compute_scale: float = 1.0
     unroll_body_limit: int = 64
     symbolic: int = 64
     # memo of per-access facts (pure functions of the terms): extraction asks the same questions
@@ -120,7 +125,7 @@ class CpuCost:
     def leaf(self, s: t.Stmt) -> float:
         if isinstance(s, t.Alloc):
             return self.alloc if s.shape and s.mem in ("DRAM", "") else 0.0
-        return float(arith_ops(s) + len(accesses(s)))
+        return self.compute_scale * float(arith_ops(s) + len(accesses(s)))
 
     def _distinct(self, leaves: tuple[t.Stmt, ...]) -> set[tuple[str, tuple[t.Aff, ...]]]:
         return {(b, idx) for s in leaves for b, idx, _ in accesses(s) if idx is not None and b in self.buffers}
@@ -225,9 +230,9 @@ class CpuCost:
             per_iter += weight * distinct / copies
             stride = inner.stride * strides.get(inner.var, 0) if inner is not None else 0
             vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
-        lanes = self.simd_bytes // widest if vector else 1
+        lanes = max(1, self.simd_bytes // widest) if vector else 1
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
-        return iters * per_iter / lanes * penalty
+        return self.compute_scale * iters * per_iter / lanes * penalty
 
 
 @dataclass(frozen=True)
@@ -321,3 +326,32 @@ def band_cost(model: CostModel, dims: list[t.Dim], body: t.Block) -> float:
         + model.compute(frozenset(dims), dims[-1], body)
         + prod(d.extent for d in dims) * allocs
     )
+
+
+# What a CPU build may really get, which the model cannot tell from the program: the SIMD width gcc
+# uses (at -O2 it vectorises no loop that needs an alias check, which is every loop of Exo's C),
+# and the cache level tiles should fit. Calibration measures which one the machine behaves like.
+CPU_ASSUMPTIONS: dict[str, dict[str, int]] = {
+    "scalar, L1": {"simd_bytes": 0, "cache_lines": 512},
+    "scalar, L2": {"simd_bytes": 0, "cache_lines": 4096},
+    "sse, L1": {"simd_bytes": 16, "cache_lines": 512},
+    "sse, L2": {"simd_bytes": 16, "cache_lines": 4096},
+    "avx2, L1": {"simd_bytes": 32, "cache_lines": 512},
+    "avx2, L2": {"simd_bytes": 32, "cache_lines": 4096},
+}
+CPU_TERMS = ("miss", "loop", "compute_scale", "alloc")  # the weights calibration fits, in this order
+
+
+def cpu_features(model: CpuCost, program: t.Proc) -> dict[str, tuple[float, ...]]:
+    """Per assumption, the program's four terms (traffic, loop overhead, compute, allocations): its
+    cost under a model is their dot product with that model's weights."""
+    out = {}
+    for name, assumed in CPU_ASSUMPTIONS.items():
+        zero = replace(model, **assumed, **dict.fromkeys(CPU_TERMS, 0.0))  # the memo holds no weights: shared
+        out[name] = tuple(program_cost(replace(zero, **{term: 1.0}), program) for term in CPU_TERMS)
+    return out
+
+
+def calibrated_cpu_cost(buffers: dict[str, Buffer], assumption: str, weights: tuple[float, ...]) -> CpuCost:
+    """The CPU model under a fitted ``assumption`` with fitted ``weights`` (see `cpu_features`)."""
+    return CpuCost(buffers, name="cpu (calibrated)", **CPU_ASSUMPTIONS[assumption], **dict(zip(CPU_TERMS, weights)))

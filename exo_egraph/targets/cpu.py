@@ -3,22 +3,25 @@ on this machine with gcc, compared byte for byte with the input proc."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from exo import Procedure
 
 from .. import ir
 from .. import terms as t
-from ..extract.cost import CpuCost, buffers_of, program_cost
-from ..extract.extractors import extract
+from ..extract.calibrate import Calibration, Features
+from ..extract.cost import CpuCost, buffers_of, calibrated_cpu_cost, cpu_features, program_cost
+from ..extract.extractors import extract, sample
 from ..lower import lower
 from ..replay import replay
 from ..rewrites.loops import LoopRuleConfig, loop_rules
 from ..saturate import Budget, Deadline, Iteration, Saturated, saturate
 from ..script import Replayed
 from ..target import NotValidated, Pick
-from ..validate.cpu import Validation, cannot_validate, validate_cpu
+from ..validate.measurement import Measurement
+from ..validate.cpu import CFLAGS, Validation, cannot_validate, measure_cpu, validate_cpu
 
 if TYPE_CHECKING:
     from ..checks import RuleCheck
@@ -57,15 +60,54 @@ def symbolic_loops(term: t.Proc) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CpuTarget:
-    """Schedules for portable C: loop rules (`rewrites.loops`), the CPU model (`extract.cost`)."""
+    """Schedules for portable C: loop rules (`rewrites.loops`), the CPU model (`extract.cost`),
+    with its weights fitted to this machine's measurements when a ``calibration`` is given."""
 
     rules: LoopRuleConfig = LoopRuleConfig()
+    calibration: Calibration | None = None
     name: str = "cpu"
-    cost_unit: str = "model cost"
+
+    @property
+    def cost_unit(self) -> str:
+        return "model cost" if self.calibration is None else "predicted seconds"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options that `create` takes to make this target again (in a measuring worker)."""
+        return {"reassociate": True} if self.rules.reassociate else {}
+
+    @property
+    def build(self) -> str:
+        """How measured code is built: the compiler and flags validation uses."""
+        return " ".join(["gcc", *CFLAGS])
 
     def prepare(self, proc: Procedure) -> CpuProblem:
         term = lower(proc)
-        return CpuProblem(proc, term, CpuCost(buffers_of(term)), symbolic_loops(term))
+        buffers = buffers_of(term)
+        cal = self.calibration
+        model = CpuCost(buffers) if cal is None else calibrated_cpu_cost(buffers, cal.assumption, cal.weights)
+        return CpuProblem(proc, term, model, symbolic_loops(term))
+
+    def calibrated(self, calibration: Calibration | None) -> "CpuTarget":
+        """This target with its model's weights fitted to measurements (`extract.calibrate.fit`)."""
+        return replace(self, calibration=calibration)
+
+    def features(self, problem: CpuProblem, pick: Pick | None) -> Features:
+        """The program's cost terms under every assumption calibration chooses among (None: the input)."""
+        return cpu_features(problem.model, self.program(problem, pick))
+
+    def program(self, problem: CpuProblem, pick: Pick | None) -> t.Proc:
+        """The program a pick compiles to (None: the input): equal programs give the same C."""
+        return t.materialize(pick.term) if pick is not None else problem.term
+
+    def priced(self, problem: CpuProblem, pick: Pick | None) -> float:
+        """The model's cost of a pick (None: of the input)."""
+        return self.price(problem, pick.term if pick is not None else problem.term)
+
+    def sample(self, problem: CpuProblem, saturated: Saturated, rng: random.Random) -> Pick:
+        """A random member of the e-graph (a random e-node in every e-class), priced."""
+        term = sample(saturated.view, rng)
+        return Pick(self.price(problem, term), term)
 
     def saturate(
         self, problem: CpuProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -108,6 +150,15 @@ class CpuTarget:
             seconds=max(deadline.left(), 0.0),
         )
 
+    def measure(
+        self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
+    ) -> Measurement:
+        """``scheduled`` compared with ``original`` and timed against it, interleaved, for ``tune``."""
+        why = cannot_validate(original)
+        if why:
+            return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
+        return measure_cpu(original, scheduled, require_exact=not self.rules.reassociate, sizes=sizes, seconds=seconds)
+
     def describe(self, pick: Pick) -> dict:
         return {}
 
@@ -118,9 +169,14 @@ class CpuTarget:
         return loop_rule_checks()
 
 
-def create(rules: LoopRuleConfig | None = None, reassociate: bool = False) -> CpuTarget:
-    """The cpu target; ``reassociate`` lets float ``+=`` sums change order (validated within tolerance)."""
+def create(
+    rules: LoopRuleConfig | None = None, reassociate: bool = False, calibration: Calibration | None = None
+) -> CpuTarget:
+    """The cpu target; ``reassociate`` lets float ``+=`` sums change order (validated within
+    tolerance); ``calibration`` fits the model's weights to measurements (see ``tune``)."""
     if rules is not None and not isinstance(rules, LoopRuleConfig):
         raise TypeError(f"rules must be a LoopRuleConfig, not {type(rules).__name__}")
+    if calibration is not None and not isinstance(calibration, Calibration):
+        raise TypeError(f"calibration must be a Calibration, not {type(calibration).__name__}")
     rules = rules or LoopRuleConfig()
-    return CpuTarget(replace(rules, reassociate=True) if reassociate else rules)
+    return CpuTarget(replace(rules, reassociate=True) if reassociate else rules, calibration)

@@ -2,6 +2,7 @@
 
 Both procs are compiled into one shared library with a small C timing harness per proc (a loop
 of calls between two ``clock_gettime`` readings), so timing excludes Python's call overhead.
+`validate_cpu` times each proc in turn; `measure_cpu` (for ``tune``) times them interleaved.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,6 +26,7 @@ from exo.core.LoopIR import LoopIR
 from exo.stdlib.scheduling import rename
 
 from exo_egraph.lower import type_name
+from .measurement import Measurement
 
 # Exo's C spells its types so: R (a real of unspecified precision) is float, f16 is gcc's _Float16
 C_TYPES = {
@@ -34,6 +37,8 @@ NP_TYPES = {
     "f16": np.float16, "f32": np.float32, "f64": np.float64, "R": np.float32,
     "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16,
 }  # fmt: skip
+# -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
+CFLAGS = ("-O2", "-fwrapv")
 CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it
 INDEX_TYPES = ("size", "index", "int")
 
@@ -189,7 +194,7 @@ def library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelud
 
 
 def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: dict[str, str] | None = None) -> ctypes.CDLL:
-    """``src`` (and ``headers`` beside it) compiled by gcc -O2 -fwrapv into a shared library,
+    """``src`` (and ``headers`` beside it) compiled by gcc with `CFLAGS` into a shared library,
     once per ``key`` for the life of the process."""
     if key not in _LIBS:
         folder = _WORKDIR / key
@@ -198,8 +203,7 @@ def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: di
             (folder / name).write_text(text)
         (folder / "unit.c").write_text(src)
         done = subprocess.run(
-            # -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
-            ["gcc", "-O2", "-fwrapv", *includes, "-shared", "-fPIC"]
+            ["gcc", *CFLAGS, *includes, "-shared", "-fPIC"]
             + ["-o", str(folder / "unit.so"), str(folder / "unit.c")],
             capture_output=True,
             text=True,
@@ -267,20 +271,105 @@ def _seconds_per_call(
     return statistics.median(bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(runs)) * 1e-9, runs
 
 
-def validate_cpu(
-    original: Procedure,
-    scheduled: Procedure,
+@dataclass(frozen=True)
+class Timing:
+    """One proc's timed runs from `time_interleaved`."""
+
+    median: float  # seconds per call, median over the runs
+    spread: float  # relative: interquartile range / median (0 with fewer than two runs)
+    runs: int
+    timings: tuple[float, ...]  # seconds per call of each run, in order
+
+
+RUN_NS = 15e6  # a timed run lasts about 15 ms (calibrated to 10–20 ms)
+STABLE_ROUNDS = 3  # the ratios must hold within ``rel_tol`` over this many rounds to stop early
+
+
+def _calibrate(bench: Any, args: list[Any]) -> int:
+    """Iterations of one run so that it lasts about `RUN_NS` (at least one)."""
+    iters, elapsed = 1, max(bench(*args, ctypes.c_longlong(1)), 1)
+    while elapsed < 1e6 and iters < 10**9:  # grow to a millisecond or more before extrapolating
+        iters *= max(2, min(100, int(1e6 / elapsed)))
+        elapsed = max(bench(*args, ctypes.c_longlong(iters)), 1)
+    return max(1, min(int(iters * RUN_NS / elapsed), 10**9))
+
+
+def _timing(runs: list[float]) -> Timing:
+    median = statistics.median(runs)
+    q1, q3 = np.percentile(runs, [25, 75]) if len(runs) > 1 else (median, median)
+    return Timing(median, float(q3 - q1) / median if median > 0 else 0.0, len(runs), tuple(runs))
+
+
+def time_interleaved(
+    lib: ctypes.CDLL,
+    procs: Sequence[Procedure],
+    inputs: Mapping[str, Any],
     *,
-    require_exact: bool = True,
-    sizes: Mapping[str, int] | None = None,
-    repeats: int = 7,
-    seed: int = 0,
-    time_runs: bool = True,
-    seconds: float = float("inf"),
-) -> Validation:
-    """Run both procs on the same random inputs; integers must match bit for bit, floats too
-    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``,
-    fewer when ``seconds`` would not hold them; each is timed at least once)."""
+    seconds: float,
+    min_rounds: int = 5,
+    max_rounds: int = 200,
+    rel_tol: float = 0.02,
+) -> list[Timing]:
+    """Seconds per call of each of ``procs`` (compiled into ``lib`` by `library`), timed in rounds:
+    each round runs every proc once (~15 ms a run), in alternating order, so drift and turbo hit all
+    alike. After ``min_rounds`` it stops once the median ratio proc0 / proc_i of each round's runs
+    has moved less than ``rel_tol`` over the last few rounds, when the next round would not fit in
+    ``seconds`` (counted from the call, calibration included), or at ``max_rounds``; there is
+    always at least one timed round."""
+    start = time.perf_counter()
+    benches, arglists, keep = [], [], []
+    for proc in procs:
+        bench = getattr(lib, f"exo_egraph_bench_{proc.name()}")
+        bench.restype = ctypes.c_longlong
+        values = copy_inputs(inputs)  # each proc on its own buffers; kept alive while timing
+        keep.append(values)
+        benches.append(bench)
+        arglists.append(call_args(proc, values))
+    iters = [_calibrate(bench, args) for bench, args in zip(benches, arglists)]
+    for bench, args, n in zip(benches, arglists, iters):  # warm-up
+        bench(*args, ctypes.c_longlong(n))
+    runs: list[list[float]] = [[] for _ in procs]
+    history: list[list[float]] = []  # after each round: the median ratio proc0 / proc_i, i >= 1
+    for r in range(max(1, max_rounds)):
+        began = time.perf_counter()
+        order = range(len(procs)) if r % 2 == 0 else reversed(range(len(procs)))
+        for i in order:
+            runs[i].append(benches[i](*arglists[i], ctypes.c_longlong(iters[i])) * 1e-9 / iters[i])
+        rounds = r + 1
+        history.append(
+            [statistics.median(a / max(b, 1e-30) for a, b in zip(runs[0], runs[i])) for i in range(1, len(procs))]
+        )
+        now = time.perf_counter()
+        if now - start + (now - began) > seconds:
+            break
+        if rounds >= min_rounds and len(history) > STABLE_ROUNDS:
+            window = history[-STABLE_ROUNDS - 1 :]
+            if all(
+                max(w[i] for w in window) - min(w[i] for w in window) < rel_tol * abs(window[-1][i])
+                for i in range(len(procs) - 1)
+            ):
+                break
+    return [_timing(t) for t in runs]
+
+
+@dataclass(frozen=True)
+class _Compared:
+    lib: ctypes.CDLL
+    naive: Procedure  # the original, renamed into the shared library
+    scheduled: Procedure
+    inputs: dict[str, Any]
+    ok: bool
+    exact: bool
+    max_abs_err: float
+    message: str
+
+
+def _compare(
+    original: Procedure, scheduled: Procedure, require_exact: bool, sizes: Mapping[str, int] | None, seed: int
+) -> _Compared:
+    """Compile both procs into one library, run each once on the same random inputs and compare:
+    integers must match bit for bit, floats too unless ``require_exact`` is False (then within
+    rtol 1e-4)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
     lib = library([a, b])
@@ -305,14 +394,53 @@ def validate_cpu(
         if require_exact or not close:
             ok = False
             message = f"output {name} differs (max abs error {err:g})"
+    if ok and not exact:
+        message = f"ok within tolerance (floating-point reassociation, max abs error {worst:g})"
+    return _Compared(lib, a, b, inputs, ok, exact, worst, message)
+
+
+def validate_cpu(
+    original: Procedure,
+    scheduled: Procedure,
+    *,
+    require_exact: bool = True,
+    sizes: Mapping[str, int] | None = None,
+    repeats: int = 7,
+    seed: int = 0,
+    time_runs: bool = True,
+    seconds: float = float("inf"),
+) -> Validation:
+    """Run both procs on the same random inputs; integers must match bit for bit, floats too
+    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``,
+    fewer when ``seconds`` would not hold them; each is timed at least once)."""
+    c = _compare(original, scheduled, require_exact, sizes, seed)
     naive = sched = 0.0
     runs = 0
     if time_runs:
-        naive, runs = _seconds_per_call(lib, a, inputs, repeats, seconds / 2)
-        sched, runs_b = _seconds_per_call(lib, b, inputs, repeats, seconds / 2)
+        naive, runs = _seconds_per_call(c.lib, c.naive, c.inputs, repeats, seconds / 2)
+        sched, runs_b = _seconds_per_call(c.lib, c.scheduled, c.inputs, repeats, seconds / 2)
         runs = min(runs, runs_b)
     speedup = naive / sched if sched > 0 else 1.0
-    if ok and not exact:
-        message = f"ok within tolerance (floating-point reassociation, max abs error {worst:g})"
-    used = tuple((p.name, inputs[p.name]) for p in _params(original) if p.is_index)
-    return Validation(ok, exact, worst, naive, sched, speedup, message, runs, used)
+    used = tuple((p.name, c.inputs[p.name]) for p in _params(original) if p.is_index)
+    return Validation(c.ok, c.exact, c.max_abs_err, naive, sched, speedup, c.message, runs, used)
+
+
+def measure_cpu(
+    original: Procedure,
+    scheduled: Procedure,
+    *,
+    require_exact: bool = True,
+    sizes: Mapping[str, int] | None = None,
+    seconds: float = 10.0,
+    seed: int = 0,
+) -> Measurement:
+    """`validate_cpu`'s comparison, then both procs timed together by `time_interleaved` within
+    ``seconds``. Outputs that differ give ``ok=False`` (not timed: ``naive`` and ``median`` are 0)."""
+    c = _compare(original, scheduled, require_exact, sizes, seed)
+    if not c.ok:
+        return Measurement(ok=False, exact=c.exact, unit="seconds", naive=0.0, median=0.0, message=c.message)
+    naive, sched = time_interleaved(c.lib, [c.naive, c.scheduled], c.inputs, seconds=seconds)
+    return Measurement(
+        ok=True, exact=c.exact, unit="seconds", naive=naive.median, median=sched.median, spread=sched.spread,
+        naive_spread=naive.spread, runs=sched.runs, message=c.message, timings=sched.timings,
+    )  # fmt: skip

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exo_egraph.extract.calibrate import kendall_tau
 from exo_egraph.extract.gemmini_cost import GemminiCost
 from exo_egraph.extract.plan_extract import extract_plans, random_plan
 from exo_egraph.lower import lower
@@ -190,22 +191,6 @@ def test_the_soundness_property_catches_a_broken_rule():
     with pytest.raises(AssertionError):
         check()
     assert caught and caught[-1] is not None
-
-
-def kendall_tau(xs: list[int], ys: list[int]) -> float:
-    """Kendall's tau-b (ties in either list count as neither concordant nor discordant)."""
-    conc = disc = tx = ty = 0
-    for i in range(len(xs)):
-        for j in range(i + 1, len(xs)):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx and dy:
-                conc, disc = conc + (dx * dy > 0), disc + (dx * dy < 0)
-            elif dx:
-                tx += 1
-            elif dy:
-                ty += 1
-    denom = ((conc + disc + tx) * (conc + disc + ty)) ** 0.5
-    return (conc - disc) / denom if denom else 1.0
 
 
 def test_the_cost_model_ranks_extracted_candidates_as_the_simulator_does():

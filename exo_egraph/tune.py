@@ -1,0 +1,380 @@
+"""``tune(proc, target)``: saturate once, then measure candidates from the e-graph and learn from them.
+
+``explore`` trusts the cost model; ``tune`` asks the machine. It saturates the e-graph once, then
+in rounds: picks candidates — the cheapest under the current model (exploitation) and random
+members of the e-graph, the model's favourites among them and a few it would not pick
+(exploration), as MetaSchedule mixes the two — skips programs already measured, replays each
+through Exo, measures it against the input in a worker (`exo_egraph.measure`), records it in the
+result database (`exo_egraph.db`), and refits the model's weights to everything measured on this
+machine (`extract.calibrate`). The input is always a measured candidate, and the answer is the
+best *measured* schedule; one that does not beat the input by more than its own noise is not
+returned: the input's (empty) schedule is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from exo import Procedure
+
+from .api import DEFAULT_TOP_K, Candidate, Result
+from .db import Machine, Record, ResultDB, default_path
+from .extract.calibrate import Calibration, Features, fit, kendall_tau
+from .measure import KernelSource, Measurement, MeasureTask, apply_script, kernel_source, pool_for
+from .saturate import Budget, Deadline, Iteration, StopReason, TimeUp
+from .script import Replayed, ReplayError
+from .target import Pick, Target, Tunes, create
+
+DEFAULT_TRIALS = 32
+EXPLOIT = 0.75  # of each round's picks, the share taken from the model's cheapest; the rest explore
+SAMPLES = 48  # random members of the e-graph drawn per round for exploration
+MEASURE_SECONDS = 3.0  # timing budget per candidate (interleaved rounds stop sooner when stable)
+TUNE_SECONDS = 600.0  # the whole run's default budget: measuring takes longer than exploring
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One measured candidate: where it came from, what the model said, what the machine said."""
+
+    origin: str  # "input", "model", "explore", or "database" (measured by an earlier run)
+    program: str  # fingerprint of the program: equal programs compile to the same code
+    script: str  # the schedule ("" for the input as written)
+    predicted: float | None  # the target's model cost, as written (uncalibrated)
+    features: Features
+    measurement: Measurement
+
+    @property
+    def relative(self) -> float:
+        """Measured time relative to the input's in the same interleaved run (drift cancels)."""
+        return 1.0 / self.measurement.speedup
+
+    def to_json(self) -> dict[str, Any]:
+        return {"origin": self.origin, "program": self.program, "predicted": self.predicted, **self.measurement.to_json()}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What tuning measured and learned; report.json's ``tuning`` section."""
+
+    trials: tuple[Trial, ...]  # this kernel's measurements, the database's first
+    reused: int  # measurements found in the database
+    workers: str
+    database: str
+    calibration: Calibration | None
+    tau_model: float | None  # Kendall τ, model cost vs measured time, over the measured trials
+    tau_calibrated: float | None  # the same for the calibrated model
+    verdict: str  # why the returned schedule was chosen
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trials": len(self.trials), "reused_from_database": self.reused, "workers": self.workers,
+            "database": self.database, "calibration": None if self.calibration is None else self.calibration.to_json(),
+            "kendall_tau": {"model": self.tau_model, "calibrated": self.tau_calibrated},
+            "verdict": self.verdict, "measurements": [t.to_json() for t in self.trials],
+        }  # fmt: skip
+
+
+@dataclass
+class Phases:
+    """Seconds spent per phase of the run (a run's own clock; not shared)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fingerprint(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:20]
+
+
+def tune(
+    proc: Procedure,
+    target: str | Target = "cpu",
+    *,
+    trials: int = DEFAULT_TRIALS,
+    workers: int | None = None,
+    cluster: str | None = None,
+    db: str | Path | None = None,
+    budget: Budget = Budget(),
+    sizes: Mapping[str, int] | None = None,
+    seed: int = 0,
+    top_k: int = DEFAULT_TOP_K,
+    measure_seconds: float = MEASURE_SECONDS,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
+) -> Result:
+    """Measure up to ``trials`` candidate schedules of ``proc`` from its e-graph and return the best
+    measured one (the input's empty schedule when nothing beat it). ``workers`` local processes
+    (default: one per core; 0 measures in this process) or a Dask ``cluster`` address measure;
+    every measurement goes to the database ``db`` (default ``~/.cache/exo-egraph/results.db``),
+    which a re-run reuses: a kernel with ``trials`` measurements there is not measured again.
+    ``budget.seconds`` bounds the whole run; ``progress(phase, done, total)`` is told as it goes."""
+    _check_args(trials, workers, measure_seconds)
+    tgt = create(target, **options) if isinstance(target, str) else target
+    if not isinstance(tgt, Tunes):
+        raise TypeError(f"tune: target {tgt.name} does not measure candidates (it has no `measure`)")
+    source = kernel_source(proc)
+    phases = Phases()
+    deadline = Deadline.after(budget.seconds, budget.max_memory_mb)
+    path = Path(db) if db is not None else default_path()
+    with ResultDB(path) as database:
+        machine = Machine.this(tgt.build)
+        database.add_machine(machine)
+        key = _Key(_kernel_key(source, sizes), proc.name(), _target_key(tgt), machine.fingerprint)
+        run = _Run(tgt, proc, source, key, database, sizes, measure_seconds, progress, phases)
+        with phases("lower"):
+            run.problem = tgt.prepare(proc)
+        run.load()
+        stop, stats, unsound = StopReason.SATURATED, None, ()
+        if run.needed(trials):
+            with phases("saturate"):
+                saturated = tgt.saturate(run.problem, budget, _saturation_progress(progress), deadline)
+            stats, stop = saturated.stats, saturated.stats.stop_reason
+            stop, unsound = run.search(saturated, trials, workers, cluster, deadline, random.Random(seed), stop)
+        return run.result(stats, stop, unsound, top_k, workers, cluster, path)
+
+
+@dataclass(frozen=True)
+class _Key:
+    kernel: str
+    kernel_name: str
+    target: str
+    machine: str
+
+
+def _kernel_key(source: KernelSource, sizes: Mapping[str, int] | None) -> str:
+    return fingerprint((source.fingerprint, sorted((sizes or {}).items())))
+
+
+def _target_key(tgt: Any) -> str:
+    return "+".join([tgt.name, *(f"{k}={v}" for k, v in sorted(tgt.options.items()))])
+
+
+@dataclass
+class _Run:
+    """One tuning run's state: what is measured so far and the model as it learns."""
+
+    tgt: Any
+    proc: Procedure
+    source: KernelSource
+    key: _Key
+    database: ResultDB
+    sizes: Mapping[str, int] | None
+    measure_seconds: float
+    progress: Callable[[str, int, int], None] | None
+    phases: Phases
+    problem: Any = None
+    trials: list[Trial] = field(default_factory=list)
+    reused: int = 0
+    calibration: Calibration | None = None
+
+    @property
+    def measured(self) -> set[str]:
+        return {t.program for t in self.trials}
+
+    @property
+    def input_program(self) -> str:
+        return fingerprint(self.tgt.program(self.problem, None))
+
+    def load(self) -> None:
+        """This kernel's earlier measurements, and the model fitted to every one on this machine."""
+        for r in self.database.records(kernel=self.key.kernel, target=self.key.target, machine=self.key.machine):
+            self.trials.append(Trial("database", r.program, r.script, r.predicted, r.features, r.measurement))
+        self.reused = len(self.trials)
+        self.refit()
+
+    def needed(self, trials: int) -> bool:
+        return self.input_program not in self.measured or len(self.trials) < trials
+
+    def refit(self) -> None:
+        rows = self.database.records(target=self.key.target, machine=self.key.machine)
+        self.calibration = fit([(r.features, r.measurement.median) for r in rows if r.measurement.ok])
+
+    def search(
+        self, saturated: Any, trials: int, workers: int | None, cluster: str | None, deadline: Deadline,
+        rng: random.Random, stop: StopReason,
+    ) -> tuple[StopReason, tuple[str, ...]]:
+        """Rounds of pick → replay → measure → record → refit until ``trials`` are measured, the
+        e-graph has no unmeasured program left, or the deadline; Ctrl-C stops with what is recorded."""
+        unsound: list[str] = []
+        try:
+            with pool_for(workers, cluster) as pool:
+                per_round = max(2, 2 * (workers if workers else os.cpu_count() or 1))
+                while len(self.trials) < trials or self.input_program not in self.measured:
+                    if deadline.passed():
+                        return StopReason.TIME, tuple(unsound)
+                    with self.phases("extract"):
+                        picks = self.pick(saturated, min(per_round, trials - len(self.trials)) or 1, rng, deadline)
+                    if not picks:
+                        break  # every program the e-graph holds (that the picks reach) is measured
+                    tasks, pending = [], {}
+                    with self.phases("replay"):
+                        for origin, pick in picks:
+                            try:
+                                script = "" if pick is None else self.tgt.replay(self.problem, pick).script
+                            except ReplayError as e:
+                                unsound.append(str(e))
+                                continue
+                            task = MeasureTask(self.source, script, self.tgt.name, tuple(sorted(self.tgt.options.items())),
+                                               tuple(sorted((self.sizes or {}).items())), self.measure_seconds)  # fmt: skip
+                            tasks.append(task)
+                            pending[task] = (origin, pick)
+                    with self.phases("measure"):
+                        for task, m in pool.run(tasks):
+                            self.record(*pending[task], task.script, m)
+                    self.refit()
+        except KeyboardInterrupt:
+            return StopReason.INTERRUPTED, tuple(unsound)
+        except TimeUp as e:
+            return e.reason, tuple(unsound)
+        return stop, tuple(unsound)
+
+    def pick(self, saturated: Any, want: int, rng: random.Random, deadline: Deadline) -> list[tuple[str, Pick | None]]:
+        """``want`` unmeasured candidates: the input first if it is not measured, then the model's
+        cheapest, then random members of the e-graph (half the model's favourites among them)."""
+        out: list[tuple[str, Pick | None]] = []
+        seen = set(self.measured)
+        if self.input_program not in seen:
+            out.append(("input", None))
+            seen.add(self.input_program)
+        model = self.tgt.calibrated(self.calibration)
+        problem = model.prepare(self.proc) if self.calibration is not None else self.problem
+        exploit = math.ceil(want * EXPLOIT)
+        for pick in model.extract(problem, saturated, len(seen) + exploit, deadline):
+            if len(out) >= exploit:
+                break
+            if self._new(pick, seen):
+                out.append(("model", pick))
+        drawn = [model.sample(problem, saturated, rng) for _ in range(SAMPLES)]
+        drawn = [p for p in drawn if self._new(p, seen, mark=False)]
+        favourites = sorted(drawn, key=lambda p: p.cost)
+        for i in range(len(drawn)):
+            if len(out) >= want:
+                break
+            pick = favourites[i // 2] if i % 2 == 0 else rng.choice(drawn)
+            if self._new(pick, seen):
+                out.append(("explore", pick))
+        return out
+
+    def _new(self, pick: Pick, seen: set[str], mark: bool = True) -> bool:
+        program = fingerprint(self.tgt.program(self.problem, pick))
+        if program in seen:
+            return False
+        if mark:
+            seen.add(program)
+        return True
+
+    def record(self, origin: str, pick: Pick | None, script: str, m: Measurement) -> None:
+        program = fingerprint(self.tgt.program(self.problem, pick))
+        predicted = self.tgt.priced(self.problem, pick)
+        features = self.tgt.features(self.problem, pick)
+        self.trials.append(Trial(origin, program, script, predicted, features, m))
+        self.database.record(Record(
+            self.key.kernel, self.key.kernel_name, self.key.target, self.key.machine,
+            hashlib.sha256(script.encode()).hexdigest()[:20], program, script, predicted, features, m, time.time(),
+        ))  # fmt: skip
+        if self.progress is not None:
+            self.progress("measure", len(self.trials), 0)
+
+    def best(self) -> tuple[Trial | None, str]:
+        """The fastest measured schedule that beats the input by more than its noise, and why."""
+        ok = [t for t in self.trials if t.measurement.ok and t.script]
+        if not ok:
+            return None, "nothing measured ran correctly besides the input: the input is returned"
+        wins = [t for t in ok if t.measurement.speedup > 1.0 + _noise(t.measurement)]
+        if not wins:
+            top = max(ok, key=lambda t: t.measurement.speedup).measurement
+            return None, (f"no schedule beat the input by more than the noise (best {top.speedup:.2f}x, "
+                          f"spread {_noise(top):.1%}): the input is returned")  # fmt: skip
+        best = max(wins, key=lambda t: t.measurement.speedup)
+        m = best.measurement
+        return best, f"fastest of {len(ok)} measured schedules: {m.speedup:.2f}x the input, spread {_noise(m):.1%}"
+
+    def result(
+        self, stats: Any, stop: StopReason, unsound: tuple[str, ...], top_k: int, workers: int | None,
+        cluster: str | None, path: Path,
+    ) -> Result:
+        best, verdict = self.best()
+        ranked = sorted((t for t in self.trials if t.measurement.ok and t.script), key=lambda t: -t.measurement.speedup)
+        chosen = ([best] if best else []) + [t for t in ranked if t is not best][: top_k - 1 if best else 0]
+        with self.phases("replay"):
+            candidates = tuple(self._candidate(t) for t in chosen) or (self._input(),)
+        measured = [t for t in self.trials if t.measurement.ok and t.predicted is not None]
+        tau_model = tau_cal = None
+        if len(measured) > 1:
+            rel = [t.relative for t in measured]
+            tau_model = kendall_tau([t.predicted for t in measured], rel)
+            if self.calibration is not None:
+                tau_cal = kendall_tau([self.calibration.predict(t.features) for t in measured], rel)
+        workers_text = cluster or (f"{workers} local processes" if workers != 0 else "this process")
+        if workers is None:
+            workers_text = f"{os.cpu_count()} local processes"
+        tuning = Tuning(tuple(self.trials), self.reused, workers_text, str(path), self.calibration, tau_model,
+                        tau_cal, verdict)  # fmt: skip
+        validation = best.measurement if best else self._input_measurement()
+        naive = self.tgt.priced(self.problem, None)
+        notes = tuple(getattr(self.problem, "notes", ())) + (verdict,)
+        return Result(self.proc.name(), self.tgt.name, self.tgt.cost_unit, stats, naive, candidates, validation,
+                      tuple({} for _ in candidates), stop, unsound, notes, tuning=tuning,
+                      phases=dict(self.phases.seconds), peak_rss_mb=peak_rss_mb())  # fmt: skip
+
+    def _candidate(self, trial: Trial) -> Candidate:
+        scheduled = apply_script(self.proc, trial.script)  # Exo re-checks every step
+        cost = trial.predicted if trial.predicted is not None else math.nan
+        return Candidate(cost, Pick(cost, None, {"measured": trial.measurement.to_json()}),
+                         Replayed(scheduled, (), trial.script, None))  # fmt: skip
+
+    def _input(self) -> Candidate:
+        from .api import unscheduled
+
+        return unscheduled(self.proc, self.tgt.priced(self.problem, None))
+
+    def _input_measurement(self) -> Measurement | None:
+        mine = [t for t in self.trials if not t.script and t.measurement.ok is not None]
+        return mine[-1].measurement if mine else None
+
+
+def _noise(m: Measurement) -> float:
+    return max(m.spread, m.naive_spread)
+
+
+def saved_calibration(target: Any, db: str | Path) -> Calibration | None:
+    """The model of ``target`` fitted to every measurement of it on this machine in ``db``."""
+    with ResultDB(Path(db)) as database:
+        machine = Machine.this(target.build).fingerprint
+        rows = database.records(target=_target_key(target), machine=machine)
+    return fit([(r.features, r.measurement.median) for r in rows if r.measurement.ok])
+
+
+def _saturation_progress(progress: Callable[[str, int, int], None] | None) -> Callable[[Iteration], None] | None:
+    if progress is None:
+        return None
+    return lambda it: progress("saturate", it.index, it.enodes)
+
+
+def _check_args(trials: Any, workers: Any, measure_seconds: Any) -> None:
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise TypeError(f"tune: trials must be a positive int, not {trials!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+        raise TypeError(f"tune: workers must be a non-negative int, not {workers!r}")
+    if not isinstance(measure_seconds, (int, float)) or not measure_seconds > 0:
+        raise TypeError(f"tune: measure_seconds must be positive, not {measure_seconds!r}")

@@ -1,0 +1,149 @@
+"""``tune``: measured candidates, the database it resumes from, the never-worse guarantee, calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exo_egraph import Budget
+from exo_egraph.cli import load_proc, main
+from exo_egraph.db import ResultDB
+from exo_egraph.extract.calibrate import kendall_tau
+from exo_egraph.measure import Measurement
+from exo_egraph.saturate import StopReason
+from exo_egraph.tune import Trial, _Run, tune
+
+KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
+QUICK = Budget(seconds=120)
+
+
+def _proc(name: str):
+    file = "gemv.py" if name.startswith("gemv") else "matmul.py"
+    return load_proc(f"{KERNELS}/{file}::{name}")
+
+
+def test_tune_measures_the_input_and_returns_the_fastest_measured_schedule(tmp_path):
+    r = tune(_proc("matmul_f32_16"), "cpu", trials=6, workers=0, db=tmp_path / "r.db", budget=QUICK)
+    trials = r.tuning.trials
+    assert len(trials) == 6 and trials[0].origin == "input" and trials[0].script == ""
+    assert len({t.program for t in trials}) == 6  # never the same program twice
+    assert all(t.measurement.ok for t in trials)
+    def noise(t: Trial) -> float:
+        return max(t.measurement.spread, t.measurement.naive_spread)
+
+    wins = [t for t in trials if t.script and t.measurement.speedup > 1 + noise(t)]
+    if not wins:  # nothing beat the input by more than its noise: the input's empty schedule
+        assert "input is returned" in r.tuning.verdict and "    pass" in r.script
+    else:
+        best = max(wins, key=lambda t: t.measurement.speedup)
+        assert r.script == best.script and r.validation.speedup == best.measurement.speedup > 1.0
+    report = r.to_json()
+    assert set(report["phases"]) >= {"lower", "saturate", "extract", "replay", "measure"}
+    assert report["peak_rss_mb"] > 0 and len(report["tuning"]["measurements"]) == 6
+    with ResultDB(tmp_path / "r.db") as db:
+        assert len(db.records()) == 6
+
+
+def test_a_rerun_resumes_from_the_database(tmp_path):
+    proc, db = _proc("matmul_f32_16"), tmp_path / "r.db"
+    first = tune(proc, "cpu", trials=4, workers=0, db=db, budget=QUICK)
+    again = tune(proc, "cpu", trials=4, workers=0, db=db, budget=QUICK)
+    assert again.tuning.reused == 4 and again.stats is None  # nothing left to measure: no saturation
+    assert again.script == first.script
+    more = tune(proc, "cpu", trials=6, workers=0, db=db, budget=QUICK)
+    assert more.tuning.reused == 4 and len(more.tuning.trials) == 6
+    assert {t.program for t in first.tuning.trials} < {t.program for t in more.tuning.trials}
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path):
+    seen = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "measure":
+            seen.append(done)
+            if done == 2:
+                raise KeyboardInterrupt
+
+    r = tune(_proc("matmul_f32_16"), "cpu", trials=8, workers=0, db=tmp_path / "r.db", budget=QUICK, progress=progress)
+    assert r.stop_reason is StopReason.INTERRUPTED and len(r.tuning.trials) == 2
+    with ResultDB(tmp_path / "r.db") as db:
+        assert len(db.records()) == 2
+
+
+def _trial(script: str, speedup: float, spread: float, ok: bool | None = True) -> Trial:
+    m = Measurement(ok, bool(ok), "seconds", naive=1.0, median=1.0 / speedup, spread=spread, naive_spread=spread, runs=5)
+    return Trial("model", script, script, 1.0, {}, m)
+
+
+def test_never_worse_than_the_input():
+    run = _Run(*[None] * 9)  # only the trials matter to the choice
+    run.trials = [_trial("", 1.0, 0.01), _trial("a", 0.8, 0.01), _trial("b", 1.03, 0.05)]
+    best, why = run.best()
+    assert best is None and "input is returned" in why  # 3 % faster with 5 % noise is no win
+    run.trials.append(_trial("c", 2.0, 1.5))  # a huge win, but within its noise
+    assert run.best()[0] is None
+    run.trials.append(_trial("d", 9.0, 0.01, ok=False))  # fast and wrong
+    assert run.best()[0] is None
+    run.trials.append(_trial("e", 1.4, 0.02))
+    assert run.best()[0].script == "e"  # the noisy 2x is passed over for a clear 1.4x
+
+
+def test_calibration_ranks_a_kernel_it_never_saw_better_than_the_model(tmp_path):
+    """Fitted on one kernel's measurements, the calibrated model orders another kernel's candidates
+    closer to the measured order than the model as written (which assumes SIMD that -O2 never uses)."""
+    db = tmp_path / "r.db"
+    tune(_proc("matmul_f32_16"), "cpu", trials=12, workers=0, db=db, budget=QUICK, seed=1)
+    held_out = tune(_proc("gemv_f32_128"), "cpu", trials=10, workers=0, db=tmp_path / "other.db", budget=QUICK)
+    from exo_egraph.tune import saved_calibration
+    from exo_egraph.target import create
+
+    cal = saved_calibration(create("cpu"), db)
+    trials = [t for t in held_out.tuning.trials if t.measurement.ok]
+    measured = [t.relative for t in trials]
+    before = kendall_tau([t.predicted for t in trials], measured)
+    after = kendall_tau([cal.predict(t.features) for t in trials], measured)
+    assert after > before, (before, after, cal)
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_tune_writes_the_pair_and_db_shows_it(tmp_path, capsys):
+    db, out = tmp_path / "r.db", tmp_path / "out"
+    code, text, _ = _cli(capsys, "tune", f"{KERNELS}/matmul.py::matmul_f32_16", "--out", str(out), "--trials", "3",
+                         "--workers", "0", "--db", str(db))  # fmt: skip
+    assert code == 0, text
+    report = json.loads((out / "report.json").read_text())
+    assert report["tuning"]["trials"] == 3 and "measure" in report["phases"]
+    assert "def schedule(p):" in (out / "schedule.py").read_text()
+    code, text, _ = _cli(capsys, "db", "show", "matmul_f32_16", "--db", str(db))
+    assert code == 0 and text.count("\n") >= 4
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--trials", "0"], "--trials"),
+        (["--workers", "-1"], "--workers"),
+        (["--cluster", "localhost"], "--cluster"),
+        (["--target", "gemmini"], "cannot be tuned"),
+    ],
+)
+def test_cli_tune_bad_arguments_are_one_line(tmp_path, capsys, argv, says):
+    code, _, err = _cli(capsys, "tune", f"{KERNELS}/matmul.py::matmul_f32_16", "--out", str(tmp_path / "o"),
+                        "--db", str(tmp_path / "r.db"), *argv)  # fmt: skip
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "o").exists()  # checked before any work
+
+
+def test_cli_tune_refuses_a_corrupt_database(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    db.write_bytes(b"not a database" * 100)
+    code, _, err = _cli(capsys, "tune", f"{KERNELS}/matmul.py::matmul_f32_16", "--out", str(tmp_path / "o"), "--db", str(db))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert db.read_bytes() == b"not a database" * 100
