@@ -5,8 +5,11 @@ The line is the same for every target; the target object supplies each step (`ex
 
 from __future__ import annotations
 
+import resource
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from exo import Procedure
 
@@ -53,7 +56,7 @@ class Result:
     stop_reason: StopReason = StopReason.SATURATED  # why the run stopped where it did
     replay_failures: tuple[str, ...] = ()  # candidates Exo rejected: soundness bugs, reported
     notes: tuple[str, ...] = ()  # what the target left alone, and why
-    tuning: Any = None  # `exo_egraph.tune.Tuning`: what ``tune`` measured (None from ``explore``)
+    tuning: Any = None  # `exo_egraph.tuning.Tuning`: what ``tune`` measured (None from ``explore``)
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per phase of the run
     peak_rss_mb: float | None = None
 
@@ -88,6 +91,25 @@ class Result:
         return plot_result(self, ax)
 
 
+@dataclass
+class Phases:
+    """Seconds spent per phase of the run (a run's own clock; not shared)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def explore(
     proc: Procedure,
     target: str | Target = "cpu",
@@ -108,19 +130,25 @@ def explore(
     _check_args(proc, target, budget, top_k)
     tgt = create(target, **options) if isinstance(target, str) else target
     deadline = Deadline.after(budget.seconds, budget.max_memory_mb)
-    problem = tgt.prepare(proc)
-    saturated = tgt.saturate(problem, budget, progress, deadline)
-    picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
-    candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
+    phases = Phases()
+    with phases("lower"):
+        problem = tgt.prepare(proc)
+    with phases("saturate"):
+        saturated = tgt.saturate(problem, budget, progress, deadline)
+    with phases("extract"):
+        picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
+    with phases("replay"):
+        candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
     naive = tgt.naive_cost(problem)
     candidates = candidates or (unscheduled(proc, naive),)  # nothing replayed: the input as written
     verdict = None
     if validate and stop is not StopReason.INTERRUPTED:
-        verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop)
+        with phases("validate"):
+            verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop)
     details = tuple(tgt.describe(c.pick) if c.pick.term is not None else {} for c in candidates)
     notes = tuple(getattr(problem, "notes", ()))
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
-                  stop, unsound, notes)  # fmt: skip
+                  stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb())  # fmt: skip
 
 
 def unscheduled(proc: Procedure, cost: float) -> Candidate:

@@ -27,7 +27,7 @@ from .saturate import Budget, Iteration
 from .script import ReplayError
 from .target import Target, Tunes, create
 from .target import names as target_names
-from .tune import DEFAULT_TRIALS, TUNE_SECONDS, saved_calibration, tune
+from .tuning import DEFAULT_TRIALS, TUNE_SECONDS, saved_calibration, tune
 
 EXIT_CODES = """exit codes:
   0    success: a schedule and its report were written (a budget stop is a success; the report says why it stopped)
@@ -189,7 +189,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    """Measure candidates from the e-graph (`exo_egraph.tune`); everything checked before any work."""
+    """Measure candidates from the e-graph (`exo_egraph.tuning`); everything checked before any work."""
     budget, sizes = _check_explore_args(args)
     if args.trials < 1:
         raise InputError(f"--trials must be at least 1, not {args.trials}")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import sqlite3
 import subprocess
 import time
@@ -159,21 +160,37 @@ class ResultDB:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise self._error(e) from None
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._check_version()  # before any write: a file we don't understand stays as it is
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, _SCHEMA.split(";")):  # not executescript: it would commit early
-                self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self._db.execute("COMMIT")
-        except DatabaseError:
-            self._db.close()
-            raise
-        except sqlite3.Error as e:
-            self._db.close()
-            raise self._error(e) from None
+        give_up = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._setup()
+                return
+            except DatabaseError:
+                self._db.close()
+                raise
+            except sqlite3.OperationalError as e:
+                # switching to WAL, or a lock upgrade that would deadlock, fails at once rather than
+                # waiting on the busy handler while another process sets the file up: try again
+                if "locked" in str(e) and time.monotonic() < give_up:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    time.sleep(random.uniform(0.01, 0.05))
+                    continue
+                self._db.close()
+                raise self._error(e) from None
+            except sqlite3.Error as e:
+                self._db.close()
+                raise self._error(e) from None
+
+    def _setup(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._check_version()  # before any write: a file we don't understand stays as it is
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        for statement in filter(str.strip, _SCHEMA.split(";")):  # not executescript: it would commit early
+            self._db.execute(statement)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._db.execute("COMMIT")
 
     def _error(self, e: Exception) -> DatabaseError:
         text = str(e).splitlines()[0] if str(e) else type(e).__name__

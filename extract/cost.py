@@ -94,9 +94,11 @@ def arith_ops(s: t.Stmt) -> int:
 class CpuCost:
     """The CPU model above. Constants: a 32 KiB L1 of 64-byte lines, 16-byte SIMD (SSE at -O2).
 
-    ``miss``, ``loop``, ``compute_scale`` and ``alloc`` weigh the model's four terms (traffic, loop
-    overhead, compute, allocation): a calibration fits them to measurements (`extract.calibrate`).
-    ``simd_bytes`` 0 prices every loop as scalar."""
+    ``miss``, ``loop``, ``compute_scale``, ``alloc`` and ``chain`` weigh the model's terms (traffic,
+    loop overhead, compute, allocation, and store-to-load chains: Exo's C has no ``restrict``, so
+    a ``+=`` into memory reloads what the last store wrote and waits for it). As written the chain
+    weighs 0; a calibration fits all five to measurements (`extract.calibrate`). ``simd_bytes`` 0
+    prices every loop as scalar."""
 
     buffers: dict[str, Buffer]
     name: str = "cpu"
@@ -107,6 +109,7 @@ class CpuCost:
     simd_bytes: int = 16
     alloc: float = 60.0
     compute_scale: float = 1.0
+    chain: float = 0.0  # per reduction into memory that waits on a store (see `_chained`)
     unroll_body_limit: int = 64
     symbolic: int = 64
     # memo of per-access facts (pure functions of the terms): extraction asks the same questions
@@ -232,7 +235,28 @@ class CpuCost:
             vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
         lanes = max(1, self.simd_bytes // widest) if vector else 1
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
-        return self.compute_scale * iters * per_iter / lanes * penalty
+        chained = self._chained(inner, unrolled, leaves) * iters if self.chain else 0.0
+        return self.compute_scale * iters * per_iter / lanes * penalty + self.chain * chained
+
+    def _chained(self, inner: t.Dim | None, unrolled: list[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        """Per iteration, the reductions into memory that wait on a store: one whose address the
+        innermost loop does not move waits for the previous iteration's (divided among the
+        independent chains that unrolled copies into distinct addresses form); one into an address
+        an earlier statement of the same iteration stored (a fused producer) waits for that store."""
+        out, stored = 0.0, set()
+        for s in leaves:
+            for buf, idx, kind in accesses(s):
+                if kind == "write" and idx is not None:
+                    stored.add((buf, idx))
+                if kind != "reduce" or idx is None or buf not in self.buffers or not self.buffers[buf].row_strides:
+                    continue  # a scalar accumulator lives in a register
+                strides = self._var_strides(buf, idx)
+                if (buf, idx) in stored:
+                    out += 1.0
+                elif inner is None or not strides.get(inner.var):
+                    out += 1.0 / prod(u.extent for u in unrolled if strides.get(u.var))
+                stored.add((buf, idx))
+        return out
 
 
 @dataclass(frozen=True)
@@ -339,7 +363,7 @@ CPU_ASSUMPTIONS: dict[str, dict[str, int]] = {
     "avx2, L1": {"simd_bytes": 32, "cache_lines": 512},
     "avx2, L2": {"simd_bytes": 32, "cache_lines": 4096},
 }
-CPU_TERMS = ("miss", "loop", "compute_scale", "alloc")  # the weights calibration fits, in this order
+CPU_TERMS = ("miss", "loop", "compute_scale", "alloc", "chain")  # the weights calibration fits, in this order
 
 
 def cpu_features(model: CpuCost, program: t.Proc) -> dict[str, tuple[float, ...]]:

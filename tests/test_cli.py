@@ -35,6 +35,7 @@ def test_explore_writes_schedule_and_report(tmp_path, capsys):
     assert sum(h["matches"].get("reorder_loops", 0) for h in history) > 0
     assert "def schedule(p):" in (tmp_path / "schedule.py").read_text()
     assert "schedules held" in out
+    assert set(report["phases"]) == {"lower", "saturate", "extract", "replay", "validate"} and report["peak_rss_mb"] > 0
 
 
 def _one_line_error(capsys, *argv: str) -> str:

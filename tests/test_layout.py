@@ -26,7 +26,7 @@ STAGES = [
     ("replay", ["exo_egraph.script", "exo_egraph.replay"]),
     ("validate", ["exo_egraph.validate"]),
     ("surface", ["exo_egraph.target", "exo_egraph.report", "exo_egraph.api", "exo_egraph.cli", "exo_egraph.checks",
-                 "exo_egraph.testing", "exo_egraph.measure", "exo_egraph.db", "exo_egraph.tune", "exo_egraph"]),
+                 "exo_egraph.testing", "exo_egraph.measure", "exo_egraph.db", "exo_egraph.tuning", "exo_egraph"]),
 ]  # fmt: skip
 TARGET_FACTS = ["config", "plans", "pattern", "selection"]  # a target's facts: below its rules, cost and replay
 

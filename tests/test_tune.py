@@ -10,10 +10,9 @@ import pytest
 from exo_egraph import Budget
 from exo_egraph.cli import load_proc, main
 from exo_egraph.db import ResultDB
-from exo_egraph.extract.calibrate import kendall_tau
 from exo_egraph.measure import Measurement
 from exo_egraph.saturate import StopReason
-from exo_egraph.tune import Trial, _Run, tune
+from exo_egraph.tuning import Trial, _Run, tune
 
 KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
 QUICK = Budget(seconds=120)
@@ -90,21 +89,19 @@ def test_never_worse_than_the_input():
     assert run.best()[0].script == "e"  # the noisy 2x is passed over for a clear 1.4x
 
 
-def test_calibration_ranks_a_kernel_it_never_saw_better_than_the_model(tmp_path):
-    """Fitted on one kernel's measurements, the calibrated model orders another kernel's candidates
-    closer to the measured order than the model as written (which assumes SIMD that -O2 never uses)."""
-    db = tmp_path / "r.db"
-    tune(_proc("matmul_f32_16"), "cpu", trials=12, workers=0, db=db, budget=QUICK, seed=1)
-    held_out = tune(_proc("gemv_f32_128"), "cpu", trials=10, workers=0, db=tmp_path / "other.db", budget=QUICK)
-    from exo_egraph.tune import saved_calibration
-    from exo_egraph.target import create
+def test_calibration_ranks_kernels_it_never_saw_better_than_the_model():
+    """On real measurements (this project's 11 shipped kernels, 16 schedules each, recorded by
+    benchmarks/calibration.py), a calibration fitted to the other kernels ranks a held-out kernel's
+    schedules closer to the measured order than the model as written, on most kernels and on average."""
+    from benchmarks.calibration import read_rows
+    from exo_egraph.extract.calibrate import held_out
 
-    cal = saved_calibration(create("cpu"), db)
-    trials = [t for t in held_out.tuning.trials if t.measurement.ok]
-    measured = [t.relative for t in trials]
-    before = kendall_tau([t.predicted for t in trials], measured)
-    after = kendall_tau([cal.predict(t.features) for t in trials], measured)
-    assert after > before, (before, after, cal)
+    rows = read_rows(Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "calibration_rows.jsonl")
+    results = held_out(rows, y_tolerance=0.1)
+    assert len(results) == len({r.kernel for r in rows}) >= 10
+    improved = [h.kernel for h in results if h.calibrated > h.model]
+    assert len(improved) > len(results) / 2, improved
+    assert sum(h.calibrated for h in results) > sum(h.model for h in results) + 0.05 * len(results)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -131,7 +128,7 @@ def test_cli_tune_writes_the_pair_and_db_shows_it(tmp_path, capsys):
         (["--trials", "0"], "--trials"),
         (["--workers", "-1"], "--workers"),
         (["--cluster", "localhost"], "--cluster"),
-        (["--target", "gemmini"], "cannot be tuned"),
+        (["--target", "tpu"], "unknown target"),
     ],
 )
 def test_cli_tune_bad_arguments_are_one_line(tmp_path, capsys, argv, says):
@@ -147,3 +144,43 @@ def test_cli_tune_refuses_a_corrupt_database(tmp_path, capsys):
     code, _, err = _cli(capsys, "tune", f"{KERNELS}/matmul.py::matmul_f32_16", "--out", str(tmp_path / "o"), "--db", str(db))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert db.read_bytes() == b"not a database" * 100
+
+
+def test_explore_calibrated_uses_the_fitted_model(tmp_path, capsys):
+    db, kernel = tmp_path / "r.db", f"{KERNELS}/matmul.py::matmul_f32_16"
+    code, _, err = _cli(capsys, "explore", kernel, "--out", str(tmp_path / "a"), "--calibrated", "--db", str(db))
+    assert code == 2 and "no result database" in err  # nothing measured yet: said, not guessed
+    tune(_proc("matmul_f32_16"), "cpu", trials=6, workers=0, db=db, budget=QUICK)
+    code, _, _ = _cli(capsys, "explore", kernel, "--out", str(tmp_path / "b"), "--calibrated", "--db", str(db))
+    assert code == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["cost_unit"] == "predicted seconds" and 0 < report["best"]["cost"] < 1
+
+
+def test_tune_on_a_dask_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        r = tune(_proc("matmul_f32_16"), "cpu", trials=4, cluster=cluster.scheduler_address, db=tmp_path / "r.db", budget=QUICK)
+    assert len(r.tuning.trials) == 4 and all(t.measurement.ok for t in r.tuning.trials)
+    assert r.tuning.workers == cluster.scheduler_address
+
+
+def test_progress_in_a_log_is_plain_lines(capsys):
+    from exo_egraph.cli import Progress
+
+    progress = Progress()  # stderr is captured: not a terminal
+    for i in range(50):
+        progress.phase("measure", i, 0)
+    progress.end()
+    err = capsys.readouterr().err
+    assert "\r" not in err and len(err.splitlines()) == 1  # one line per quiet interval, not one per update
+
+
+def test_tune_on_gemmini_measures_cycles_on_the_model(tmp_path):
+    proc = load_proc(f"{KERNELS}/gemmini.py::gemmini_matmul_16")
+    r = tune(proc, "gemmini", trials=3, workers=0, db=tmp_path / "r.db", budget=QUICK)
+    trials = r.tuning.trials
+    assert [t.origin for t in trials][0] == "input" and all(t.measurement.unit == "cycles" for t in trials)
+    for t in trials[1:]:
+        assert t.measurement.ok and t.measurement.median == t.predicted  # modeled = simulated
+    assert r.validation.speedup == max(t.measurement.speedup for t in trials) > 1

@@ -51,7 +51,7 @@ from .model import validate_gemmini
 from .pattern import GemmPattern, initial_plan
 from .plans import PAcc, PLoop, PMac, Plan, PStage, chain, show, to_egg
 from .replay import replay_plan
-from .target import GemminiProblem, GemminiTarget
+from .target import PLAN_TRIES, GemminiProblem, GemminiTarget
 
 PLAN_RULES = ("replace", "first_step", "divide_loop", "reorder_loops", "stage_mem", "lift_alloc(acc)")
 CHECKS = PLAN_RULES + ("all",)
@@ -59,7 +59,6 @@ ROLE_FILLERS = ("replace", "first_step")  # without them no role has an instruct
 # rules a check needs besides its own: the zero folds into the first reduction step only where the
 # operands are staged above the reduction loops (`first_step_ok`)
 NEEDS = {"first_step": ("stage_mem",)}
-PLAN_TRIES = 64  # plans drawn, at most, to find one that fits and shows the rule (a draw takes ~1 ms)
 BUDGET = Budget(seconds=30.0)
 
 

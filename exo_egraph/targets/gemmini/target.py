@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import math
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from exo import Procedure
 
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
-from exo_egraph.extract.plan_extract import extract_plans
+from exo_egraph.extract.plan_extract import extract_plans, random_plan
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.gemmini import gemmini_rules
 from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
+from exo_egraph.validate.cpu import CFLAGS
+from exo_egraph.validate.measurement import Measurement
 
 from .config import CONSTANTS, PLATFORM
 from .model import validate_gemmini
@@ -71,6 +75,9 @@ class GemminiVerdict:
         ]
 
 
+PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
+
+
 @dataclass(frozen=True)
 class GemminiTarget:
     """Tile plans over the instructions of ``exo.platforms.gemmini``; cost = the model's cycles."""
@@ -98,10 +105,7 @@ class GemminiTarget:
         picks = extract_plans(saturated.view, problem.model, k=k, deadline=deadline)
         if not picks:
             raise NotGemmini(f"{problem.proc.name()}: no plan fits the scratchpad and accumulator")
-        return [
-            Pick(x.cycles, x.plan, {"hoisted": x.choice.hoisted, "counters": problem.model.counters(x.plan, x.choice.hoisted)})
-            for x in picks
-        ]
+        return [self._pick(problem, x.plan, x.choice.hoisted) for x in picks]
 
     def replay(self, problem: GemminiProblem, pick: Pick) -> Replayed:
         return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection)
@@ -124,6 +128,55 @@ class GemminiTarget:
 
     def describe(self, pick: Pick) -> dict[str, Any]:
         return {"plan": show(pick.term).splitlines()}
+
+    # --- measured tuning (`exo_egraph.tuning`): "measuring" runs the Gemmini model, in cycles
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def build(self) -> str:
+        return f"{' '.join(['gcc', *CFLAGS])}, Gemmini C model (DIM {CONSTANTS['DIM']})"
+
+    def calibrated(self, calibration: Any) -> "GemminiTarget":
+        """The model's cycles equal the simulator's (tested), so there is nothing to fit."""
+        return self
+
+    def priced(self, problem: GemminiProblem, pick: Pick | None) -> float:
+        return pick.cost if pick is not None else self.naive_cost(problem)
+
+    def features(self, problem: GemminiProblem, pick: Pick | None) -> dict[str, tuple[float, ...]]:
+        return {"simulated": (self.priced(problem, pick),)}
+
+    def program(self, problem: GemminiProblem, pick: Pick | None) -> Any:
+        return (pick.term, pick.detail["hoisted"]) if pick is not None else problem.term
+
+    def sample(self, problem: GemminiProblem, saturated: Saturated, rng: random.Random) -> Pick:
+        """A plan drawn node by node from the e-graph with a random instruction choice, that fits the
+        memories (the model's cheapest when no draw of `PLAN_TRIES` fits)."""
+        model, choices = problem.model, problem.model.choices()
+        for _ in range(PLAN_TRIES):
+            choice = choices[rng.randrange(len(choices))]
+            plan = random_plan(saturated.view, model, choice, rng.randrange)
+            if plan is not None and model.footprint(plan).fits(model.consts):
+                return self._pick(problem, plan, choice.hoisted)
+        return self.extract(problem, saturated, 1, Deadline.after(math.inf))[0]
+
+    def _pick(self, problem: GemminiProblem, plan: Any, hoisted: tuple) -> Pick:
+        return Pick(problem.model.cycles(plan, hoisted), plan,
+                    {"hoisted": hoisted, "counters": problem.model.counters(plan, hoisted)})  # fmt: skip
+
+    def measure(
+        self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
+    ) -> Measurement:
+        """Simulated cycles of ``scheduled`` on the model against the input's host cycles (the input
+        runs on the host only); outputs compared bit for bit. One run: the model is deterministic."""
+        naive = host_cycles(lower(original))
+        if scheduled is original:
+            return Measurement(True, True, "cycles", naive, naive, runs=1)
+        v = validate_gemmini(original, scheduled, sizes=sizes)
+        return Measurement(v.ok, v.ok, "cycles", naive, v.cycles, runs=1, message=v.message)
 
     def rule_checks(self) -> Mapping[str, Callable[..., Any]]:
         """The plan rules' soundness checks (`exo_egraph.targets.gemmini.checks`) for ``check-rules``."""

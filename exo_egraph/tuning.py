@@ -17,18 +17,16 @@ import hashlib
 import math
 import os
 import random
-import resource
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from exo import Procedure
 
-from .api import DEFAULT_TOP_K, Candidate, Result
+from .api import DEFAULT_TOP_K, Candidate, Phases, Result, peak_rss_mb
 from .db import Machine, Record, ResultDB, default_path
-from .extract.calibrate import Calibration, Features, fit, kendall_tau
+from .extract.calibrate import Calibration, Features, Row, fit, kendall_tau
 from .measure import KernelSource, Measurement, MeasureTask, apply_script, kernel_source, pool_for
 from .saturate import Budget, Deadline, Iteration, StopReason, TimeUp
 from .script import Replayed, ReplayError
@@ -81,25 +79,6 @@ class Tuning:
             "kendall_tau": {"model": self.tau_model, "calibrated": self.tau_calibrated},
             "verdict": self.verdict, "measurements": [t.to_json() for t in self.trials],
         }  # fmt: skip
-
-
-@dataclass
-class Phases:
-    """Seconds spent per phase of the run (a run's own clock; not shared)."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def fingerprint(value: Any) -> str:
@@ -207,7 +186,7 @@ class _Run:
 
     def refit(self) -> None:
         rows = self.database.records(target=self.key.target, machine=self.key.machine)
-        self.calibration = fit([(r.features, r.measurement.median) for r in rows if r.measurement.ok])
+        self.calibration = fit(calibration_rows(rows))
 
     def search(
         self, saturated: Any, trials: int, workers: int | None, cluster: str | None, deadline: Deadline,
@@ -325,9 +304,10 @@ class _Run:
             tau_model = kendall_tau([t.predicted for t in measured], rel)
             if self.calibration is not None:
                 tau_cal = kendall_tau([self.calibration.predict(t.features) for t in measured], rel)
-        workers_text = cluster or (f"{workers} local processes" if workers != 0 else "this process")
-        if workers is None:
-            workers_text = f"{os.cpu_count()} local processes"
+        if cluster:
+            workers_text = cluster
+        else:
+            workers_text = "this process" if workers == 0 else f"{workers or os.cpu_count()} local processes"
         tuning = Tuning(tuple(self.trials), self.reused, workers_text, str(path), self.calibration, tau_model,
                         tau_cal, verdict)  # fmt: skip
         validation = best.measurement if best else self._input_measurement()
@@ -353,6 +333,12 @@ class _Run:
         return mine[-1].measurement if mine else None
 
 
+def calibration_rows(records: list[Record]) -> list[Row]:
+    """The database's correct, timed measurements as rows to fit."""
+    return [Row(r.features, 1.0 / r.measurement.speedup, r.measurement.naive, r.kernel, r.predicted or 0.0)
+            for r in records if r.measurement.ok and r.measurement.median > 0]  # fmt: skip
+
+
 def _noise(m: Measurement) -> float:
     return max(m.spread, m.naive_spread)
 
@@ -362,7 +348,7 @@ def saved_calibration(target: Any, db: str | Path) -> Calibration | None:
     with ResultDB(Path(db)) as database:
         machine = Machine.this(target.build).fingerprint
         rows = database.records(target=_target_key(target), machine=machine)
-    return fit([(r.features, r.measurement.median) for r in rows if r.measurement.ok])
+    return fit(calibration_rows(rows))
 
 
 def _saturation_progress(progress: Callable[[str, int, int], None] | None) -> Callable[[Iteration], None] | None:
