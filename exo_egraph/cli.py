@@ -391,6 +391,9 @@ def _rules_table(reports: list) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
 
 
+DB_HELP = "the result database of measurements (default: $XDG_CACHE_HOME/exo-egraph/results.db, else ~/.cache/exo-egraph/results.db)"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="exo-egraph", description="Equality-saturation scheduling for Exo procs")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -405,7 +408,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--iterations", type=int, default=Budget().iterations, help="most saturation iterations")
     common.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to report")
     common.add_argument("--sizes", metavar="N=128,...", help="values of the proc's size arguments for validation (default 16)")
-    common.add_argument("--db", metavar="PATH", help="the result database of measurements (default: $XDG_CACHE_HOME/exo-egraph/results.db, else ~/.cache/exo-egraph/results.db)")
+    common.add_argument("--db", metavar="PATH", help=DB_HELP)
     common.add_argument(
         "--reassociate",
         action="store_true",
@@ -440,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
     ck.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all; a target's other than cpu as TARGET:NAME, say gemmini:stage_mem)")
     db = sub.add_parser("db", help="read the database of measured schedules that tune writes")
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--db", metavar="PATH", help="the result database (default: $XDG_CACHE_HOME/exo-egraph/results.db, else ~/.cache/exo-egraph/results.db)")
+    where.add_argument("--db", metavar="PATH", help=DB_HELP)
     actions = db.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[where], help="one line per kernel, target and machine: records and best speed-up")
     show = actions.add_parser("show", parents=[where], help="a kernel's measured schedules")

@@ -340,7 +340,8 @@ def calibration_rows(records: list[Record]) -> list[Row]:
 
 
 def _noise(m: Measurement) -> float:
-    return max(m.spread, m.naive_spread)
+    """How far from the input a measurement can land by chance: its round-by-round ratio spread."""
+    return m.spread
 
 
 def saved_calibration(target: Any, db: str | Path) -> Calibration | None:

@@ -30,7 +30,7 @@ def test_tune_measures_the_input_and_returns_the_fastest_measured_schedule(tmp_p
     assert len({t.program for t in trials}) == 6  # never the same program twice
     assert all(t.measurement.ok for t in trials)
     def noise(t: Trial) -> float:
-        return max(t.measurement.spread, t.measurement.naive_spread)
+        return t.measurement.spread
 
     wins = [t for t in trials if t.script and t.measurement.speedup > 1 + noise(t)]
     if not wins:  # nothing beat the input by more than its noise: the input's empty schedule

@@ -11,7 +11,8 @@ class Measurement:
     """A candidate measured against the input in one run, interleaved so drift hits both alike.
 
     ``naive`` and ``median`` are medians in ``unit`` (seconds per call on a CPU; cycles on a model);
-    spreads are relative (interquartile range / median). ``ok`` is False when the outputs differ
+    spreads are relative (interquartile range / median): ``spread`` is that of the candidate's time
+    relative to the input's, round by round, which is what judging it against the input needs. ``ok`` is False when the outputs differ
     and None when nothing could be measured (``message`` says why)."""
 
     ok: bool | None
@@ -43,7 +44,7 @@ class Measurement:
         if self.unit == "cycles":  # a deterministic model: one run, no spread
             how = f"{self.median:,.0f} simulated cycles against the input's {self.naive:,.0f}"
         else:
-            how = f"median of {self.runs} interleaved runs, spread {max(self.spread, self.naive_spread):.1%}"
+            how = f"median of {self.runs} interleaved rounds, spread {self.spread:.1%}"
         return [("validation", f"{self.ok} (exact {self.exact})"), ("speed-up (measured)", f"{self.speedup:.2f}x, {how}")]
 
     @staticmethod
