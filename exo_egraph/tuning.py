@@ -43,7 +43,7 @@ TUNE_SECONDS = 600.0  # the whole run's default budget: measuring takes longer t
 class Trial:
     """One measured candidate: where it came from, what the model said, what the machine said."""
 
-    origin: str  # "input", "model", "explore", or "database" (measured by an earlier run)
+    origin: str  # "input", "model" (as written), "calibrated", "explore", or "database" (an earlier run)
     program: str  # fingerprint of the program: equal programs compile to the same code
     script: str  # the schedule ("" for the input as written)
     predicted: float | None  # the target's model cost, as written (uncalibrated)
@@ -118,7 +118,7 @@ def tune(
     with ResultDB(path) as database:
         machine = Machine.this(tgt.build)
         database.add_machine(machine)
-        key = _Key(_kernel_key(source, sizes), proc.name(), _target_key(tgt), machine.fingerprint)
+        key = _Key(_kernel_key(proc, sizes), proc.name(), _target_key(tgt), machine.fingerprint)
         run = _Run(tgt, proc, source, key, database, sizes, measure_seconds, progress, phases)
         with phases("lower"):
             run.problem = tgt.prepare(proc)
@@ -140,8 +140,10 @@ class _Key:
     machine: str
 
 
-def _kernel_key(source: KernelSource, sizes: Mapping[str, int] | None) -> str:
-    return fingerprint((source.fingerprint, sorted((sizes or {}).items())))
+def _kernel_key(proc: Procedure, sizes: Mapping[str, int] | None) -> str:
+    """The kernel as Exo reads it (its LoopIR, printed) and the sizes it runs at: an edit elsewhere
+    in its file does not make earlier measurements stale."""
+    return fingerprint((str(proc), sorted((sizes or {}).items())))
 
 
 def _target_key(tgt: Any) -> str:
@@ -228,21 +230,30 @@ class _Run:
         return stop, tuple(unsound)
 
     def pick(self, saturated: Any, want: int, rng: random.Random, deadline: Deadline) -> list[tuple[str, Pick | None]]:
-        """``want`` unmeasured candidates: the input first if it is not measured, then the model's
-        cheapest, then random members of the e-graph (half the model's favourites among them)."""
+        """``want`` unmeasured candidates: the input first if it is not measured, then the cheapest
+        under the calibrated model and under the model as written, in turn (so ``tune`` measures
+        what ``explore`` would pick, even when the calibration disagrees), then random members of
+        the e-graph, half of them the current model's favourites among the draws."""
         out: list[tuple[str, Pick | None]] = []
         seen = set(self.measured)
         if self.input_program not in seen:
             out.append(("input", None))
             seen.add(self.input_program)
-        model = self.tgt.calibrated(self.calibration)
-        problem = model.prepare(self.proc) if self.calibration is not None else self.problem
+        rankings = [("model", self.tgt, self.problem)]
+        if self.calibration is not None:
+            calibrated = self.tgt.calibrated(self.calibration)
+            rankings.insert(0, ("calibrated", calibrated, calibrated.prepare(self.proc)))
         exploit = math.ceil(want * EXPLOIT)
-        for pick in model.extract(problem, saturated, len(seen) + exploit, deadline):
-            if len(out) >= exploit:
-                break
-            if self._new(pick, seen):
-                out.append(("model", pick))
+        streams = [(origin, iter(tgt.extract(problem, saturated, len(seen) + exploit, deadline)))
+                   for origin, tgt, problem in rankings]  # fmt: skip
+        while len(out) < exploit and streams:
+            for origin, stream in list(streams):
+                pick = next((p for p in stream if self._new(p, seen)), None)
+                if pick is None:
+                    streams.remove((origin, stream))
+                elif len(out) < exploit:
+                    out.append((origin, pick))
+        _, model, problem = rankings[0]
         drawn = [model.sample(problem, saturated, rng) for _ in range(SAMPLES)]
         drawn = [p for p in drawn if self._new(p, seen, mark=False)]
         favourites = sorted(drawn, key=lambda p: p.cost)
