@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,7 +27,7 @@ from exo import Procedure
 from .api import DEFAULT_TOP_K, Candidate, Phases, Result, peak_rss_mb
 from .db import Machine, Record, ResultDB, default_path
 from .extract.calibrate import Calibration, Features, Row, fit, kendall_tau
-from .measure import KernelSource, Measurement, MeasureTask, apply_script, kernel_source, pool_for
+from .measure import KernelSource, Measurement, MeasureTask, apply_script, kernel_source, pool_for, run_task
 from .saturate import Budget, Deadline, Iteration, StopReason, TimeUp
 from .script import Replayed, ReplayError
 from .target import Pick, Target, Tunes, create
@@ -35,6 +35,8 @@ from .target import Pick, Target, Tunes, create
 DEFAULT_TRIALS = 32
 EXPLOIT = 0.75  # of each round's picks, the share taken from the model's cheapest; the rest explore
 SAMPLES = 48  # random members of the e-graph drawn per round for exploration
+WRITTEN_K = 64  # schedules extracted at once under the model as written
+CONFIRM = 3  # the fastest measured, measured again alone before one is chosen
 MEASURE_SECONDS = 3.0  # timing budget per candidate (interleaved rounds stop sooner when stable)
 TUNE_SECONDS = 600.0  # the whole run's default budget: measuring takes longer than exploring
 
@@ -129,6 +131,9 @@ def tune(
                 saturated = tgt.saturate(run.problem, budget, _saturation_progress(progress), deadline)
             stats, stop = saturated.stats, saturated.stats.stop_reason
             stop, unsound = run.search(saturated, trials, workers, cluster, deadline, random.Random(seed), stop)
+            if stop is not StopReason.INTERRUPTED:
+                with phases("measure"):
+                    stop = run.confirm(CONFIRM, stop)
         return run.result(stats, stop, unsound, top_k, workers, cluster, path)
 
 
@@ -167,6 +172,7 @@ class _Run:
     trials: list[Trial] = field(default_factory=list)
     reused: int = 0
     calibration: Calibration | None = None
+    written: list[Pick] = field(default_factory=list)  # the model as written's ranking: it never changes
 
     @property
     def measured(self) -> set[str]:
@@ -215,8 +221,7 @@ class _Run:
                             except ReplayError as e:
                                 unsound.append(str(e))
                                 continue
-                            task = MeasureTask(self.source, script, self.tgt.name, tuple(sorted(self.tgt.options.items())),
-                                               tuple(sorted((self.sizes or {}).items())), self.measure_seconds)  # fmt: skip
+                            task = self._task(script)
                             tasks.append(task)
                             pending[task] = (origin, pick)
                     with self.phases("measure"):
@@ -244,7 +249,10 @@ class _Run:
             calibrated = self.tgt.calibrated(self.calibration)
             rankings.insert(0, ("calibrated", calibrated, calibrated.prepare(self.proc)))
         exploit = math.ceil(want * EXPLOIT)
-        streams = [(origin, iter(tgt.extract(problem, saturated, len(seen) + exploit, deadline)))
+        k = len(seen) + exploit
+        if len(self.written) < k:  # extracted once, and again only when the run has used it up
+            self.written = self.tgt.extract(self.problem, saturated, max(k, 2 * len(self.written), WRITTEN_K), deadline)
+        streams = [(origin, iter(self.written if tgt is self.tgt else tgt.extract(problem, saturated, k, deadline)))
                    for origin, tgt, problem in rankings]  # fmt: skip
         while len(out) < exploit and streams:
             for origin, stream in list(streams):
@@ -275,15 +283,39 @@ class _Run:
 
     def record(self, origin: str, pick: Pick | None, script: str, m: Measurement) -> None:
         program = fingerprint(self.tgt.program(self.problem, pick))
-        predicted = self.tgt.priced(self.problem, pick)
-        features = self.tgt.features(self.problem, pick)
-        self.trials.append(Trial(origin, program, script, predicted, features, m))
-        self.database.record(Record(
-            self.key.kernel, self.key.kernel_name, self.key.target, self.key.machine,
-            hashlib.sha256(script.encode()).hexdigest()[:20], program, script, predicted, features, m, time.time(),
-        ))  # fmt: skip
+        trial = Trial(origin, program, script, self.tgt.priced(self.problem, pick), self.tgt.features(self.problem, pick), m)
+        self.trials.append(trial)
+        self._store(trial)
         if self.progress is not None:
             self.progress("measure", len(self.trials), 0)
+
+    def _store(self, trial: Trial) -> None:
+        self.database.record(Record(
+            self.key.kernel, self.key.kernel_name, self.key.target, self.key.machine,
+            hashlib.sha256(trial.script.encode()).hexdigest()[:20], trial.program, trial.script, trial.predicted,
+            trial.features, trial.measurement, time.time(),
+        ))  # fmt: skip
+
+    def _task(self, script: str) -> MeasureTask:
+        options, sizes = tuple(sorted(self.tgt.options.items())), tuple(sorted((self.sizes or {}).items()))
+        return MeasureTask(self.source, script, self.tgt.name, options, sizes, self.measure_seconds)
+
+    def confirm(self, count: int, stop: StopReason) -> StopReason:
+        """Measure the ``count`` fastest again, one at a time in this process: measured side by side
+        with other workers, on a machine with as many cores as workers, ratios scatter and a lucky
+        one can look best. The new measurement replaces the old, in the run and in the database."""
+        ranked = sorted((t for t in self.trials if t.measurement.ok and t.script), key=lambda t: -t.measurement.speedup)
+        try:
+            for trial in ranked[:count]:
+                again = run_task(self._task(trial.script))
+                if again.ok is None:
+                    continue
+                index = self.trials.index(trial)
+                self.trials[index] = replace(trial, origin=f"{trial.origin}, confirmed", measurement=again)
+                self._store(self.trials[index])
+        except KeyboardInterrupt:
+            return StopReason.INTERRUPTED
+        return stop
 
     def best(self) -> tuple[Trial | None, str]:
         """The fastest measured schedule that beats the input by more than its noise, and why."""
