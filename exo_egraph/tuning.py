@@ -35,7 +35,8 @@ from .target import Pick, Target, Tunes, create
 DEFAULT_TRIALS = 32
 EXPLOIT = 0.75  # of each round's picks, the share taken from the model's cheapest; the rest explore
 SAMPLES = 48  # random members of the e-graph drawn per round for exploration
-WRITTEN_K = 64  # schedules extracted at once under the model as written
+WRITTEN_K = 16  # schedules extracted at once under the model as written (top-k costs grow with k)
+SATURATION_SHARE = 0.3  # of the run's seconds, what saturation (with its extraction reserve) may take
 CONFIRM = 3  # the fastest measured, measured again alone before one is chosen
 MEASURE_SECONDS = 3.0  # timing budget per candidate (interleaved rounds stop sooner when stable)
 TUNE_SECONDS = 600.0  # the whole run's default budget: measuring takes longer than exploring
@@ -128,7 +129,10 @@ def tune(
         stop, stats, unsound = StopReason.SATURATED, None, ()
         if run.needed(trials):
             with phases("saturate"):
-                saturated = tgt.saturate(run.problem, budget, _saturation_progress(progress), deadline)
+                # saturation gets a share of the run: the rest is for measuring what it holds
+                share = replace(budget, seconds=budget.seconds * SATURATION_SHARE)
+                saturated = tgt.saturate(run.problem, share, _saturation_progress(progress),
+                                         Deadline.after(share.seconds, budget.max_memory_mb))  # fmt: skip
             stats, stop = saturated.stats, saturated.stats.stop_reason
             stop, unsound = run.search(saturated, trials, workers, cluster, deadline, random.Random(seed), stop)
             if stop is not StopReason.INTERRUPTED:
