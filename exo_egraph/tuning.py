@@ -359,7 +359,7 @@ class _Run:
                         tau_cal, verdict)  # fmt: skip
         validation = best.measurement if best else self._input_measurement()
         naive = self.tgt.priced(self.problem, None)
-        notes = tuple(getattr(self.problem, "notes", ())) + (verdict,)
+        notes = tuple(getattr(self.problem, "notes", ()))
         return Result(self.proc.name(), self.tgt.name, self.tgt.cost_unit, stats, naive, candidates, validation,
                       tuple({} for _ in candidates), stop, unsound, notes, tuning=tuning,
                       phases=dict(self.phases.seconds), peak_rss_mb=peak_rss_mb())  # fmt: skip
