@@ -18,6 +18,7 @@ import math
 import os
 import random
 import time
+from functools import cached_property
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -182,8 +183,9 @@ class _Run:
     def measured(self) -> set[str]:
         return {t.program for t in self.trials}
 
-    @property
+    @cached_property
     def input_program(self) -> str:
+        """The input's program fingerprint (asked every round; the input does not change)."""
         return fingerprint(self.tgt.program(self.problem, None))
 
     def load(self) -> None:
