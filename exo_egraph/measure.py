@@ -17,6 +17,7 @@ import itertools
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -192,6 +193,12 @@ class _Closing:
         self.close()
 
 
+def _leave_interrupts_to_the_caller() -> None:
+    """In a worker: ignore Ctrl-C, which the terminal sends to the whole process group. The calling
+    process handles it (records what finished, shuts the pool down); a worker's traceback is noise."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalPool(_Closing):
     """Tasks in worker processes on this machine (spawned, one task per worker at a time); default
     one worker per core; ``workers=0`` runs them in the calling process, one after another.
@@ -209,7 +216,9 @@ class LocalPool(_Closing):
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_interrupts_to_the_caller
+            )
         return self._executor
 
     def _discard(self) -> None:
