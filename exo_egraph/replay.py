@@ -87,13 +87,28 @@ def _block(session: Session, path: Path, target: t.Block) -> None:
         if got > need:
             _fission(session, path, c, need)
         elif got < need:
-            session.do("fuse", loop_cursor(session.term, path, c), loop_cursor(session.term, path, c + 1))
+            _fuse_next(session, path, c, need - got)
         elif isinstance(want, t.Loop):
             _block(session, path + ((c, 0),), want.body)
             i, c = i + 1, c + 1
         else:
             _nest(session, path, c, want)
             i, c = i + 1, c + len(t.materialize_block((want,)))  # a fully unrolled nest is many statements
+
+
+def _fuse_next(session: Session, path: Path, idx: int, missing: int) -> None:
+    """Fuse into the loop at ``path[idx]`` the first ``missing`` leaves of the loop after it.
+
+    When the next loop holds more, it is fissioned first: the target may have fused only its head,
+    and fusing the whole loop can be illegal where fusing the head is not (its tail may read what a
+    later iteration of this loop writes).
+    """
+    cur = block_at(session.term, path)
+    if idx + 1 >= len(cur) or not isinstance(cur[idx + 1], t.Loop):
+        raise ReplayError("(fuse)", f"no loop after {path}[{idx}] to fuse {missing} more leaves from")
+    if t.count_leaves((cur[idx + 1],)) > missing:
+        _fission(session, path, idx + 1, missing)
+    session.do("fuse", loop_cursor(session.term, path, idx), loop_cursor(session.term, path, idx + 1))
 
 
 def _fission(session: Session, path: Path, idx: int, need: int) -> None:

@@ -97,6 +97,20 @@ def stencil_pair_i32(a: i32[9, 8] @ DRAM, o: i32[8, 8] @ DRAM):
 
 
 @proc
+def fuse_after_fission_i32(a: i32[8] @ DRAM, o: i32[8] @ DRAM):
+    # The producer loop may fuse with the first statement of the consumer, but not with the
+    # second (it reads tmp[i + 1]): a schedule must fission the consumer before fusing.
+    tmp: i32[9] @ DRAM
+    for z in seq(0, 9):
+        tmp[z] = 0
+    for i in seq(0, 8):
+        tmp[i] = a[i] * 2
+    for i in seq(0, 8):
+        o[i] = a[i] * 3
+        o[i] += tmp[i + 1]
+
+
+@proc
 def vadd18_i32(a: i32[18] @ DRAM, o: i32[18] @ DRAM):
     for i in seq(0, 18):
         o[i] = a[i] + 1

@@ -11,6 +11,7 @@ import random
 from functools import lru_cache
 
 import numpy as np
+from exo.stdlib.scheduling import fission, fuse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,6 +113,23 @@ def test_fuse_guard_blocks_a_stencil_consumer():
     with_fuse = saturate_term(lower(K.stencil_pair_i32), fuse_only).stats.schedules
     without = saturate_term(lower(K.stencil_pair_i32), LoopRuleConfig(**NONE)).stats.schedules
     assert with_fuse == without  # reading tmp[i + 1] in the consumer forbids fusing the i loops
+
+
+def test_replay_fissions_before_fusing_only_the_head_of_a_loop():
+    # Found by the check-rules sweep: the target fuses the producer with the first statement of
+    # the consumer only; fusing first and fissioning after is illegal (the tail reads tmp[i + 1]).
+    kernel = K.fuse_after_fission_i32
+    by_hand = fission(kernel, kernel.find("o[_] = _").after())
+    by_hand = fuse(by_hand, by_hand.find_loop("i #0"), by_hand.find_loop("i #1"))
+    done = replay(kernel, lower(by_hand))
+    assert done.roundtrip
+    assert [s.call for s in done.steps] == ["fission", "fuse"]
+    want = run_proc(kernel, random_inputs(kernel, seed=1))
+    sat = saturate_term(lower(kernel), LoopRuleConfig(**{**NONE, "fission": True, "fuse": True}))
+    for seed in range(30):
+        term = sample(sat.view, random.Random(seed))
+        got = run_proc(replay(kernel, term).proc, random_inputs(kernel, seed=1))
+        assert all(np.array_equal(got[n], w) for n, w in want.items()), f"seed {seed}"
 
 
 def test_reorder_guard_blocks_a_loop_carried_dependence():
