@@ -5,8 +5,9 @@
 The examples are shared evenly among the rules (the cpu loop rules and, as ``gemmini:<rule>``,
 the Gemmini plan rules); each rule's share runs in chunks of ``--chunk`` examples, each chunk a
 seeded hypothesis run of its own, on ``--jobs`` processes. Each finished chunk is appended to
-``--log`` (JSON lines), so a stopped sweep resumes where it stopped: chunks already in the log are
-not run again, and the report sums them with the new ones. Writes
+``--log`` (JSON lines), so a stopped sweep resumes where it stopped: chunks that passed are not run
+again, a chunk that failed is (after a fix, on the same seed), and the report sums each chunk's
+last run, listing failures fixed since. Writes
 ``benchmarks/results/check_rules.md``: per rule the examples, applications (checked terms that
 show the rule; and in how many examples), seconds (summed over its chunks) and the result, the
 wall time, and every failure with its (shrunk) example. Exits 1 when any rule failed.
@@ -123,10 +124,22 @@ def read_log(path: Path) -> list[Logged]:
     return [Logged.parse(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def latest(logged: list[Logged]) -> list[Logged]:
+    """Each chunk's last entry: a chunk that failed is run again after a fix, and the re-run counts."""
+    last = {(e.report.rule, e.seed): e for e in logged}
+    return list(last.values())
+
+
+def fixed(logged: list[Logged]) -> list[Logged]:
+    """Failures that a later run of the same chunk (same seed, so the same examples) passed."""
+    passed = {(e.report.rule, e.seed) for e in latest(logged) if e.report.failure is None}
+    return [e for e in logged if e.report.failure is not None and (e.report.rule, e.seed) in passed]
+
+
 def pending(tasks: list[tuple[str, int, int]], logged: list[Logged]) -> list[tuple[str, int, int]]:
-    """The chunks (rule, examples, seed) that no earlier run finished."""
-    finished = {(e.report.rule, e.seed) for e in logged}
-    return [task for task in tasks if (task[0], task[2]) not in finished]
+    """The chunks (rule, examples, seed) that no earlier run passed: never run, or failed."""
+    passed = {(e.report.rule, e.seed) for e in latest(logged) if e.report.failure is None}
+    return [task for task in tasks if (task[0], task[2]) not in passed]
 
 
 def wall_of(logged: list[Logged]) -> float:
@@ -137,7 +150,9 @@ def wall_of(logged: list[Logged]) -> float:
     return sum(last.values())
 
 
-def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float, runs: int = 1) -> str:
+def markdown(
+    tallies: list[Tally], args: argparse.Namespace, wall: float, runs: int = 1, fixed_since: list[Logged] = ()
+) -> str:
     total = sum(t.examples for t in tallies)
     reports = [t.report() for t in tallies]
     failed = [r for r in reports if not r.ok]
@@ -181,6 +196,11 @@ def markdown(tallies: list[Tally], args: argparse.Namespace, wall: float, runs: 
         r = t.report()
         if r.failure is None and not r.covered:
             lines += ["", f"## `{t.rule}`: {r.problem}"]
+    for e in fixed_since:
+        lines += ["", f"## Fixed since: `{e.report.rule}` (chunk seed {e.seed}) failed, then passed when run again",
+                  "", "```", (e.report.failure or "").strip(), "```"]  # fmt: skip
+        if e.report.kernel:
+            lines += ["", "```python", e.report.kernel.strip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -206,9 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     tasks.sort(key=lambda c: c[2] % 100_003)  # chunk by chunk across the rules: every rule advances
     tallies = {r: Tally(r) for r in rules}
     logged = [e for e in read_log(args.log) if e.report.rule in tallies]
-    for entry in logged:
-        tallies[entry.report.rule].add(entry.seed, entry.report)
     tasks = pending(tasks, logged)
+    rerun = {(rule, seed) for rule, _, seed in tasks}
+    for entry in latest(logged):
+        if (entry.report.rule, entry.seed) not in rerun:  # a failed chunk counts once, when run again
+            tallies[entry.report.rule].add(entry.seed, entry.report)
     run = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     done = sum(t.examples for t in tallies.values())
@@ -227,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if report.failure is None else "FAILED"
             print(f"[{entry.wall:7.0f} s] {rule}: chunk of {n} {status} "
                   f"({done:,}/{per_rule * len(rules):,} examples)", file=sys.stderr, flush=True)  # fmt: skip
-    text = markdown([tallies[r] for r in rules], args, wall_of(logged), len({e.run for e in logged}))
+    text = markdown([tallies[r] for r in rules], args, wall_of(logged), len({e.run for e in logged}), fixed(logged))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

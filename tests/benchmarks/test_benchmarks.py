@@ -32,7 +32,7 @@ def test_baseline_enumerates_a_small_space_completely_and_soundly():
 
 
 def test_a_stopped_rule_sweep_resumes_from_its_log(tmp_path):
-    from benchmarks.check_rules import Logged, chunks, pending, read_log, wall_of
+    from benchmarks.check_rules import Logged, chunks, fixed, latest, pending, read_log, wall_of
     from exo_egraph.checks import RuleReport
 
     tasks = chunks("fuse", 120, 50, 0) + chunks("fission", 50, 50, 0)
@@ -42,6 +42,10 @@ def test_a_stopped_rule_sweep_resumes_from_its_log(tmp_path):
     log.write_text("".join(e.line() + "\n" for e in first))
     again = read_log(log)
     assert again == first  # the failure and its example survive the round trip
-    assert pending(tasks, again) == [tasks[1], tasks[2]]
-    resumed = again + [Logged("run-2", 12.0, tasks[1][2], RuleReport("fuse", 50, 1, 1, 1))]
-    assert wall_of(resumed) == 67.0
+    assert pending(tasks, again) == [tasks[1], tasks[2], tasks[3]]  # the failed chunk runs again
+    resumed = again + [Logged("run-2", 12.0, tasks[1][2], RuleReport("fuse", 50, 1, 1, 1)),
+                       Logged("run-2", 20.0, tasks[3][2], RuleReport("fission", 50, 80, 70, 45, 0, 24.0))]
+    assert wall_of(resumed) == 75.0
+    assert pending(tasks, resumed) == [tasks[2]]
+    assert [e.report.failure for e in latest(resumed)] == [None, None, None]  # the re-run counts
+    assert fixed(resumed) == [first[1]]
