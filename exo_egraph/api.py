@@ -16,7 +16,7 @@ from exo import Procedure
 from .report import html_table, markdown_table, plot_result, to_json
 from .saturate import Budget, Deadline, Iteration, SaturationStats, StopReason, TimeUp
 from .script import Replayed, ReplayError, script_text
-from .target import NotValidated, Pick, Target, Verdict, create
+from .target import NotValidated, Pick, Target, Tunes, Verdict, create
 
 DEFAULT_TOP_K = 3
 
@@ -59,6 +59,7 @@ class Result:
     tuning: Any = None  # `exo_egraph.tuning.Tuning`: what ``tune`` measured (None from ``explore``)
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per phase of the run
     peak_rss_mb: float | None = None
+    build: str | None = None  # how validation built and timed the code (compiler and flags)
 
     @property
     def best(self) -> Candidate:
@@ -148,7 +149,8 @@ def explore(
     details = tuple(tgt.describe(c.pick) if c.pick.term is not None else {} for c in candidates)
     notes = tuple(getattr(problem, "notes", ()))
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
-                  stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb())  # fmt: skip
+                  stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb(),
+                  build=tgt.build if isinstance(tgt, Tunes) else None)  # fmt: skip
 
 
 def unscheduled(proc: Procedure, cost: float) -> Candidate:

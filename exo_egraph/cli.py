@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shlex
 import shutil
 import signal
 import sys
@@ -217,7 +218,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace) -> Target:
-    options = {"reassociate": True} if args.reassociate else {}
+    options: dict = {"reassociate": True} if args.reassociate else {}
+    if args.cflags is not None:
+        flags = tuple(shlex.split(args.cflags))
+        if not flags or any(not f.startswith("-") for f in flags):
+            raise InputError(f"--cflags takes gcc flags such as '-O3 -march=native', not {args.cflags!r}")
+        options["cflags"] = flags
     try:
         return create(args.target, **options)
     except TypeError as e:
@@ -409,6 +415,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to report")
     common.add_argument("--sizes", metavar="N=128,...", help="values of the proc's size arguments for validation (default 16)")
     common.add_argument("--db", metavar="PATH", help=DB_HELP)
+    common.add_argument("--cflags", metavar="FLAGS", help="gcc flags that validation and timing build with (default: the target's; cpu: '-O2 -fwrapv')")
     common.add_argument(
         "--reassociate",
         action="store_true",

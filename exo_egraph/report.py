@@ -48,6 +48,7 @@ def to_json(result: "Result") -> dict[str, Any]:
         "replay": {"ok": not result.replay_failures, "roundtrip": roundtrip(result), "failures": list(result.replay_failures)},
         "notes": list(result.notes),
         "validation": None if result.validation is None else result.validation.to_json(),
+        "build": result.build,
         "phases": {k: round(v, 3) for k, v in result.phases.items()},
         "peak_rss_mb": None if result.peak_rss_mb is None else round(result.peak_rss_mb, 1),
         **({"tuning": result.tuning.to_json()} if result.tuning is not None else {}),
@@ -72,6 +73,8 @@ def summary_rows(result: "Result") -> list[tuple[str, str]]:
         tu = result.tuning
         rows.append(("measured", f"{len(tu.trials)} schedules ({tu.reused} from the database), {tu.workers}"))
         rows.append(("chosen", tu.verdict))
+    if result.build is not None:
+        rows.append(("built with", result.build))
     if result.validation is None:
         rows.append(("validation", "skipped"))
     else:

@@ -364,7 +364,7 @@ class _Run:
         notes = tuple(getattr(self.problem, "notes", ()))
         return Result(self.proc.name(), self.tgt.name, self.tgt.cost_unit, stats, naive, candidates, validation,
                       tuple({} for _ in candidates), stop, unsound, notes, tuning=tuning,
-                      phases=dict(self.phases.seconds), peak_rss_mb=peak_rss_mb())  # fmt: skip
+                      phases=dict(self.phases.seconds), peak_rss_mb=peak_rss_mb(), build=self.tgt.build)  # fmt: skip
 
     def _candidate(self, trial: Trial) -> Candidate:
         scheduled = apply_script(self.proc, trial.script)  # Exo re-checks every step

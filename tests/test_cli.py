@@ -92,3 +92,13 @@ def test_check_rules_prints_a_table_per_rule(capsys):
 
 def test_check_rules_unknown_rule(capsys):
     assert "unknown rule nope" in _one_line_error(capsys, "check-rules", "--rules", "nope")
+
+
+def test_cflags_set_how_validation_builds_and_report_records_them(tmp_path, capsys):
+    argv = ["explore", f"{KERNELS}/conv1d.py::conv1d_i8", "--out", str(tmp_path), "--budget-s", "20"]
+    code, out, _ = _run(capsys, *argv, "--cflags", "-O3 -march=native -fwrapv")
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["build"] == "gcc -O3 -march=native -fwrapv" and report["validation"]["ok"]
+    assert "-O3 -march=native" in out
+    assert "--cflags takes gcc flags" in _one_line_error(capsys, *argv, "--cflags", "O3")

@@ -66,6 +66,7 @@ class CpuTarget:
     rules: LoopRuleConfig = LoopRuleConfig()
     calibration: Calibration | None = None
     name: str = "cpu"
+    cflags: tuple[str, ...] = CFLAGS  # how validation and timing build Exo's C
 
     @property
     def cost_unit(self) -> str:
@@ -74,12 +75,13 @@ class CpuTarget:
     @property
     def options(self) -> dict[str, Any]:
         """The options that `create` takes to make this target again (in a measuring worker)."""
-        return {"reassociate": True} if self.rules.reassociate else {}
+        options: dict[str, Any] = {"reassociate": True} if self.rules.reassociate else {}
+        return options | ({"cflags": self.cflags} if self.cflags != CFLAGS else {})
 
     @property
     def build(self) -> str:
         """How measured code is built: the compiler and flags validation uses."""
-        return " ".join(["gcc", *CFLAGS])
+        return " ".join(["gcc", *self.cflags])
 
     def prepare(self, proc: Procedure) -> CpuProblem:
         term = lower(proc)
@@ -148,6 +150,7 @@ class CpuTarget:
             require_exact=not self.rules.reassociate,
             sizes=sizes,
             seconds=max(deadline.left(), 0.0),
+            cflags=self.cflags,
         )
 
     def measure(
@@ -157,7 +160,9 @@ class CpuTarget:
         why = cannot_validate(original)
         if why:
             return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
-        return measure_cpu(original, scheduled, require_exact=not self.rules.reassociate, sizes=sizes, seconds=seconds)
+        return measure_cpu(
+            original, scheduled, require_exact=not self.rules.reassociate, sizes=sizes, seconds=seconds, cflags=self.cflags
+        )
 
     def describe(self, pick: Pick) -> dict:
         return {}
@@ -170,13 +175,18 @@ class CpuTarget:
 
 
 def create(
-    rules: LoopRuleConfig | None = None, reassociate: bool = False, calibration: Calibration | None = None
+    rules: LoopRuleConfig | None = None,
+    reassociate: bool = False,
+    calibration: Calibration | None = None,
+    cflags: tuple[str, ...] | None = None,
 ) -> CpuTarget:
     """The cpu target; ``reassociate`` lets float ``+=`` sums change order (validated within
-    tolerance); ``calibration`` fits the model's weights to measurements (see ``tune``)."""
+    tolerance); ``calibration`` fits the model's weights to measurements (see ``tune``); ``cflags``
+    replace the portable gcc flags validation builds with (`CFLAGS`)."""
     if rules is not None and not isinstance(rules, LoopRuleConfig):
         raise TypeError(f"rules must be a LoopRuleConfig, not {type(rules).__name__}")
     if calibration is not None and not isinstance(calibration, Calibration):
         raise TypeError(f"calibration must be a Calibration, not {type(calibration).__name__}")
     rules = rules or LoopRuleConfig()
-    return CpuTarget(replace(rules, reassociate=True) if reassociate else rules, calibration)
+    rules = replace(rules, reassociate=True) if reassociate else rules
+    return CpuTarget(rules, calibration, cflags=tuple(cflags) if cflags else CFLAGS)

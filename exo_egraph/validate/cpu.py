@@ -1,4 +1,4 @@
-"""CPU validation: Exo's C, gcc -O2, ctypes, numpy.
+"""CPU validation: Exo's C, gcc (flags per target: `CFLAGS` portable, `NATIVE_CFLAGS` as users build), ctypes, numpy.
 
 Both procs are compiled into one shared library with a small C timing harness per proc (a loop
 of calls between two ``clock_gettime`` readings), so timing excludes Python's call overhead.
@@ -38,7 +38,9 @@ NP_TYPES = {
     "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16,
 }  # fmt: skip
 # -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
-CFLAGS = ("-O2", "-fwrapv")
+CFLAGS = ("-O2", "-fwrapv")  # the portable build: SSE2 at most, and gcc -O2 vectorises no Exo loop
+# how users build Exo's C for their own machine: -O3 vectorises (with alias checks) to the host's ISA
+NATIVE_CFLAGS = ("-O3", "-march=native", "-fwrapv")
 CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it
 INDEX_TYPES = ("size", "index", "int")
 
@@ -180,8 +182,10 @@ def _harness(name: str, params: list[_Param]) -> str:
     )
 
 
-def library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "") -> ctypes.CDLL:
-    """Compile ``procs`` (plus a timing harness each) into one shared library, cached by source.
+def library(
+    procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "", cflags: Sequence[str] = CFLAGS
+) -> ctypes.CDLL:
+    """Compile ``procs`` (plus a timing harness each) with gcc ``cflags`` into one shared library, cached by source.
     ``include_dirs`` go to gcc as ``-I``; ``prelude`` is C placed before Exo's code (it is part of
     the cache key, so callers can fold the contents of their headers into it as a comment)."""
     c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
@@ -190,12 +194,19 @@ def library(procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelud
     src += "".join(_harness(p.name(), _params(p)) for p in procs)
     includes = [f"-I{d}" for d in include_dirs]
     key = hashlib.sha256((src + h_src + "\0".join(includes)).encode()).hexdigest()[:16]
-    return compile_shared(key, src, includes, {"kernels.h": h_src})
+    return compile_shared(key, src, includes, {"kernels.h": h_src}, cflags)
 
 
-def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: dict[str, str] | None = None) -> ctypes.CDLL:
-    """``src`` (and ``headers`` beside it) compiled by gcc with `CFLAGS` into a shared library,
-    once per ``key`` for the life of the process."""
+def compile_shared(
+    key: str,
+    src: str,
+    includes: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
+    cflags: Sequence[str] = CFLAGS,
+) -> ctypes.CDLL:
+    """``src`` (and ``headers`` beside it) compiled by gcc with ``cflags`` into a shared library,
+    once per ``key`` and flags for the life of the process."""
+    key = hashlib.sha256("\0".join([key, *cflags]).encode()).hexdigest()[:16]
     if key not in _LIBS:
         folder = _WORKDIR / key
         folder.mkdir(exist_ok=True)
@@ -203,7 +214,7 @@ def compile_shared(key: str, src: str, includes: Sequence[str] = (), headers: di
             (folder / name).write_text(text)
         (folder / "unit.c").write_text(src)
         done = subprocess.run(
-            ["gcc", *CFLAGS, *includes, "-shared", "-fPIC"]
+            ["gcc", *cflags, *includes, "-shared", "-fPIC"]
             + ["-o", str(folder / "unit.so"), str(folder / "unit.c")],
             capture_output=True,
             text=True,
@@ -239,15 +250,17 @@ def copy_inputs(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
 
 
-def run_proc(proc: Procedure, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def run_proc(proc: Procedure, inputs: Mapping[str, Any], cflags: Sequence[str] = CFLAGS) -> dict[str, np.ndarray]:
     """Compile and run ``proc`` once on copies of ``inputs``; every buffer argument after the call."""
-    return run_many([proc], inputs)[0]
+    return run_many([proc], inputs, cflags)[0]
 
 
-def run_many(procs: list[Procedure], inputs: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
+def run_many(
+    procs: list[Procedure], inputs: Mapping[str, Any], cflags: Sequence[str] = CFLAGS
+) -> list[dict[str, np.ndarray]]:
     """`run_proc` for several procs with the same arguments, compiled by one gcc call."""
     renamed = [rename(p, f"{p.name()}_v{i}") for i, p in enumerate(procs)]
-    lib = library(renamed)
+    lib = library(renamed, cflags=cflags)
     outs = []
     for proc in renamed:
         values = copy_inputs(inputs)
@@ -365,14 +378,19 @@ class _Compared:
 
 
 def _compare(
-    original: Procedure, scheduled: Procedure, require_exact: bool, sizes: Mapping[str, int] | None, seed: int
+    original: Procedure,
+    scheduled: Procedure,
+    require_exact: bool,
+    sizes: Mapping[str, int] | None,
+    seed: int,
+    cflags: Sequence[str],
 ) -> _Compared:
     """Compile both procs into one library, run each once on the same random inputs and compare:
     integers must match bit for bit, floats too unless ``require_exact`` is False (then within
     rtol 1e-4)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
-    lib = library([a, b])
+    lib = library([a, b], cflags=cflags)
     inputs = random_inputs(original, sizes, seed)
     outs = []
     for proc in (a, b):
@@ -409,11 +427,13 @@ def validate_cpu(
     seed: int = 0,
     time_runs: bool = True,
     seconds: float = float("inf"),
+    cflags: Sequence[str] = CFLAGS,
 ) -> Validation:
     """Run both procs on the same random inputs; integers must match bit for bit, floats too
     unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``,
-    fewer when ``seconds`` would not hold them; each is timed at least once)."""
-    c = _compare(original, scheduled, require_exact, sizes, seed)
+    fewer when ``seconds`` would not hold them; each is timed at least once). Both are built with
+    gcc ``cflags``."""
+    c = _compare(original, scheduled, require_exact, sizes, seed, cflags)
     naive = sched = 0.0
     runs = 0
     if time_runs:
@@ -433,12 +453,13 @@ def measure_cpu(
     sizes: Mapping[str, int] | None = None,
     seconds: float = 10.0,
     seed: int = 0,
+    cflags: Sequence[str] = CFLAGS,
 ) -> Measurement:
     """`validate_cpu`'s comparison, then both procs timed together by `time_interleaved` within
     ``seconds``: ``median`` is the input's median time times the median of the round-by-round
     ratios, ``spread`` the ratios' relative spread. Outputs that differ give ``ok=False`` (not
-    timed: ``naive`` and ``median`` are 0)."""
-    c = _compare(original, scheduled, require_exact, sizes, seed)
+    timed: ``naive`` and ``median`` are 0). Both are built with gcc ``cflags``."""
+    c = _compare(original, scheduled, require_exact, sizes, seed, cflags)
     if not c.ok:
         return Measurement(ok=False, exact=c.exact, unit="seconds", naive=0.0, median=0.0, message=c.message)
     naive, sched = time_interleaved(c.lib, [c.naive, c.scheduled], c.inputs, seconds=seconds)
