@@ -16,7 +16,7 @@ from exo import Procedure
 from .report import html_table, markdown_table, plot_result, to_json
 from .saturate import Budget, Deadline, Iteration, SaturationStats, StopReason, TimeUp
 from .script import Replayed, ReplayError, script_text
-from .target import NotValidated, Pick, Target, Tunes, Verdict, create
+from .target import NotValidated, Pick, Target, Verdict, create
 
 DEFAULT_TOP_K = 3
 
@@ -150,7 +150,7 @@ def explore(
     notes = tuple(getattr(problem, "notes", ()))
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
                   stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb(),
-                  build=tgt.build if isinstance(tgt, Tunes) else None)  # fmt: skip
+                  build=tgt.build)  # fmt: skip
 
 
 def unscheduled(proc: Procedure, cost: float) -> Candidate:

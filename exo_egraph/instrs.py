@@ -213,6 +213,14 @@ def _access(s: _State, wbuf: str, widx: tuple[t.Aff, ...], hbuf: str, hidx: tupl
         extent = _extent(s, arg.shape[d])
         access.append(t.Interval(offset, offset + t.Aff((), extent)))
         dims.append(kd)
+    if not dims and wanted and len(hidx) >= len(wanted) and not any(w.vars & inner for w in wanted):
+        # the instruction reads fixed elements of a small window (a broadcast's ``src[0]``): the
+        # kernel's innermost dims become the window, as Exo's ``replace`` makes it (``A[i, k:k + 1]``)
+        first = len(hidx) - len(wanted)
+        for d, kidx in enumerate(hidx[first:]):
+            offset = kidx + wanted[d].scale(-1)
+            access[first + d] = t.Interval(offset, offset + t.Aff((), _extent(s, arg.shape[d])))
+            dims.append(first + d)
     if len(dims) != len(wanted):
         raise _NoMatch
     window = Window(hbuf, tuple(access), tuple(dims))

@@ -187,7 +187,8 @@ def saturate(
     egraph = EGraph()
     with egg.no_shared_lets():
         root = egraph.let("root", expr)
-        egraph.register(*rules.facts)
+        if rules.facts:
+            egraph.register(*rules.facts)
     history: list[Iteration] = []
     stop: StopReason | None = StopReason.ITERATIONS
     rows, took = egg.table_rows(egraph), 0.0

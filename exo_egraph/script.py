@@ -99,7 +99,9 @@ class Step:
         return getattr(scheduling, self.call)(proc, *args, **kwargs)
 
     def refs(self) -> set[Ref]:
-        return {a for a in (*self.args, *(v for _, v in self.kwargs)) if isinstance(a, Ref)}
+        """The objects the step names, in lists too (``replace_all(p, [instr, ...])``)."""
+        flat = [x for a in (*self.args, *(v for _, v in self.kwargs)) for x in (a if isinstance(a, tuple) else (a,))]
+        return {a for a in flat if isinstance(a, Ref)}
 
 
 def step(call: str, *args: Any, **kwargs: Any) -> Step:
@@ -138,18 +140,23 @@ class Session:
     """A proc being scheduled: the steps so far and the term of the proc they made."""
 
     proc: Procedure
-    term: t.Proc = field(init=False)
     steps: list[Step] = field(default_factory=list)
+    _term: t.Proc | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.term = lower(self.proc)
+    @property
+    def term(self) -> t.Proc:
+        """The proc as a term, lowered when asked (a step may pass through forms terms do not
+        express, such as the ``/`` and ``%`` indices ``divide_dim`` leaves until ``simplify``)."""
+        if self._term is None:
+            self._term = lower(self.proc)
+        return self._term
 
     def apply(self, s: Step) -> None:
         try:
             self.proc = s.run(self.proc)
         except Exception as e:  # Exo's SchedulingError and friends: the guard let through an illegal step
             raise ReplayError(s.render(), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        self.term = lower(self.proc)
+        self._term = None
         self.steps.append(s)
 
     def do(self, call: str, *args: Any, **kwargs: Any) -> None:

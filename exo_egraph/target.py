@@ -79,6 +79,7 @@ class Target(Protocol):
 
     name: str
     cost_unit: str  # what costs count, e.g. "model cost" or "cycles"
+    build: str  # how validation builds and times code (compiler and flags), for the report
 
     def prepare(self, proc: Procedure) -> Any:
         """Lower ``proc`` (and select instructions); raises `Unsupported` naming what does not fit."""
@@ -134,11 +135,6 @@ class Tunes(Protocol):
     @property
     def options(self) -> Mapping[str, Any]:
         """The options `create` takes to make this target again, in a worker that measures."""
-        ...
-
-    @property
-    def build(self) -> str:
-        """How measured code is built (compiler and flags): part of what a measurement depends on."""
         ...
 
     def calibrated(self, calibration: Calibration | None) -> Any:

@@ -1,0 +1,79 @@
+"""replay (x86): a micro-kernel plan → the Exo calls that build it, applied one at a time (Exo re-checks each).
+
+The calls are those of Exo's own x86 sgemm example, derived from the plan: divide the three loops
+into tiles, order the loops over tiles, stage the output tile and a row of the column operand in
+vector registers (``stage_mem``, ``divide_dim``, ``set_memory``), broadcast the row operand
+(``bind_expr`` + ``expand_dim``), ``replace_all`` with the ISA's instructions, then unroll the
+tile so its registers stay registers.
+"""
+
+from __future__ import annotations
+
+from exo import Procedure
+
+from exo_egraph import terms as t
+from exo_egraph.script import Cursor, Ref, Replayed, Session, find, script_text
+
+from .isa import Isa, Role
+from .pattern import MicroKernel, Plan
+
+ACC, COL, ROW = "acc_reg", "col_reg", "row_reg"  # the register buffers the replay allocates
+
+
+def _nest_order(term: t.Proc) -> list[str]:
+    """The loop names of the proc's perfect nest, outermost first."""
+    out, body = [], term.body
+    while len(body) == 1 and isinstance(body[0], t.Loop):
+        out.append(body[0].var)
+        body = body[0].body
+    return out
+
+
+def _count(term: t.Proc, name: str) -> int:
+    return sum(1 for s in t.walk(term.body) if isinstance(s, t.Loop) and s.var == name)
+
+
+def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
+    """Schedule ``proc`` as ``plan``; raises `ReplayError` when Exo rejects a step."""
+    s = Session(proc)
+    w, rows, cols = isa.width, plan.rows, plan.vectors * isa.width
+    xo, xi, yo, yi = f"{mk.x}o", f"{mk.x}i", f"{mk.y}o", f"{mk.y}i"
+    s.do("divide_loop", mk.x, rows, [xo, xi], perfect=True)
+    s.do("divide_loop", mk.y, cols, [yo, yi], perfect=True)
+    outer = {mk.x: xo, mk.y: yo}
+    red, k_index = mk.r, mk.r
+    if plan.kc < mk.extent(mk.r):
+        ro, red = f"{mk.r}o", f"{mk.r}i"
+        s.do("divide_loop", mk.r, plan.kc, [ro, red], perfect=True)
+        outer[mk.r], k_index = ro, f"{plan.kc} * {ro} + {red}"
+    want = [outer[v] for v in plan.order] + [red, xi, yi]
+    while (have := _nest_order(s.term)) != want:  # adjacent swaps into the plan's order
+        a, b = next((a, b) for a, b in zip(have, have[1:]) if want.index(a) > want.index(b))
+        s.do("reorder_loops", f"{a} {b}")
+    # the output tile in registers across the reduction, and the column operand's row per step
+    s.do("stage_mem", f"for {red} in _:_", f"{mk.out}[{rows} * {xo}:{rows} * {xo} + {rows}, {cols} * {yo}:{cols} * {yo} + {cols}]", ACC)
+    s.do("stage_mem", f"for {xi} in _:_", f"{mk.col}[{k_index}, {cols} * {yo}:{cols} * {yo} + {cols}]", COL)
+    s.do("simplify")
+    for _ in range(2):  # the tile's load and store loops, then the column row's load and the compute
+        s.do("divide_loop", "i1", w, ["vo", "vi"], perfect=True)
+    s.do("divide_loop", find(f"{COL}[_] = _").then("parent"), w, ["vo", "vi"], perfect=True)
+    s.do("divide_loop", yi, w, ["vo", "vi"], perfect=True)
+    memory = Ref(isa.module, isa.memory)
+    s.do("divide_dim", ACC, 1, w)
+    s.do("divide_dim", COL, 0, w)
+    s.do("set_memory", ACC, memory)
+    s.do("set_memory", COL, memory)
+    s.do("simplify")
+    # the row operand's element, broadcast to every lane once per row and step
+    s.do("bind_expr", f"{mk.row}[_]", ROW)
+    s.do("expand_dim", ROW, w, "vi")
+    s.do("lift_alloc", ROW, n_lifts=2)
+    s.do("fission", find(f"{ROW}[_] = _").then("after"), n_lifts=2)
+    s.do("remove_loop", find(f"{ROW}[_] = _").then("parent").then("parent"))
+    s.do("set_memory", ROW, memory)
+    s.do("replace_all", [Ref(isa.module, isa.instr(role)) for role in (Role.LOAD, Role.STORE, Role.BROADCAST, Role.FMA)])
+    for name in ("vo", "i0", xi):  # unrolled, the tile's registers are plain register variables
+        for _ in range(_count(s.term, name)):
+            s.do("unroll_loop", name)
+    s.do("simplify")
+    return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps), None)

@@ -1,0 +1,157 @@
+"""The ``x86`` target object: register-tiled micro-kernels with AVX2 / AVX-512 instructions, built as users build.
+
+A matmul-like kernel (`pattern.find_micro_kernel`) becomes a plan e-graph under the micro-kernel
+rules (`rewrites.x86`), priced in cycles by `extract.x86_cost`, replayed as Exo's own x86
+scheduling calls (`replay`), and validated at ``-O3 -march=native`` (`NATIVE_CFLAGS`) against the
+input within float tolerance (FMA rounds once where ``a * b + c`` rounds twice). Any other kernel
+goes through the portable loop rules of the ``cpu`` target, still built and timed with the
+native flags, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from exo import Procedure
+
+from exo_egraph.extract.x86_cost import X86Cost, X86Machine
+from exo_egraph.lower import lower
+from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
+from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
+from exo_egraph.script import Replayed
+from exo_egraph.target import NotValidated, Pick, Target, create as create_target
+from exo_egraph.validate.cpu import NATIVE_CFLAGS, Validation, cannot_validate, validate_cpu
+
+from .isa import Isa, default_isa, select_isa
+from .pattern import MicroKernel, NotMicroKernel, Plan, find_micro_kernel
+from .replay import replay_plan
+
+
+@dataclass(frozen=True)
+class Portable:
+    """A kernel the micro-kernel rules do not tile: the portable ``cpu`` target's problem, and why."""
+
+    problem: Any
+    notes: tuple[str, ...]
+
+    @property
+    def proc(self) -> Procedure:
+        return self.problem.proc
+
+
+@dataclass(frozen=True)
+class X86Problem:
+    proc: Procedure
+    kernel: MicroKernel
+    isa: Isa
+    model: X86Cost
+    notes: tuple[str, ...] = ()
+
+
+def _value(op: str) -> Any:
+    return json.loads(op)  # a serialized primitive: "i j" (quoted) or 16
+
+
+def plans_of(view: EGraphView) -> list[Plan]:
+    """Every plan the root e-class holds (a plan e-graph is a few hundred plans: listed, not sampled)."""
+    value = {c: _value(view.nodes[ids[0]][0]) for c, ids in view.classes.items() if not view.nodes[ids[0]][1]}
+    tiles = {
+        c: [tuple(value[k] for k in view.nodes[n][1]) for n in ids if view.nodes[n][0] == "XT.tile"]
+        for c, ids in view.classes.items()
+    }
+    out = []
+    for n in view.classes[view.root]:
+        op, (order, tile) = view.nodes[n]
+        if op == "XP.plan":
+            out += [Plan(r, v, kc, tuple(value[order].split())) for r, v, kc in tiles[tile]]
+    return out
+
+
+@dataclass(frozen=True)
+class X86Target:
+    """Schedules for this machine's vector ISA (``isa``: avx512 or avx2, default the host's best)."""
+
+    isa_name: str
+    cflags: tuple[str, ...] = NATIVE_CFLAGS
+    name: str = "x86"
+    cost_unit: str = "model cycles"
+
+    @property
+    def portable(self) -> Target:
+        """The ``cpu`` target (from the registry) built with this target's flags: for kernels that are
+        not micro-kernels."""
+        return create_target("cpu", cflags=self.cflags)
+
+    @property
+    def build(self) -> str:
+        return " ".join(["gcc", *self.cflags]) + f" ({self.isa_name})"
+
+    def prepare(self, proc: Procedure) -> X86Problem | Portable:
+        isa = select_isa(self.isa_name)
+        term = lower(proc)
+        try:
+            mk = find_micro_kernel(term)
+            initial_plan(mk, isa)  # says why when the kernel's sizes do not tile
+        except NotMicroKernel as e:
+            problem = self.portable.prepare(proc)
+            why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
+            return Portable(problem, (*getattr(problem, "notes", ()), why))
+        return X86Problem(proc, mk, isa, X86Cost(mk, X86Machine.host(isa.width)))
+
+    def saturate(
+        self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
+    ) -> Saturated:
+        if isinstance(problem, Portable):
+            return self.portable.saturate(problem.problem, budget, progress, deadline)
+        start = to_egg(initial_plan(problem.kernel, problem.isa))
+        return saturate(start, x86_rules(problem.kernel, problem.isa), budget, progress, deadline)
+
+    def naive_cost(self, problem: Any) -> float:
+        if isinstance(problem, Portable):
+            return self.portable.naive_cost(problem.problem)
+        return problem.model.naive()
+
+    def extract(self, problem: Any, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
+        if isinstance(problem, Portable):
+            return self.portable.extract(problem.problem, saturated, k, deadline)
+        priced = sorted(((problem.model.plan(p), p) for p in plans_of(saturated.view)), key=lambda cp: (cp[0], cp[1].show()))
+        return [Pick(cost, plan) for cost, plan in priced[:k]]
+
+    def replay(self, problem: Any, pick: Pick) -> Replayed:
+        if isinstance(problem, Portable):
+            return self.portable.replay(problem.problem, pick)
+        return replay_plan(problem.proc, problem.kernel, problem.isa, pick.term)
+
+    def validate(
+        self,
+        problem: Any,
+        replayed: Replayed,
+        pick: Pick,
+        *,
+        reference: Callable | None,
+        sizes: Mapping[str, int] | None,
+        deadline: Deadline,
+    ) -> Validation | NotValidated:
+        why = cannot_validate(problem.proc)
+        if why:
+            return NotValidated(why)
+        # FMA rounds a * b + c once: results match the input within tolerance, not bit for bit
+        exact = isinstance(problem, Portable)  # the loop rules keep every float sum's order
+        return validate_cpu(
+            problem.proc, replayed.proc, require_exact=exact, sizes=sizes, seconds=max(deadline.left(), 0.0), cflags=self.cflags
+        )
+
+    def describe(self, pick: Pick) -> dict:
+        if isinstance(pick.term, Plan):
+            return {"plan": pick.term.show(), "isa": self.isa_name}
+        return {}
+
+
+def create(isa: str | None = None, cflags: tuple[str, ...] | None = None) -> X86Target:
+    """The x86 target for ``isa`` (avx512 or avx2; default: this machine's best), built with
+    ``cflags`` (default `NATIVE_CFLAGS`, as users build Exo's C)."""
+    name = isa or default_isa()
+    select_isa(name)  # an unknown ISA, or a platform without its instructions, fails here
+    return X86Target(name, tuple(cflags) if cflags else NATIVE_CFLAGS)

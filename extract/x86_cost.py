@@ -1,0 +1,95 @@
+"""The x86 cost model: cycles of a register-tiled micro-kernel plan, with what it assumes stated.
+
+Assumptions (an out-of-order core of the Skylake-X / Ice Lake class, one thread; the numbers are
+from Intel's optimization manual and uops.info, and are fields of `X86Machine` so a test or a
+calibration can hold them to measurements):
+- the build is ``gcc -O3 -march=native``: the tile's vector registers stay in registers (the
+  replay unrolls the tile completely), and the naive proc gets gcc's own vectorisation only where
+  its innermost loop is contiguous and not a float reduction (gcc keeps a float sum's order);
+- a reduction step of the tile issues ``rows × vectors`` FMAs, ``vectors`` loads and ``rows``
+  broadcasts; it takes the longest of its FMA throughput, its load throughput and the FMA
+  latency (each accumulator's FMAs form one chain);
+- operands come from L1 when the reused panel of the innermost loop over tiles fits in half of
+  L1, else from L2 (or memory when the operand's block does not fit in L2); hardware prefetch
+  overlaps that traffic with compute, so a visit costs the longer of the two, not their sum.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from exo_egraph.targets.x86.pattern import MicroKernel, Plan
+
+F32 = 4
+
+
+def _cache_bytes(level: int, default: int) -> int:
+    """A cache's size from sysfs (index1 = L1 data, index2 = L2), or ``default``."""
+    path = f"/sys/devices/system/cpu/cpu0/cache/index{level}/size"
+    try:
+        text = open(path).read().strip()
+    except OSError:
+        return default
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * scale if text.rstrip("KM").isdigit() else default
+
+
+@dataclass(frozen=True)
+class X86Machine:
+    """What the model assumes of the core (see the module docstring)."""
+
+    width: int  # f32 lanes per vector register
+    fma_ports: float = 2.0  # FMAs issued per cycle
+    fma_latency: float = 4.0  # cycles before an accumulator's next FMA can issue
+    load_ports: float = 2.0  # vector loads or load-broadcasts per cycle
+    l1_bytes: int = 32 * 1024
+    l2_bytes: int = 1024 * 1024
+    l2_bytes_per_cycle: float = 16.0  # L1 refills from L2, sustained (half the peak line rate)
+    memory_bytes_per_cycle: float = 8.0  # one core's share from L3 / DRAM
+    visit_overhead: float = 12.0  # cycles per tile visit: loop control and address arithmetic
+
+    @staticmethod
+    def host(width: int) -> "X86Machine":
+        """The model of this machine: its cache sizes from sysfs, the rest as assumed."""
+        return X86Machine(width, l1_bytes=_cache_bytes(1, 32 * 1024), l2_bytes=_cache_bytes(2, 1024 * 1024))
+
+
+@dataclass(frozen=True)
+class X86Cost:
+    """Prices micro-kernel plans and the naive nest of one kernel, in cycles."""
+
+    mk: MicroKernel
+    machine: X86Machine
+
+    def step(self, rows: int, vectors: int) -> float:
+        """Cycles of one reduction step of a rows × vectors tile."""
+        m = self.machine
+        return max(rows * vectors / m.fma_ports, (rows + vectors) / m.load_ports, m.fma_latency)
+
+    def plan(self, plan: Plan) -> float:
+        """Cycles of the kernel scheduled by ``plan``."""
+        mk, m = self.mk, self.machine
+        M, N, K = mk.extent(mk.x), mk.extent(mk.y), mk.extent(mk.r)
+        cols = plan.vectors * m.width
+        visits = (M // plan.rows) * (N // cols) * (K // plan.kc)
+        tile_moves = 2 * plan.rows * plan.vectors / m.load_ports  # load and store the accumulators
+        compute = plan.kc * self.step(plan.rows, plan.vectors) + tile_moves + m.visit_overhead
+        col_panel, row_panel = plan.kc * cols * F32, plan.rows * plan.kc * F32
+        innermost = plan.order[-1]
+        # the panel the innermost loop over tiles keeps reusing stays in L1 when it fits in half of it
+        col_from = 0.0 if innermost == mk.x and col_panel <= m.l1_bytes / 2 else col_panel
+        row_from = 0.0 if innermost == mk.y and row_panel <= m.l1_bytes / 2 else row_panel
+        operand_block = max(M, N) * plan.kc * F32  # a whole block of either operand between reuses
+        bandwidth = m.l2_bytes_per_cycle if operand_block <= m.l2_bytes / 2 else m.memory_bytes_per_cycle
+        memory = (col_from + row_from) / bandwidth
+        return visits * max(compute, memory)
+
+    def naive(self) -> float:
+        """Cycles of the nest as written: vectorised by gcc when its innermost loop is the contiguous
+        ``y`` (one vector FMA, a load and a store of the output per step), else one FMA chain."""
+        mk, m = self.mk, self.machine
+        steps = mk.extent(mk.x) * mk.extent(mk.y) * mk.extent(mk.r)
+        if mk.loops[-1] == mk.y:
+            return steps / m.width  # the output's store limits it to a vector a cycle
+        return steps * m.fma_latency

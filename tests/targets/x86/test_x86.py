@@ -1,0 +1,130 @@
+"""The x86 target: instructions selected by unification, the plan e-graph, sound replays, and the model's claim.
+
+Runs on this machine's best vector ISA (`default_isa`); plans are built and timed with
+`NATIVE_CFLAGS`, as users build Exo's C.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from exo import DRAM, proc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exo_egraph.cli import main
+from exo_egraph.extract.x86_cost import X86Cost, X86Machine
+from exo_egraph.lower import Unsupported, lower
+from exo_egraph.rewrites.x86 import MIN_KC, initial_plan, reduction_blocks, tiles, to_egg, x86_rules
+from exo_egraph.saturate import Budget, saturate
+from exo_egraph.targets.x86.isa import Role, default_isa, select_isa
+from exo_egraph.targets.x86.pattern import NotMicroKernel, find_micro_kernel
+from exo_egraph.targets.x86.replay import replay_plan
+from exo_egraph.targets.x86.target import plans_of
+from exo_egraph.validate.cpu import NATIVE_CFLAGS, random_inputs, run_many, validate_cpu
+
+KERNELS = Path(__file__).resolve().parents[3] / "benchmarks" / "kernels"
+
+
+@proc
+def mm_32x48x32(A: f32[32, 32] @ DRAM, B: f32[32, 48] @ DRAM, C: f32[32, 48] @ DRAM):
+    for i in seq(0, 32):
+        for k in seq(0, 32):  # written in another order: the replay reorders into the plan's
+            for j in seq(0, 48):
+                C[i, j] += B[k, j] * A[i, k]  # factors in either order
+
+
+@lru_cache(maxsize=None)
+def _isa():
+    return select_isa(default_isa())
+
+
+def test_instructions_are_selected_by_unifying_their_bodies():
+    for name, width, registers in (("avx512", 16, 32), ("avx2", 8, 16)):
+        isa = select_isa(name)
+        assert (isa.width, isa.registers) == (width, registers)
+        assert {role for role, _ in isa.instrs} == set(Role)
+        assert all(instr.startswith("mm512" if width == 16 else "mm256") for _, instr in isa.instrs)
+    with pytest.raises(Unsupported):
+        select_isa("neon")
+
+
+def test_the_micro_kernel_is_found_in_any_loop_order_and_others_are_refused_with_a_reason():
+    mk = find_micro_kernel(lower(mm_32x48x32))
+    assert (mk.x, mk.y, mk.r, mk.out, mk.row, mk.col) == ("i", "j", "k", "C", "A", "B")
+    from benchmarks.kernels.conv1d import conv1d_f32
+
+    with pytest.raises(NotMicroKernel, match="conv1d_f32"):
+        find_micro_kernel(lower(conv1d_f32))
+
+
+@lru_cache(maxsize=None)
+def _saturated():
+    mk, isa = find_micro_kernel(lower(mm_32x48x32)), _isa()
+    return mk, saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget())
+
+
+def test_the_e_graph_holds_every_legal_plan_and_nothing_else():
+    mk, sat = _saturated()
+    isa = _isa()
+    plans = plans_of(sat.view)
+    legal = set(tiles(mk, isa))
+    # each tile: two orders over the whole reduction, six with the reduction blocked by each kc
+    assert sat.stats.schedules == len(plans) == len(legal) * (2 + 6 * len(reduction_blocks(mk)))
+    for p in plans:
+        assert (p.rows, p.vectors) in legal and p.rows * p.vectors + p.vectors + 1 <= isa.registers
+        assert p.kc == mk.extent("k") or (mk.extent("k") % p.kc == 0 and p.kc >= MIN_KC)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_every_rule_is_sound_a_random_plan_replays_and_matches_the_input(seed: int):
+    mk, sat = _saturated()
+    plan = random.Random(seed).choice(plans_of(sat.view))
+    done = replay_plan(mm_32x48x32, mk, _isa(), plan)
+    assert any(isa_instr in done.script for _, isa_instr in _isa().instrs)
+    want, got = run_many([mm_32x48x32, done.proc], random_inputs(mm_32x48x32, seed=seed), NATIVE_CFLAGS)
+    # FMA rounds once where the input rounds twice; the sum order of every element is kept
+    assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5), plan.show()
+
+
+def test_explore_writes_an_avx_schedule_that_validates_and_the_report_says_how_it_was_built(tmp_path, capsys):
+    code = main(["explore", f"{KERNELS}/matmul.py::matmul_f32_64", "--target", "x86", "--out", str(tmp_path)])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["speedup"] > 1
+    assert report["build"].startswith("gcc -O3 -march=native") and report["best"]["isa"] == _isa().name
+    script = (tmp_path / "schedule.py").read_text()
+    assert "replace_all" in script and _isa().instr(Role.FMA) in script
+
+
+def test_a_kernel_that_is_not_a_micro_kernel_takes_the_loop_rules_at_native_flags(tmp_path, capsys):
+    code = main(["explore", f"{KERNELS}/conv1d.py::conv1d_f32", "--target", "x86", "--out", str(tmp_path), "--budget-s", "30"])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["exact"]
+    assert any("cpu loop rules" in n for n in report["notes"])
+
+
+# The model's speed-up over the naive nest, against the measured one. Measured on the 2-core
+# AVX-512 machine: the model over-predicts by 2.2x (8x2 tile) to 4.5x (4x4 tile), and ties
+# tiles that run 1.6x apart; this holds it to what it is today, and calibration must tighten it.
+PREDICTION_FACTOR = 6.0
+
+
+def test_the_model_predicts_the_measured_speed_up_within_a_stated_factor():
+    from benchmarks.kernels.matmul import matmul_f32_64
+
+    mk, isa = find_micro_kernel(lower(matmul_f32_64)), _isa()
+    model = X86Cost(mk, X86Machine.host(isa.width))
+    sat = saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget())
+    best = min(plans_of(sat.view), key=model.plan)
+    done = replay_plan(matmul_f32_64, mk, isa, best)
+    measured = validate_cpu(matmul_f32_64, done.proc, require_exact=False, cflags=NATIVE_CFLAGS, seconds=4).speedup
+    predicted = model.naive() / model.plan(best)
+    assert 1 / PREDICTION_FACTOR <= predicted / measured <= PREDICTION_FACTOR, (predicted, measured)
