@@ -224,9 +224,11 @@ def _target(args: argparse.Namespace) -> Target:
         if not flags or any(not f.startswith("-") for f in flags):
             raise InputError(f"--cflags takes gcc flags such as '-O3 -march=native', not {args.cflags!r}")
         options["cflags"] = flags
+    if args.isa is not None:
+        options["isa"] = args.isa
     try:
         return create(args.target, **options)
-    except TypeError as e:
+    except (TypeError, Unsupported) as e:
         raise InputError(str(e)) from None
 
 
@@ -415,6 +417,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many best schedules to report")
     common.add_argument("--sizes", metavar="N=128,...", help="values of the proc's size arguments for validation (default 16)")
     common.add_argument("--db", metavar="PATH", help=DB_HELP)
+    common.add_argument("--isa", help="x86: the vector ISA to schedule for, avx512 or avx2 (default: this machine's best)")
     common.add_argument("--cflags", metavar="FLAGS", help="gcc flags that validation and timing build with (default: the target's; cpu: '-O2 -fwrapv')")
     common.add_argument(
         "--reassociate",

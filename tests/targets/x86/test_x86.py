@@ -128,3 +128,15 @@ def test_the_model_predicts_the_measured_speed_up_within_a_stated_factor():
     measured = validate_cpu(matmul_f32_64, done.proc, require_exact=False, cflags=NATIVE_CFLAGS, seconds=4).speedup
     predicted = model.naive() / model.plan(best)
     assert 1 / PREDICTION_FACTOR <= predicted / measured <= PREDICTION_FACTOR, (predicted, measured)
+
+
+def test_isa_is_an_option_and_a_bad_one_is_one_line(tmp_path, capsys):
+    argv = ["explore", f"{KERNELS}/matmul.py::matmul_f32_16", "--target", "x86", "--out", str(tmp_path)]
+    assert main([*argv, "--isa", "avx2"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["best"]["isa"] == "avx2" and report["validation"]["ok"]
+    assert "mm256_fmadd_ps" in (tmp_path / "schedule.py").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--isa", "neon"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown ISA 'neon'" in err and "Traceback" not in err
