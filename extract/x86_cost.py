@@ -1,8 +1,11 @@
 """The x86 cost model: cycles of a register-tiled micro-kernel plan, with what it assumes stated.
 
-Assumptions (an out-of-order core of the Skylake-X / Ice Lake class, one thread; the numbers are
-from Intel's optimization manual and uops.info, and are fields of `X86Machine` so a test or a
-calibration can hold them to measurements):
+Assumptions (an out-of-order core, one thread; the numbers are from the vendors' optimization
+manuals and uops.info, and are fields of `X86Machine` so a test or a calibration can hold them to
+measurements):
+- issue rates per vector width: Intel's server cores (Skylake-X and later) run two 512-bit FMAs
+  and two loads a cycle; AMD's Zen 4 splits a 512-bit operation over its two 256-bit pipes, so
+  one 512-bit FMA and one 512-bit load a cycle (two of each at 256 bits);
 - the build is ``gcc -O3 -march=native``: the tile's vector registers stay in registers (the
   replay unrolls the tile completely), and the naive proc gets gcc's own vectorisation only where
   its innermost loop is contiguous and not a float reduction (gcc keeps a float sum's order);
@@ -35,6 +38,14 @@ def _cache_bytes(level: int, default: int) -> int:
     return int(text.rstrip("KM")) * scale if text.rstrip("KM").isdigit() else default
 
 
+def _vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class X86Machine:
     """What the model assumes of the core (see the module docstring)."""
@@ -51,8 +62,12 @@ class X86Machine:
 
     @staticmethod
     def host(width: int) -> "X86Machine":
-        """The model of this machine: its cache sizes from sysfs, the rest as assumed."""
-        return X86Machine(width, l1_bytes=_cache_bytes(1, 32 * 1024), l2_bytes=_cache_bytes(2, 1024 * 1024))
+        """The model of this machine: its vendor's issue rates at ``width``, its cache sizes from sysfs."""
+        ports = 1.0 if width == 16 and _vendor() == "AuthenticAMD" else 2.0  # Zen 4 double-pumps 512 bits
+        return X86Machine(
+            width, fma_ports=ports, load_ports=ports,
+            l1_bytes=_cache_bytes(1, 32 * 1024), l2_bytes=_cache_bytes(2, 1024 * 1024),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

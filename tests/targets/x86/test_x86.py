@@ -112,9 +112,9 @@ def test_a_kernel_that_is_not_a_micro_kernel_takes_the_loop_rules_at_native_flag
 
 
 # The model's speed-up over the naive nest, against the measured one. Measured on the 2-core
-# AVX-512 machine: the model over-predicts by 2.2x (8x2 tile) to 4.5x (4x4 tile), and ties
-# tiles that run 1.6x apart; this holds it to what it is today, and calibration must tighten it.
-PREDICTION_FACTOR = 6.0
+# Zen 4 machine (AVX-512 double-pumped): the model over-predicts the chosen 8x2 tile by 1.6x
+# (128³) to 2.1x (64³), mostly in the naive nest's price; it ties tiles that run up to 2x apart.
+PREDICTION_FACTOR = 3.0
 
 
 def test_the_model_predicts_the_measured_speed_up_within_a_stated_factor():
@@ -140,3 +140,22 @@ def test_isa_is_an_option_and_a_bad_one_is_one_line(tmp_path, capsys):
     assert main([*argv, "--isa", "neon"]) == 2
     err = capsys.readouterr().err
     assert "unknown ISA 'neon'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rule", ["divide_loop(rows)", "divide_loop(vectors)", "divide_loop(reduction)", "reorder_loops"])
+def test_check_rules_exercises_every_x86_rule(rule: str):
+    from exo_egraph.targets.x86.checks import check_rule
+
+    report = check_rule(rule, examples=2, seed=3)
+    assert report.ok, report.problem
+    assert report.applied == report.examples == 2 and report.counted == 2
+
+
+def test_a_broken_guard_is_caught(monkeypatch):
+    # a tile guard that forgets divisibility admits plans whose perfect divides Exo rejects
+    import exo_egraph.rewrites.x86 as rules
+    from exo_egraph.targets.x86.checks import check_rule
+
+    monkeypatch.setattr(rules, "fits", lambda mk, isa, r, v: rules.registers_needed(r, v) <= isa.registers and r <= 3)
+    report = check_rule("divide_loop(rows)", examples=4, seed=0, shrink=False)
+    assert report.failure is not None

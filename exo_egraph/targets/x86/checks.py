@@ -1,0 +1,120 @@
+"""Soundness checks of the x86 micro-kernel rules, for ``exo-egraph check-rules`` (as ``x86:<rule>``).
+
+An example is a random matmul-like kernel (`MatmulSpec`: sizes, the order its loops are written
+in, the order of the product's factors). Its plan e-graph is saturated, and for each rule:
+- counting: the e-graph holds exactly the plans the guards allow (counted independently);
+- soundness: plans that show the rule's effect (and a random one) replay through Exo and compute
+  the input's outputs at `NATIVE_CFLAGS`, within float tolerance (FMA rounds once).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import numpy as np
+from hypothesis import strategies as st
+
+from exo_egraph.checks import Outcome, RuleCheck, RuleReport, RuleViolation, run_examples
+from exo_egraph.lower import lower
+from exo_egraph.rewrites.x86 import initial_plan, reduction_blocks, tiles, to_egg, x86_rules
+from exo_egraph.saturate import Budget, saturate
+from exo_egraph.testing import KernelSpec
+from exo_egraph.validate.cpu import NATIVE_CFLAGS, random_inputs, run_many
+
+from .isa import default_isa, select_isa
+from .pattern import MicroKernel, Plan, find_micro_kernel
+from .replay import replay_plan
+
+PLANS_CHECKED = 2  # plans replayed per example: one that shows the rule, one at random
+
+
+def _shows(rule: str, mk: MicroKernel, plan: Plan) -> bool:
+    """Whether ``plan`` shows ``rule``'s effect on the initial plan."""
+    match rule:
+        case "divide_loop(rows)":
+            return plan.rows > 1
+        case "divide_loop(vectors)":
+            return plan.vectors > 1
+        case "divide_loop(reduction)":
+            return plan.kc < mk.extent(mk.r)
+        case "reorder_loops":
+            written = tuple(v for v in mk.loops if v in plan.order)
+            return plan.order != written
+    raise KeyError(rule)
+
+
+RULES = ("divide_loop(rows)", "divide_loop(vectors)", "divide_loop(reduction)", "reorder_loops")
+
+
+@st.composite
+def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
+    """A random f32 ``out[x, y] += row[x, r] * col[r, y]`` with its loops in a random order, sized
+    so that ``rule`` applies (more than one row, vector or reduction block)."""
+    m = draw(st.sampled_from((2, 3, 4, 6, 8) if rule == "divide_loop(rows)" else (1, 2, 3, 4, 6, 8)))
+    n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4)))
+    k = draw(st.sampled_from((32, 48, 64) if rule == "divide_loop(reduction)" else (3, 16, 32, 48)))
+    loops = draw(st.permutations(["i", "j", "k"]))
+    extent = {"i": m, "j": n, "k": k}
+    product = "A[i, k] * B[k, j]" if draw(st.booleans()) else "B[k, j] * A[i, k]"
+    lines = [
+        "from __future__ import annotations",
+        "from exo import proc, DRAM",
+        "",
+        "",
+        "@proc",
+        f"def mm(A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM):",
+    ]
+    for depth, v in enumerate(loops):
+        lines.append("    " * (depth + 1) + f"for {v} in seq(0, {extent[v]}):")
+    lines.append("    " * 4 + f"C[i, j] += {product}")
+    return KernelSpec("mm", "\n".join(lines) + "\n")
+
+
+def check_example(rule: str, spec: KernelSpec, isa_name: str, seed: int) -> Outcome:
+    """The properties of ``rule`` on one kernel; raises `RuleViolation` on the first that fails."""
+    isa = select_isa(isa_name)
+    kernel = spec.proc()
+    mk = find_micro_kernel(lower(kernel))
+    sat = saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget(seconds=60))
+    from .target import plans_of  # the target's reader of the plan e-graph
+
+    plans = plans_of(sat.view)
+    expected = len(tiles(mk, isa)) * (2 + 6 * len(reduction_blocks(mk)))
+    if not (sat.stats.schedules == len(plans) == len(set(plans)) == expected):
+        raise RuleViolation(f"counting: {sat.stats.schedules} counted, {len(plans)} listed, {expected} allowed by the guards")
+    rng = random.Random(seed)
+    showing = [p for p in plans if _shows(rule, mk, p)]
+    picks = list(dict.fromkeys(([rng.choice(showing)] if showing else []) + [rng.choice(plans)]))[:PLANS_CHECKED]
+    done = [replay_plan(kernel, mk, isa, p) for p in picks]  # an Exo rejection raises: a guard let it through
+    inputs = random_inputs(kernel, seed=seed)
+    want, *gots = run_many([kernel] + [d.proc for d in done], inputs, NATIVE_CFLAGS)
+    for plan, got in zip(picks, gots):
+        if not np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5):
+            raise RuleViolation(f"soundness: output C differs under plan {plan.show()}")
+    return Outcome(len(picks), sum(_shows(rule, mk, p) for p in picks), counted=True)
+
+
+def check_rule(
+    rule: str,
+    examples: int,
+    seed: int,
+    on_example: Callable[[int], None] | None = None,
+    isa: str | None = None,
+    shrink: bool = True,
+) -> RuleReport:
+    """`check_example` on ``examples`` random kernels for ``rule`` on ``isa`` (default: the host's
+    best); a failure is shrunk to a smallest kernel unless ``shrink`` is off."""
+    name = isa or default_isa()
+    width = select_isa(name).width
+    return run_examples(
+        f"x86:{rule}", matmul_specs(width, rule), partial(check_example, rule, isa_name=name, seed=seed), examples, seed,
+        shrink=shrink, on_example=on_example,
+    )  # fmt: skip
+
+
+def x86_rule_checks(isa: str | None = None) -> dict[str, RuleCheck]:
+    """Every x86 rule's check on ``isa``, by name: what the x86 target offers ``check-rules``."""
+    return {rule: partial(check_rule, rule, isa=isa) for rule in RULES}
