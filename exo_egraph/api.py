@@ -146,8 +146,14 @@ def explore(
     if validate and stop is not StopReason.INTERRUPTED:
         with phases("validate"):
             verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop)
-    details = tuple(tgt.describe(c.pick) if c.pick.term is not None else {} for c in candidates)
     notes = tuple(getattr(problem, "notes", ()))
+    measured = getattr(verdict, "speedup", None)  # a timed verdict's speed-up over the input
+    if verdict is not None and verdict.ok and measured is not None and measured < 1.0:
+        # never hand back a schedule slower than the input: the input as written goes first
+        notes += (f"the model's best schedule ran at {measured:.2f}x the input's speed when validated: the input "
+                  "is returned as written (that schedule stays second in top_k)",)  # fmt: skip
+        candidates = (unscheduled(proc, naive), *candidates)
+    details = tuple(tgt.describe(c.pick) if c.pick.term is not None else {} for c in candidates)
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
                   stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb(),
                   build=tgt.build)  # fmt: skip

@@ -119,3 +119,21 @@ def test_result_shows_itself_and_serializes_as_report_json():
     assert report["egraph"]["stop_reason"] == result.stats.stop_reason.value
     assert "schedules held" in result._repr_markdown_() and result.script in result._repr_markdown_()
     assert "<table>" in result._repr_html_()
+
+
+def test_a_schedule_measured_slower_than_the_input_is_never_handed_back():
+    from dataclasses import replace as copy_with
+
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class SlowOnThisMachine(CpuTarget):
+        """The cpu target, whose validation finds the model's pick at half the input's speed."""
+
+        def validate(self, *args, **kwargs):
+            return copy_with(super().validate(*args, **kwargs), speedup=0.5)
+
+    procs = load_procs(KERNELS / "matmul.py")
+    result = explore(procs["matmul_i8_16"], SlowOnThisMachine(), budget=Budget(seconds=30))
+    assert result.best.replayed.steps == () and result.proc is procs["matmul_i8_16"]  # the input, as written
+    assert len(result.candidates) >= 2 and result.candidates[1].replayed.steps  # the slow pick, second
+    assert any("0.50x the input's speed" in n for n in result.notes)
