@@ -3,7 +3,8 @@
 The shape is that of Exo's own x86 sgemm example: three constant loops, in any order, around one
 f32 reduction
 
-    for x: for y: for r:   out[x, y] += row[x, r] * col[r, y]     (either factor order)
+    for x: for y: for r:   out[x, y] += row[x, r] * col[r, y]     (either factor order;
+                                                                   row may be row[r, x])
 
 ``y`` is the vector dimension: the output's and ``col``'s last index, so both are contiguous
 along it; ``row`` does not depend on ``y`` (its element is broadcast to every lane). A `Plan`
@@ -95,9 +96,13 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
     if r is None or x == y:
         raise NotMicroKernel(f"{p.name}: {s.buf}[{x}, {y}] leaves no reduction loop")
     col = next((f for f in factors if [_var(a) for a in f.idx] == [r, y]), None)
-    row = next((f for f in factors if f is not col and [_var(a) for a in f.idx] == [x, r]), None)
+    # the row operand is broadcast one element at a time, so it may be stored either way round
+    row = next((f for f in factors if f is not col and [_var(a) for a in f.idx] in ([x, r], [r, x])), None)
     if col is None or row is None:
-        raise NotMicroKernel(f"{p.name}: needs {s.buf}[{x}, {y}] += a[{x}, {r}] * b[{r}, {y}] (b contiguous along {y})")
+        raise NotMicroKernel(
+            f"{p.name}: needs {s.buf}[{x}, {y}] += a[{x}, {r}] * b[{r}, {y}] (a may be transposed; b must be "
+            f"contiguous along {y}, the vector lanes)"
+        )
     return MicroKernel(
         p.name, tuple(lp.var for lp in loops), x, y, r, tuple((lp.var, lp.hi.const) for lp in loops),
         s.buf, row.buf, col.buf, row.idx, col.idx,

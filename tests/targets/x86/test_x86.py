@@ -159,3 +159,28 @@ def test_a_broken_guard_is_caught(monkeypatch):
     monkeypatch.setattr(rules, "fits", lambda mk, isa, r, v: rules.registers_needed(r, v) <= isa.registers and r <= 3)
     report = check_rule("divide_loop(rows)", examples=4, seed=0, shrink=False)
     assert report.failure is not None
+
+
+@proc
+def mm_at_48x32x16(A: f32[16, 48] @ DRAM, B: f32[16, 32] @ DRAM, C: f32[48, 32] @ DRAM):
+    for i in seq(0, 48):
+        for j in seq(0, 32):
+            for k in seq(0, 16):
+                C[i, j] += A[k, i] * B[k, j]  # A transposed: its element is broadcast all the same
+
+
+def test_a_transposed_row_operand_and_a_non_square_shape_tile():
+    from exo_egraph import explore
+
+    result = explore(mm_at_48x32x16, "x86", budget=Budget(seconds=60))
+    assert result.validation.ok and result.best.replayed.steps and result.details[0]["plan"]
+    with pytest.raises(NotMicroKernel, match="contiguous along j"):
+
+        @proc
+        def mm_bt(A: f32[16, 16] @ DRAM, B: f32[16, 16] @ DRAM, C: f32[16, 16] @ DRAM):
+            for i in seq(0, 16):
+                for j in seq(0, 16):
+                    for k in seq(0, 16):
+                        C[i, j] += A[i, k] * B[j, k]
+
+        find_micro_kernel(lower(mm_bt))
