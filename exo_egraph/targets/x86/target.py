@@ -11,6 +11,7 @@ native flags, and the report says so.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -22,7 +23,8 @@ from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed
 from exo_egraph.target import NotValidated, Pick, Target, create as create_target
-from exo_egraph.validate.cpu import NATIVE_CFLAGS, Validation, cannot_validate, validate_cpu
+from exo_egraph.validate.cpu import NATIVE_CFLAGS, Validation, cannot_validate, measure_cpu, validate_cpu
+from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
 from .pattern import MicroKernel, NotMicroKernel, Plan, find_micro_kernel
@@ -146,6 +148,47 @@ class X86Target:
         return validate_cpu(
             problem.proc, replayed.proc, require_exact=exact, sizes=sizes, seconds=max(deadline.left(), 0.0), cflags=self.cflags
         )
+
+    # ------------------------------------------------------------------ what ``tune`` needs (`Tunes`)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"isa": self.isa_name} | ({"cflags": self.cflags} if self.cflags != NATIVE_CFLAGS else {})
+
+    def calibrated(self, calibration: Any) -> "X86Target":
+        """The cycle model is not fitted to measurements (yet): ``tune`` measures its picks as they are."""
+        return self
+
+    def priced(self, problem: Any, pick: Pick | None) -> float:
+        if isinstance(problem, Portable):
+            return self.portable.priced(problem.problem, pick)
+        return pick.cost if pick is not None else self.naive_cost(problem)
+
+    def features(self, problem: Any, pick: Pick | None) -> dict[str, tuple[float, ...]]:
+        if isinstance(problem, Portable):
+            return self.portable.features(problem.problem, pick)
+        return {"cycles": (self.priced(problem, pick),)}
+
+    def program(self, problem: Any, pick: Pick | None) -> Any:
+        """A plan fixes the code (None: the input as written)."""
+        if isinstance(problem, Portable):
+            return self.portable.program(problem.problem, pick)
+        return pick.term if pick is not None else "input"
+
+    def sample(self, problem: Any, saturated: Saturated, rng: random.Random) -> Pick:
+        if isinstance(problem, Portable):
+            return self.portable.sample(problem.problem, saturated, rng)
+        plan = rng.choice(plans_of(saturated.view))
+        return Pick(problem.model.plan(plan), plan)
+
+    def measure(
+        self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
+    ) -> Measurement:
+        """``scheduled`` against ``original``, interleaved, at this target's flags (floats within tolerance)."""
+        why = cannot_validate(original)
+        if why:
+            return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
+        return measure_cpu(original, scheduled, require_exact=False, sizes=sizes, seconds=seconds, cflags=self.cflags)
 
     def describe(self, pick: Pick) -> dict:
         if isinstance(pick.term, Plan):

@@ -184,3 +184,14 @@ def test_a_transposed_row_operand_and_a_non_square_shape_tile():
                         C[i, j] += A[i, k] * B[j, k]
 
         find_micro_kernel(lower(mm_bt))
+
+
+def test_tune_measures_x86_plans_and_returns_a_faster_one(tmp_path):
+    from benchmarks.kernels.matmul import matmul_f32_64
+
+    from exo_egraph import tune
+
+    result = tune(matmul_f32_64, "x86", trials=4, workers=0, db=tmp_path / "r.db", budget=Budget(seconds=120), measure_seconds=1.0)
+    trials = result.tuning.trials
+    assert len(trials) == 4 and trials[0].origin == "input" and all(tr.measurement.ok for tr in trials)
+    assert "replace_all" in result.best.replayed.script and result.validation.speedup > 2  # tiles beat the input by far
