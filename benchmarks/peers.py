@@ -6,7 +6,8 @@
 Per f32 kernel of ``benchmarks/kernels/``, single-threaded:
 
 - **naive**: the Exo proc as written, built with ``gcc -O3 -march=native -fwrapv`` (as users build);
-- **exo-egraph**: the best schedule of ``exo-egraph explore`` (its wall time is the search time),
+- **exo-egraph**: the best schedule of ``exo-egraph explore`` (its wall time, validation included,
+  is the search time),
   timed in the same interleaved run as naive;
 - **numpy**: ``np.matmul`` / ``np.dot`` on OpenBLAS, one thread (matmul and gemv only);
 - **Halide**: the algorithm in Halide's Python bindings, scheduled by each autoscheduler
@@ -68,9 +69,16 @@ def _matmul(n: int) -> Kernel:
     return Kernel(f"matmul_f32_{n}", "matmul.py", "matmul", (("A", (n, n)), ("B", (n, n)), ("C", (n, n))), "C", True, 2 * n**3)
 
 
+def _matmul_shape(m: int, n: int, k: int, name: str) -> Kernel:
+    shapes = (("A", (m, k)), ("B", (k, n)), ("C", (m, n)))
+    return Kernel(name, "x86/matmul_shapes.py", "matmul", shapes, "C", True, 2 * m * n * k)
+
+
 KERNELS: tuple[Kernel, ...] = (
     _matmul(64),
     _matmul(128),
+    _matmul_shape(256, 256, 256, "matmul_f32_256"),
+    _matmul_shape(128, 1024, 64, "matmul_f32_128x1024x64"),
     Kernel("gemv_f32_128", "gemv.py", "gemv", (("A", (128, 128)), ("x", (128,)), ("y", (128,))), "y", True, 2 * 128 * 128),
     # two adds per tmp element (64x62) and per output element (62x62)
     Kernel("blur2d_f32", "blur2d.py", "blur2d", (("inp", (64, 64)), ("out", (62, 62))), "out", False, 2 * 64 * 62 + 2 * 62 * 62),
@@ -265,13 +273,14 @@ def load_original(kernel_file: str | Path, proc_name: str) -> Procedure:
 
 
 def exo_egraph_schedule(kernel_file: str | Path, proc_name: str, target: str, budget_s: float) -> Procedure:
-    """The proc scheduled by ``exo-egraph explore`` (run as a user would, in a subprocess, without
-    validation): its ``schedule.py`` applied to the original proc."""
+    """The proc scheduled by ``exo-egraph explore`` (run as a user would, in a subprocess, with its
+    validation: a schedule measured slower than the input is not handed back): its ``schedule.py``
+    applied to the original proc."""
     from exo_egraph.measure import apply_script
 
     with tempfile.TemporaryDirectory(prefix="peers-explore-") as out:
         cmd = [sys.executable, "-m", "exo_egraph.cli", "explore", f"{kernel_file}::{proc_name}", "--target", target,
-               "--out", out, "--budget-s", str(budget_s), "--no-validate"]  # fmt: skip
+               "--out", out, "--budget-s", str(budget_s)]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s * 3 + 120, cwd=ROOT)
         if done.returncode != 0:
             tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
