@@ -17,6 +17,8 @@ def test_flops_are_counted_per_kernel():
     assert flops == {
         "matmul_f32_64": 2 * 64**3,
         "matmul_f32_128": 2 * 128**3,
+        "matmul_f32_256": 2 * 256**3,
+        "matmul_f32_128x1024x64": 2 * 128 * 1024 * 64,
         "gemv_f32_128": 2 * 128 * 128,
         "blur2d_f32": 2 * 64 * 62 + 2 * 62 * 62,  # two adds a tmp element, two an output element
         "conv1d_f32": 2 * 124 * 5,
