@@ -85,9 +85,9 @@ class X86Cost:
     def plan(self, plan: Plan) -> float:
         """Cycles of the kernel scheduled by ``plan``."""
         mk, m = self.mk, self.machine
-        M, N, K = mk.extent(mk.x), mk.extent(mk.y), mk.extent(mk.r)
+        M, N, K = mk.extent(mk.x), mk.extent(mk.y), mk.steps
         cols = plan.vectors * m.width
-        visits = (M // plan.rows) * (N // cols) * (K // plan.kc)
+        visits = mk.repeats * (M // plan.rows) * (N // cols) * (K // plan.kc)
         tile_moves = 2 * plan.rows * plan.vectors / m.load_ports  # load and store the accumulators
         compute = plan.kc * self.step(plan.rows, plan.vectors) + tile_moves + m.visit_overhead
         col_panel, row_panel = plan.kc * cols * F32, plan.rows * plan.kc * F32
@@ -104,7 +104,7 @@ class X86Cost:
         """Cycles of the nest as written: vectorised by gcc when its innermost loop is the contiguous
         ``y`` (one vector FMA, a load and a store of the output per step), else one FMA chain."""
         mk, m = self.mk, self.machine
-        steps = mk.extent(mk.x) * mk.extent(mk.y) * mk.extent(mk.r)
+        steps = mk.repeats * mk.extent(mk.x) * mk.extent(mk.y) * mk.steps
         if mk.loops[-1] == mk.y:
             return steps / m.width  # the output's store limits it to a vector a cycle
         return steps * m.fma_latency

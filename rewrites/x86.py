@@ -61,9 +61,10 @@ def tiles(mk: MicroKernel, isa: Isa) -> list[tuple[int, int]]:
 
 
 def reduction_blocks(mk: MicroKernel) -> list[int]:
-    """Guard of `divide_reduction_rules`: the block divides the reduction and is at least `MIN_KC`."""
-    k = mk.extent(mk.r)
-    return [kc for kc in range(MIN_KC, k) if k % kc == 0]
+    """Guard of `divide_reduction_rules`: one reduction loop (several, as in a convolution, stay
+    whole), and the block divides it and is at least `MIN_KC`."""
+    k = mk.steps
+    return [kc for kc in range(MIN_KC, k) if k % kc == 0] if mk.blockable else []
 
 
 def tile_rules(mk: MicroKernel, isa: Isa) -> tuple[list, list]:
@@ -71,7 +72,7 @@ def tile_rules(mk: MicroKernel, isa: Isa) -> tuple[list, list]:
     then the staging and ``unroll_loop`` of the register tile (`replay`): grow the tile by a factor
     along rows, or along vectors. Guard: the grown tile `fits`."""
     legal = set(tiles(mk, isa))
-    kcs = [mk.extent(mk.r), *reduction_blocks(mk)]
+    kcs = [mk.steps, *reduction_blocks(mk)]
     rows, vectors = [], []
     for r, v in legal:
         for kc in kcs:
@@ -85,7 +86,7 @@ def divide_reduction_rules(mk: MicroKernel, isa: Isa) -> list:
     """Exo ``divide_loop(p, r, kc, perfect=True)`` and ``reorder_loops`` of its outer part out of the
     tile: the register tile is loaded and stored once per block of ``kc`` steps. Guard: `reduction_blocks`.
     Every output element still sums its reduction in order, so results stay as the input computes them."""
-    k = mk.extent(mk.r)
+    k = mk.steps
     out = []
     for order in (f"{mk.x} {mk.y}", f"{mk.y} {mk.x}"):
         for r, v in tiles(mk, isa):
@@ -121,7 +122,7 @@ def initial_plan(mk: MicroKernel, isa: Isa) -> Plan:
             "(vector tails are not tiled yet)"
         )
     order = tuple(v for v in mk.loops if v in (mk.x, mk.y))
-    return Plan(1, 1, mk.extent(mk.r), order)
+    return Plan(1, 1, mk.steps, order)
 
 
 def to_egg(plan: Plan) -> XP:

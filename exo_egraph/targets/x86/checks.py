@@ -1,7 +1,7 @@
 """Soundness checks of the x86 micro-kernel rules, for ``exo-egraph check-rules`` (as ``x86:<rule>``).
 
-An example is a random matmul-like kernel (`MatmulSpec`: sizes, the order its loops are written
-in, the order of the product's factors). Its plan e-graph is saturated, and for each rule:
+An example is a random matmul-like kernel: a matmul or a 2-D convolution, with random sizes, the
+order its loops are written in and (matmuls) the order of the product's factors. Its plan e-graph is saturated, and for each rule:
 - counting: the e-graph holds exactly the plans the guards allow (counted independently);
 - soundness: plans that show the rule's effect (and a random one) replay through Exo and compute
   the input's outputs at `NATIVE_CFLAGS`, within float tolerance (FMA rounds once).
@@ -39,7 +39,7 @@ def _shows(rule: str, mk: MicroKernel, plan: Plan) -> bool:
         case "divide_loop(vectors)":
             return plan.vectors > 1
         case "divide_loop(reduction)":
-            return plan.kc < mk.extent(mk.r)
+            return plan.kc < mk.steps
         case "reorder_loops":
             written = tuple(v for v in mk.loops if v in plan.order)
             return plan.order != written
@@ -47,6 +47,41 @@ def _shows(rule: str, mk: MicroKernel, plan: Plan) -> bool:
 
 
 RULES = ("divide_loop(rows)", "divide_loop(vectors)", "divide_loop(reduction)", "reorder_loops")
+
+
+def micro_kernel_specs(width: int, rule: str = "") -> st.SearchStrategy:
+    """Random matmuls and 2-D convolutions (`matmul_specs`, `conv2d_specs`); the reduction-block
+    rule needs one reduction loop, so its examples are matmuls."""
+    if rule == "divide_loop(reduction)":
+        return matmul_specs(width, rule)
+    return st.one_of(matmul_specs(width, rule), conv2d_specs(width, rule))
+
+
+def _source(args: str, loops: list[str], extent: dict[str, int], statement: str) -> str:
+    lines = ["from __future__ import annotations", "from exo import proc, DRAM", "", "", "@proc", f"def mm({args}):"]
+    for depth, v in enumerate(loops):
+        lines.append("    " * (depth + 1) + f"for {v} in seq(0, {extent[v]}):")
+    return "\n".join(lines + ["    " * (len(loops) + 1) + statement]) + "\n"
+
+
+@st.composite
+def conv2d_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
+    """A random f32 2-D convolution ``out[k, oy, ox] += w[k, c, ry, rx] * inp[c, oy + ry, ox + rx]``
+    with its six loops in a random order."""
+    ext = {
+        "k": draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(rows)" else (1, 2, 4))),
+        "oy": draw(st.sampled_from((1, 2))),
+        "ox": width * draw(st.sampled_from((2, 3) if rule == "divide_loop(vectors)" else (1, 2))),
+        "c": draw(st.sampled_from((1, 2))),
+        "ry": draw(st.sampled_from((1, 3))),
+        "rx": draw(st.sampled_from((1, 2, 3))),
+    }
+    loops = draw(st.permutations(list(ext)))
+    e = ext
+    args = (f"inp: f32[{e['c']}, {e['oy'] + e['ry'] - 1}, {e['ox'] + e['rx'] - 1}] @ DRAM, "
+            f"w: f32[{e['k']}, {e['c']}, {e['ry']}, {e['rx']}] @ DRAM, out: f32[{e['k']}, {e['oy']}, {e['ox']}] @ DRAM")  # fmt: skip
+    statement = "out[k, oy, ox] += w[k, c, ry, rx] * inp[c, oy + ry, ox + rx]"
+    return KernelSpec("mm", _source(args, loops, ext, statement))
 
 
 @st.composite
@@ -57,20 +92,9 @@ def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
     n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4)))
     k = draw(st.sampled_from((32, 48, 64) if rule == "divide_loop(reduction)" else (3, 16, 32, 48)))
     loops = draw(st.permutations(["i", "j", "k"]))
-    extent = {"i": m, "j": n, "k": k}
     product = "A[i, k] * B[k, j]" if draw(st.booleans()) else "B[k, j] * A[i, k]"
-    lines = [
-        "from __future__ import annotations",
-        "from exo import proc, DRAM",
-        "",
-        "",
-        "@proc",
-        f"def mm(A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM):",
-    ]
-    for depth, v in enumerate(loops):
-        lines.append("    " * (depth + 1) + f"for {v} in seq(0, {extent[v]}):")
-    lines.append("    " * 4 + f"C[i, j] += {product}")
-    return KernelSpec("mm", "\n".join(lines) + "\n")
+    args = f"A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM"
+    return KernelSpec("mm", _source(args, loops, {"i": m, "j": n, "k": k}, f"C[i, j] += {product}"))
 
 
 def check_example(rule: str, spec: KernelSpec, isa_name: str, seed: int) -> Outcome:
@@ -92,8 +116,8 @@ def check_example(rule: str, spec: KernelSpec, isa_name: str, seed: int) -> Outc
     inputs = random_inputs(kernel, seed=seed)
     want, *gots = run_many([kernel] + [d.proc for d in done], inputs, NATIVE_CFLAGS)
     for plan, got in zip(picks, gots):
-        if not np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5):
-            raise RuleViolation(f"soundness: output C differs under plan {plan.show()}")
+        if not np.allclose(got[mk.out], want[mk.out], rtol=1e-5, atol=1e-5):
+            raise RuleViolation(f"soundness: output {mk.out} differs under plan {plan.show()}")
     return Outcome(len(picks), sum(_shows(rule, mk, p) for p in picks), counted=True)
 
 
@@ -110,7 +134,7 @@ def check_rule(
     name = isa or default_isa()
     width = select_isa(name).width
     return run_examples(
-        f"x86:{rule}", matmul_specs(width, rule), partial(check_example, rule, isa_name=name, seed=seed), examples, seed,
+        f"x86:{rule}", micro_kernel_specs(width, rule), partial(check_example, rule, isa_name=name, seed=seed), examples, seed,
         shrink=shrink, on_example=on_example,
     )  # fmt: skip
 

@@ -1,19 +1,25 @@
 """lower (x86): a kernel term → the matmul-like micro-kernel the x86 rules tile, and its plans.
 
-The shape is that of Exo's own x86 sgemm example: three constant loops, in any order, around one
-f32 reduction
+The shape is that of Exo's own x86 sgemm example, and of the convolutions written the same way:
+constant loops, in any order, around one f32 reduction
 
-    for x: for y: for r:   out[x, y] += row[x, r] * col[r, y]     (either factor order;
-                                                                   row may be row[r, x])
+    out[..., x, y] += row[...] * col[..., y + d]        (either factor order)
 
-``y`` is the vector dimension: the output's and ``col``'s last index, so both are contiguous
-along it; ``row`` does not depend on ``y`` (its element is broadcast to every lane). A `Plan`
-holds ``rows`` × ``vectors`` output registers across ``kc`` reduction steps (the register tile),
-with the loops over tiles in ``order``.
+- ``y``, the vector lanes: the output's last index, and ``col``'s last index up to an offset ``d``
+  made of reduction iterators (a convolution's window), so both are contiguous along it;
+- ``x``, the register tile's rows: an output index that ``row`` depends on and ``col`` does not
+  (``row``'s element is broadcast to every lane);
+- the reduction loops: the iterators the output does not use (one for a matmul, three for a 2-D
+  convolution over channels and a window);
+- any other output index is a parallel loop kept outermost, as written.
+
+A `Plan` holds ``rows`` × ``vectors`` output registers across ``kc`` steps of the reduction (the
+register tile), with the loops over tiles in ``order``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from exo_egraph import terms as t
@@ -30,28 +36,48 @@ class MicroKernel:
 
     proc: str
     loops: tuple[str, ...]  # as written, outermost first
-    x: str  # output rows: the row operand's broadcast element moves with it
+    x: str  # the register tile's rows: the row operand's broadcast element moves with it
     y: str  # vector lanes: contiguous in the output and the column operand
-    r: str  # the reduction
+    reductions: tuple[str, ...]  # as written
+    outer: tuple[str, ...]  # the other output iterators: parallel loops kept outermost, as written
     extents: tuple[tuple[str, int], ...]
     out: str
+    out_idx: tuple[t.Aff, ...]
     row: str
     col: str
-    row_idx: tuple[t.Aff, ...]
     col_idx: tuple[t.Aff, ...]
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
 
     @property
+    def r(self) -> str:
+        """The reduction loop a plan may block (the only one, when ``blockable``)."""
+        return self.reductions[0]
+
+    @property
+    def blockable(self) -> bool:
+        return len(self.reductions) == 1
+
+    @property
+    def steps(self) -> int:
+        """Reduction steps per output element."""
+        return math.prod(self.extent(r) for r in self.reductions)
+
+    @property
+    def repeats(self) -> int:
+        """Iterations of the outer parallel loops: each runs the whole x-by-y tiling."""
+        return math.prod(self.extent(v) for v in self.outer)
+
+    @property
     def flops(self) -> int:
-        return 2 * self.extent(self.x) * self.extent(self.y) * self.extent(self.r)
+        return 2 * self.repeats * self.extent(self.x) * self.extent(self.y) * self.steps
 
 
 @dataclass(frozen=True)
 class Plan:
     """A register-tiled schedule: ``order`` names the loops over tiles outermost first, among
-    ``x``, ``y`` and (when the reduction is blocked, ``kc`` < its extent) ``r``."""
+    ``x``, ``y`` and (when the reduction is blocked, ``kc`` below its extent) ``r``."""
 
     rows: int
     vectors: int
@@ -67,6 +93,10 @@ def _var(a: t.Aff) -> str | None:
     return a.terms[0][0] if len(a.terms) == 1 and a.terms[0][1] == 1 and a.const == 0 else None
 
 
+def _uses(e: t.Read, var: str) -> bool:
+    return any(var in a.vars for a in e.idx)
+
+
 def find_micro_kernel(p: t.Proc) -> MicroKernel:
     """The micro-kernel of ``p``, or `NotMicroKernel` naming what does not fit."""
     body = tuple(s for s in p.body if not isinstance(s, t.Pass))
@@ -74,8 +104,8 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
     while len(body) == 1 and isinstance(body[0], t.Loop):
         loops.append(body[0])
         body = body[0].body
-    if len(loops) != 3 or len(body) != 1:
-        raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under three loops (found {len(loops)} loops around {len(body)} statements)")
+    if len(loops) < 3 or len(body) != 1:
+        raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under three or more loops (found {len(loops)} loops around {len(body)} statements)")
     for loop in loops:
         if loop.lo != t.Aff() or not loop.hi.is_const:
             raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
@@ -89,21 +119,32 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
     if any(types.get(b) != "f32" for b in (s.buf, factors[0].buf, factors[1].buf)):
         raise NotMicroKernel(f"{p.name}: the x86 micro-kernel is f32 (out, and both factors, must be f32 arguments)")
     out_vars = [_var(a) for a in s.idx]
-    if len(out_vars) != 2 or None in out_vars:
-        raise NotMicroKernel(f"{p.name}: the output {s.buf} must be indexed by two loop iterators")
-    x, y = out_vars
-    (r,) = [lp.var for lp in loops if lp.var not in (x, y)] or [None]
-    if r is None or x == y:
-        raise NotMicroKernel(f"{p.name}: {s.buf}[{x}, {y}] leaves no reduction loop")
-    col = next((f for f in factors if [_var(a) for a in f.idx] == [r, y]), None)
-    # the row operand is broadcast one element at a time, so it may be stored either way round
-    row = next((f for f in factors if f is not col and [_var(a) for a in f.idx] in ([x, r], [r, x])), None)
-    if col is None or row is None:
+    names = [lp.var for lp in loops]
+    if len(out_vars) < 2 or None in out_vars or len(set(out_vars)) != len(out_vars):
+        raise NotMicroKernel(f"{p.name}: the output {s.buf} must be indexed by two or more distinct loop iterators")
+    y = out_vars[-1]
+    reductions = tuple(v for v in names if v not in out_vars)
+    if not reductions:
+        raise NotMicroKernel(f"{p.name}: {s.buf} is indexed by every loop, so nothing is reduced")
+
+    def lane_index(f: t.Read) -> bool:  # contiguous along y: last index y + reduction iterators, y nowhere else
+        *rest, last = f.idx
+        offset = {v for v in last.vars if v != y}
+        return dict(last.terms).get(y) == 1 and offset <= set(reductions) and not any(y in a.vars for a in rest)
+
+    col = next((f for f in factors if lane_index(f)), None)
+    row = next((f for f in factors if f is not col), None)
+    if col is None or row is None or _uses(row, y):
         raise NotMicroKernel(
-            f"{p.name}: needs {s.buf}[{x}, {y}] += a[{x}, {r}] * b[{r}, {y}] (a may be transposed; b must be "
-            f"contiguous along {y}, the vector lanes)"
+            f"{p.name}: needs {s.buf}[..., {y}] += a[...] * b[..., {y} + ...] with a not using {y} "
+            f"(b must be contiguous along {y}, the vector lanes)"
         )
+    rows = [v for v in out_vars[:-1] if _uses(row, v) and not _uses(col, v)]
+    if not rows:
+        raise NotMicroKernel(f"{p.name}: no output index that only {row.buf} uses, to hold rows of registers")
+    x = rows[-1]
+    outer = tuple(v for v in names if v in out_vars and v not in (x, y))
     return MicroKernel(
-        p.name, tuple(lp.var for lp in loops), x, y, r, tuple((lp.var, lp.hi.const) for lp in loops),
-        s.buf, row.buf, col.buf, row.idx, col.idx,
+        p.name, tuple(names), x, y, reductions, outer, tuple((lp.var, lp.hi.const) for lp in loops),
+        s.buf, s.idx, row.buf, col.buf, col.idx,
     )  # fmt: skip

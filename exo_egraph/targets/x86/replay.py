@@ -33,6 +33,25 @@ def _count(term: t.Proc, name: str) -> int:
     return sum(1 for s in t.walk(term.body) if isinstance(s, t.Loop) and s.var == name)
 
 
+def _text(a: t.Aff, at: dict[str, str]) -> str:
+    """An index in Exo's syntax, each iterator in ``at`` replaced by its expression there."""
+    parts = [(f"{c} * " if c != 1 else "") + (f"({at[v]})" if v in at and c != 1 else at.get(v, v)) for v, c in a.terms]
+    text = " + ".join(parts + ([str(a.const)] if a.const or not parts else []))
+    return text.replace("+ -", "- ")
+
+
+def _window(idx: tuple[t.Aff, ...], ranges: dict[int, tuple[str, int]], at: dict[str, str]) -> str:
+    """``idx`` as a window: dimension ``d`` in ``ranges`` spans ``(start, extent)``, the others are points."""
+    dims = []
+    for d, a in enumerate(idx):
+        if d in ranges:
+            lo, extent = ranges[d]
+            dims.append(f"{lo}:{lo} + {extent}")
+        else:
+            dims.append(_text(a, at))
+    return ", ".join(dims)
+
+
 def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
     """Schedule ``proc`` as ``plan``; raises `ReplayError` when Exo rejects a step."""
     s = Session(proc)
@@ -40,19 +59,25 @@ def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Repla
     xo, xi, yo, yi = f"{mk.x}o", f"{mk.x}i", f"{mk.y}o", f"{mk.y}i"
     s.do("divide_loop", mk.x, rows, [xo, xi], perfect=True)
     s.do("divide_loop", mk.y, cols, [yo, yi], perfect=True)
-    outer = {mk.x: xo, mk.y: yo}
-    red, k_index = mk.r, mk.r
-    if plan.kc < mk.extent(mk.r):
-        ro, red = f"{mk.r}o", f"{mk.r}i"
-        s.do("divide_loop", mk.r, plan.kc, [ro, red], perfect=True)
-        outer[mk.r], k_index = ro, f"{plan.kc} * {ro} + {red}"
-    want = [outer[v] for v in plan.order] + [red, xi, yi]
+    tiles = {mk.x: xo, mk.y: yo}
+    reductions, at = list(mk.reductions), {mk.x: f"{rows} * {xo}", mk.y: f"{cols} * {yo}"}
+    if plan.kc < mk.steps:
+        ro, ri = f"{mk.r}o", f"{mk.r}i"
+        s.do("divide_loop", mk.r, plan.kc, [ro, ri], perfect=True)
+        tiles[mk.r], reductions, at[mk.r] = ro, [ri], f"{plan.kc} * {ro} + {ri}"
+    want = [*mk.outer, *(tiles[v] for v in plan.order), *reductions, xi, yi]
     while (have := _nest_order(s.term)) != want:  # adjacent swaps into the plan's order
         a, b = next((a, b) for a, b in zip(have, have[1:]) if want.index(a) > want.index(b))
         s.do("reorder_loops", f"{a} {b}")
-    # the output tile in registers across the reduction, and the column operand's row per step
-    s.do("stage_mem", f"for {red} in _:_", f"{mk.out}[{rows} * {xo}:{rows} * {xo} + {rows}, {cols} * {yo}:{cols} * {yo} + {cols}]", ACC)
-    s.do("stage_mem", f"for {xi} in _:_", f"{mk.col}[{k_index}, {cols} * {yo}:{cols} * {yo} + {cols}]", COL)
+    # the output tile in registers across the reduction, and the column operand's lanes per step
+    x_dim = next(d for d, a in enumerate(mk.out_idx) if a.vars == {mk.x})
+    lanes = len(mk.out_idx) - 1
+    out_window = _window(mk.out_idx, {x_dim: (at[mk.x], rows), lanes: (at[mk.y], cols)}, at)
+    s.do("stage_mem", f"for {reductions[0]} in _:_", f"{mk.out}[{out_window}]", ACC)
+    col_lanes = len(mk.col_idx) - 1
+    col_start = _text(mk.col_idx[col_lanes], at)
+    col_window = _window(mk.col_idx, {col_lanes: (col_start, cols)}, at)
+    s.do("stage_mem", f"for {xi} in _:_", f"{mk.col}[{col_window}]", COL)
     s.do("simplify")
     for _ in range(2):  # the tile's load and store loops, then the column row's load and the compute
         s.do("divide_loop", "i1", w, ["vo", "vi"], perfect=True)

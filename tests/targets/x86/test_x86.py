@@ -195,3 +195,23 @@ def test_tune_measures_x86_plans_and_returns_a_faster_one(tmp_path):
     trials = result.tuning.trials
     assert len(trials) == 4 and trials[0].origin == "input" and all(tr.measurement.ok for tr in trials)
     assert "replace_all" in result.best.replayed.script and result.validation.speedup > 2  # tiles beat the input by far
+
+
+@proc
+def conv2d_small(inp: f32[4, 6, 34] @ DRAM, w: f32[8, 4, 3, 3] @ DRAM, out: f32[8, 4, 32] @ DRAM):
+    for k in seq(0, 8):
+        for oy in seq(0, 4):
+            for ox in seq(0, 32):
+                for c in seq(0, 4):
+                    for ry in seq(0, 3):
+                        for rx in seq(0, 3):
+                            out[k, oy, ox] += w[k, c, ry, rx] * inp[c, oy + ry, ox + rx]
+
+
+def test_a_2d_convolution_is_a_micro_kernel_over_channels_and_its_window():
+    from exo_egraph import explore
+
+    mk = find_micro_kernel(lower(conv2d_small))
+    assert (mk.x, mk.y, mk.reductions, mk.outer, mk.col, mk.row) == ("k", "ox", ("c", "ry", "rx"), ("oy",), "inp", "w")
+    result = explore(conv2d_small, "x86", budget=Budget(seconds=60))
+    assert result.validation.ok and result.validation.speedup > 1 and "stage_mem" in result.best.replayed.script
