@@ -83,6 +83,8 @@ KERNELS: tuple[Kernel, ...] = (
     # two adds per tmp element (64x62) and per output element (62x62)
     Kernel("blur2d_f32", "blur2d.py", "blur2d", (("inp", (64, 64)), ("out", (62, 62))), "out", False, 2 * 64 * 62 + 2 * 62 * 62),
     Kernel("conv1d_f32", "conv1d.py", "conv1d", (("inp", (128,)), ("w", (5,)), ("out", (124,))), "out", True, 2 * 124 * 5),
+    Kernel("conv2d_f32", "x86/conv2d.py", "conv2d", (("inp", (16, 34, 34)), ("w", (32, 16, 3, 3)), ("out", (32, 32, 32))),
+           "out", True, 2 * 32 * 32 * 32 * 16 * 9),
 )  # fmt: skip
 
 
@@ -116,6 +118,11 @@ def reference(k: Kernel, values: Mapping[str, np.ndarray]) -> np.ndarray:
         return tmp[:-2] + tmp[1:-1] + tmp[2:]
     if k.family == "conv1d":
         return np.correlate(v["inp"], v["w"], mode="valid")  # out[i] = sum_r inp[i + r] * w[r]
+    if k.family == "conv2d":  # out[k, y, x] = sum_{c, ry, rx} w[k, c, ry, rx] * inp[c, y + ry, x + rx]
+        kh, kw = v["w"].shape[2:]
+        oh, ow = v["inp"].shape[1] - kh + 1, v["inp"].shape[2] - kw + 1
+        windows = np.stack([v["inp"][:, ry : ry + oh, rx : rx + ow] for ry in range(kh) for rx in range(kw)], axis=1)
+        return np.einsum("kcr,cryx->kyx", v["w"].reshape(v["w"].shape[0], v["w"].shape[1], -1), windows)
     raise ValueError(f"no reference for family {k.family}")
 
 
@@ -420,6 +427,13 @@ def _halide_algorithm(hl: Any, k: Kernel) -> tuple[Any, dict[str, Any]]:
         r = hl.RDom([(0, shapes["w"][0])])
         f[x] = hl.f32(0)
         f[x] += inp[x + r.x] * w[r.x]
+    elif k.family == "conv2d":  # numpy's (k, y, x) is Halide's (x, y, k)
+        inp, w, ch = params["inp"], params["w"], hl.Var("ch")
+        _, c, kh, kw = shapes["w"]
+        r = hl.RDom([(0, kw), (0, kh), (0, c)])
+        f[x, y, ch] = hl.f32(0)
+        f[x, y, ch] += w[r.x, r.y, r.z, ch] * inp[x + r.x, y + r.y, r.z]
+        f.set_estimate(ch, 0, shapes[k.output][0])
     else:
         raise ValueError(f"no Halide algorithm for {k.family}")
     for var, extent in zip([x, y], reversed(shapes[k.output])):
@@ -498,6 +512,13 @@ def _tvm_algorithm(te: Any, k: Kernel) -> tuple[Any, list[str]]:
         inp, w = ins["inp"], ins["w"]
         r = te.reduce_axis((0, shapes["w"][0]), "r")
         out = te.compute(out_shape, lambda i: te.sum(inp[i + r] * w[r], axis=r), name=k.output)
+    elif k.family == "conv2d":
+        inp, w = ins["inp"], ins["w"]
+        _, c, kh, kw = shapes["w"]
+        rc, ry, rx = te.reduce_axis((0, c), "c"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+        out = te.compute(
+            out_shape, lambda o, y, x: te.sum(w[o, rc, ry, rx] * inp[rc, y + ry, x + rx], axis=[rc, ry, rx]), name=k.output
+        )
     else:
         raise ValueError(f"no TE algorithm for {k.family}")
     names = [name for name, _ in k.shapes]

@@ -22,6 +22,7 @@ def test_flops_are_counted_per_kernel():
         "gemv_f32_128": 2 * 128 * 128,
         "blur2d_f32": 2 * 64 * 62 + 2 * 62 * 62,  # two adds a tmp element, two an output element
         "conv1d_f32": 2 * 124 * 5,
+        "conv2d_f32": 2 * 32 * 32 * 32 * 16 * 9,  # out channels, rows, columns, in channels, window
     }
 
 
