@@ -12,7 +12,7 @@ from __future__ import annotations
 from itertools import permutations
 
 from egglog import Expr as EggExpr
-from egglog import StringLike, i64Like, rewrite, ruleset
+from egglog import StringLike, i64Like, rewrite, ruleset, var
 
 from exo_egraph.targets.x86.isa import Isa
 from exo_egraph.targets.x86.pattern import MicroKernel, NotMicroKernel, Plan
@@ -102,14 +102,12 @@ def reorder_rules(mk: MicroKernel) -> list:
     the tile loops over ``x`` and ``y`` are parallel, and moving the loop over reduction blocks
     keeps each output element's blocks in order."""
     out = []
-    for names in ([mk.x, mk.y], [mk.r, mk.x, mk.y]):
+    for names in ([mk.x, mk.y], [mk.r, mk.x, mk.y]) if mk.blockable else ([mk.x, mk.y],):
         for order in permutations(names):
             for i in range(len(order) - 1):
                 swapped = list(order)
                 swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
                 out.append((" ".join(order), " ".join(swapped)))
-    from egglog import var
-
     tile = var("tile", XT)
     return [rewrite(XP.plan(a, tile)).to(XP.plan(b, tile)) for a, b in out]
 

@@ -21,7 +21,7 @@ from ..saturate import Budget, Deadline, Iteration, Saturated, saturate
 from ..script import Replayed
 from ..target import NotValidated, Pick
 from ..validate.measurement import Measurement
-from ..validate.cpu import CFLAGS, Validation, cannot_validate, measure_cpu, validate_cpu
+from ..validate.cpu import CFLAGS, Validation, cannot_validate, contracts, measure_cpu, validate_cpu
 
 if TYPE_CHECKING:
     from ..checks import RuleCheck
@@ -83,6 +83,12 @@ class CpuTarget:
         """How measured code is built: the compiler and flags validation uses."""
         return " ".join(["gcc", *self.cflags])
 
+    @property
+    def exact(self) -> bool:
+        """Must a schedule match the input bit for bit? Float sums keep their order unless the rules
+        reassociate, and a build that fuses into FMA (`contracts`) rounds per loop structure."""
+        return not self.rules.reassociate and not contracts(self.cflags)
+
     def prepare(self, proc: Procedure) -> CpuProblem:
         term = lower(proc)
         buffers = buffers_of(term)
@@ -143,11 +149,10 @@ class CpuTarget:
         why = cannot_validate(problem.proc)
         if why:
             return NotValidated(why)
-        # float sums keep their order unless the rules allow reassociation: then bit-exact is required
         return validate_cpu(
             problem.proc,
             replayed.proc,
-            require_exact=not self.rules.reassociate,
+            require_exact=self.exact,
             sizes=sizes,
             seconds=max(deadline.left(), 0.0),
             cflags=self.cflags,
@@ -160,9 +165,7 @@ class CpuTarget:
         why = cannot_validate(original)
         if why:
             return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
-        return measure_cpu(
-            original, scheduled, require_exact=not self.rules.reassociate, sizes=sizes, seconds=seconds, cflags=self.cflags
-        )
+        return measure_cpu(original, scheduled, require_exact=self.exact, sizes=sizes, seconds=seconds, cflags=self.cflags)
 
     def describe(self, pick: Pick) -> dict:
         return {}

@@ -41,6 +41,14 @@ NP_TYPES = {
 CFLAGS = ("-O2", "-fwrapv")  # the portable build: SSE2 at most, and gcc -O2 vectorises no Exo loop
 # how users build Exo's C for their own machine: -O3 vectorises (with alias checks) to the host's ISA
 NATIVE_CFLAGS = ("-O3", "-march=native", "-fwrapv")
+
+
+def contracts(cflags: Sequence[str]) -> bool:
+    """Whether gcc may fuse ``a * b + c`` into one FMA under ``cflags``: it does where the ISA has
+    FMA (``-march=...``, ``-mfma``) unless ``-ffp-contract=off``, and where it fuses depends on
+    the loop structure — so two schedules of one float kernel need not agree bit for bit."""
+    isa = any(f.startswith("-march=") or f in ("-mfma", "-mavx512f") for f in cflags)
+    return isa and "-ffp-contract=off" not in cflags
 CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it
 INDEX_TYPES = ("size", "index", "int")
 
@@ -413,7 +421,7 @@ def _compare(
             ok = False
             message = f"output {name} differs (max abs error {err:g})"
     if ok and not exact:
-        message = f"ok within tolerance (floating-point reassociation, max abs error {worst:g})"
+        message = f"ok within tolerance (float rounding differs: reassociation or FMA; max abs error {worst:g})"
     return _Compared(lib, a, b, inputs, ok, exact, worst, message)
 
 

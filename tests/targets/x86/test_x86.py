@@ -215,3 +215,14 @@ def test_a_2d_convolution_is_a_micro_kernel_over_channels_and_its_window():
     assert (mk.x, mk.y, mk.reductions, mk.outer, mk.col, mk.row) == ("k", "ox", ("c", "ry", "rx"), ("oy",), "inp", "w")
     result = explore(conv2d_small, "x86", budget=Budget(seconds=60))
     assert result.validation.ok and result.validation.speedup > 1 and "stage_mem" in result.best.replayed.script
+
+
+def test_a_native_build_compares_floats_within_tolerance_because_gcc_contracts_into_fma(tmp_path, capsys):
+    from exo_egraph.validate.cpu import CFLAGS, contracts
+
+    assert contracts(NATIVE_CFLAGS) and not contracts(CFLAGS) and not contracts((*NATIVE_CFLAGS, "-ffp-contract=off"))
+    # gemv is no micro-kernel: the loop rules keep its sums' order, yet gcc fuses differently per schedule
+    code = main(["explore", f"{KERNELS}/gemv.py::gemv_f32_128", "--target", "x86", "--out", str(tmp_path), "--budget-s", "30"])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["validation"]["ok"] and any("cpu loop rules" in n for n in report["notes"])
