@@ -90,7 +90,7 @@ def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
     proc = load_procs(MATMUL)["matmul_f32_16"]
     v = validate_cpu(proc, proc, seconds=0.0)
     assert v.ok and v.timed_runs == 1
-    assert validate_cpu(proc, proc).timed_runs == 7
+    assert 7 <= validate_cpu(proc, proc).timed_runs <= 28  # at least `repeats` rounds, more until the ratio is stable
 
 
 # ----------------------------------------------------------------------------- nothing is lost

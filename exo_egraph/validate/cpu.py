@@ -2,7 +2,7 @@
 
 Both procs are compiled into one shared library with a small C timing harness per proc (a loop
 of calls between two ``clock_gettime`` readings), so timing excludes Python's call overhead.
-`validate_cpu` times each proc in turn; `measure_cpu` (for ``tune``) times them interleaved.
+`validate_cpu` and `measure_cpu` (for ``tune``) time the two interleaved, round by round (`time_interleaved`).
 """
 
 from __future__ import annotations
@@ -277,21 +277,6 @@ def run_many(
     return outs
 
 
-def _seconds_per_call(
-    lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], repeats: int, seconds: float
-) -> tuple[float, int]:
-    """Median seconds per call over up to ``repeats`` timed runs of about 30 ms each, as many as fit
-    in ``seconds`` (at least one); and how many runs that was."""
-    bench = getattr(lib, f"exo_egraph_bench_{proc.name()}")
-    bench.restype = ctypes.c_longlong
-    values = copy_inputs(inputs)
-    args = call_args(proc, values)
-    one = max(bench(*args, ctypes.c_longlong(1)), 1)
-    iters = max(1, min(int(30e6 / one), 10**7))  # about 30 ms a run
-    runs = max(1, min(repeats, int(min(seconds * 1e9 / (iters * one), repeats))))
-    return statistics.median(bench(*args, ctypes.c_longlong(iters)) / iters for _ in range(runs)) * 1e-9, runs
-
-
 @dataclass(frozen=True)
 class Timing:
     """One proc's timed runs from `time_interleaved`."""
@@ -438,17 +423,21 @@ def validate_cpu(
     cflags: Sequence[str] = CFLAGS,
 ) -> Validation:
     """Run both procs on the same random inputs; integers must match bit for bit, floats too
-    unless ``require_exact`` is False (then within rtol 1e-4); time both (median of ``repeats``,
-    fewer when ``seconds`` would not hold them; each is timed at least once). Both are built with
-    gcc ``cflags``."""
+    unless ``require_exact`` is False (then within rtol 1e-4); time both, interleaved
+    (`time_interleaved`: at least ``repeats`` rounds when ``seconds`` holds them, at least one
+    always). The speed-up is the median of the rounds' ratios, which cancels the machine's drift
+    (what decides whether explore hands the schedule back). Both are built with gcc ``cflags``."""
     c = _compare(original, scheduled, require_exact, sizes, seed, cflags)
     naive = sched = 0.0
     runs = 0
+    speedup = 1.0
     if time_runs:
-        naive, runs = _seconds_per_call(c.lib, c.naive, c.inputs, repeats, seconds / 2)
-        sched, runs_b = _seconds_per_call(c.lib, c.scheduled, c.inputs, repeats, seconds / 2)
-        runs = min(runs, runs_b)
-    speedup = naive / sched if sched > 0 else 1.0
+        base, ours = time_interleaved(
+            c.lib, [c.naive, c.scheduled], c.inputs, seconds=seconds, min_rounds=repeats, max_rounds=max(4 * repeats, 20)
+        )
+        ratio = statistics.median(a / max(b, 1e-30) for a, b in zip(base.timings, ours.timings))
+        naive, runs = base.median, ours.runs
+        sched, speedup = naive / ratio, ratio
     used = tuple((p.name, c.inputs[p.name]) for p in _params(original) if p.is_index)
     return Validation(c.ok, c.exact, c.max_abs_err, naive, sched, speedup, c.message, runs, used)
 
