@@ -12,7 +12,7 @@ from __future__ import annotations
 from exo import Procedure
 
 from exo_egraph import terms as t
-from exo_egraph.script import Cursor, Ref, Replayed, Session, find, script_text
+from exo_egraph.script import Ref, Replayed, Session, find, script_text
 
 from .isa import Isa, Role
 from .pattern import MicroKernel, Plan
