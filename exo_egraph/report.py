@@ -25,6 +25,7 @@ def egraph_json(result: "Result") -> dict[str, Any] | None:
         "cyclic_classes": s.cyclic_classes,
         "seconds": round(s.seconds, 3),
         "history": [it.to_json() for it in s.history],
+        **({"stages": [stage.to_json() for stage in s.stages]} if s.stages else {}),
     }
 
 
@@ -55,6 +56,11 @@ def to_json(result: "Result") -> dict[str, Any]:
     }
 
 
+def _stage(st: Any) -> str:
+    text = f"{st.enodes:,} e-nodes, {st.schedules:,} schedules, {st.seconds:.2f} s"
+    return text + (f"; kept the {st.kept} cheapest (the rest cost >= {_number(st.bound)})" if st.kept is not None else "")
+
+
 def summary_rows(result: "Result") -> list[tuple[str, str]]:
     s = result.stats
     rows = [("kernel", f"{result.kernel} ({result.target})")]
@@ -64,6 +70,7 @@ def summary_rows(result: "Result") -> list[tuple[str, str]]:
             ("schedules held", f"{s.schedules:,}"),
             ("saturation", f"{len(s.history)} iterations, {s.seconds:.2f} s, {s.stop_reason.value}"),
         ]
+        rows += [(f"stage {st.name}", _stage(st)) for st in s.stages]
     rows += [
         ("run stopped", result.stop_reason.value),
         (f"best {result.cost_unit} (naive)", f"{_number(result.cost)} ({_number(result.naive_cost)})"),

@@ -16,10 +16,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import networkx as nx
-from egglog import EGraph
+from egglog import EGraph, union
 
 from . import egg
 from .rewrites import Rules
@@ -137,6 +137,24 @@ class Iteration:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One phase of a staged saturation: its own e-graph's size and count, and what it passed on."""
+
+    name: str
+    enodes: int
+    schedules: int  # exact count of the programs this phase's e-graph held
+    seconds: float  # saturating, counting and (for a pruning phase) extracting what it keeps
+    stop_reason: StopReason
+    kept: int | None = None  # schedules passed to the next phase (None: the last phase)
+    bound: float | None = None  # every schedule not passed on costs at least this under the model
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "enodes": self.enodes, "schedules": self.schedules,
+               "seconds": round(self.seconds, 3), "stop_reason": self.stop_reason.value}  # fmt: skip
+        return out | ({"kept": self.kept, "pruned_at_cost": self.bound} if self.kept is not None else {})
+
+
+@dataclass(frozen=True)
 class SaturationStats:
     enodes: int
     eclasses: int
@@ -145,6 +163,7 @@ class SaturationStats:
     schedules: int  # exact number of distinct programs the root e-class holds
     cyclic_classes: int  # e-classes on a cycle (their e-nodes are left out of the count)
     history: tuple[Iteration, ...] = field(default=())
+    stages: tuple[Stage, ...] = ()  # a staged saturation's phases, in order (the last is this e-graph)
 
     @property
     def iterations(self) -> int:
@@ -173,8 +192,11 @@ def saturate(
     budget: Budget = Budget(),
     progress: Callable[[Iteration], None] | None = None,
     deadline: Deadline | None = None,
+    seeds: Sequence[Any] = (),
 ) -> Saturated:
     """Saturate the e-graph of ``expr`` (with ``rules.facts``) under ``rules`` within ``budget``.
+    ``seeds`` are terms already known equal to ``expr`` (a previous phase's schedules of it): they
+    join its e-class before the first iteration.
 
     An egglog iteration cannot be stopped once started, so each next iteration is predicted from
     the last (it grows the e-graph, and takes time, by about the last growth factor) and not
@@ -187,6 +209,8 @@ def saturate(
     egraph = EGraph()
     with egg.no_shared_lets():
         root = egraph.let("root", expr)
+        if seeds:
+            egraph.register(*(union(root).with_(seed) for seed in seeds))
         if rules.facts:
             egraph.register(*rules.facts)
     history: list[Iteration] = []

@@ -61,6 +61,8 @@ class CostModel(Protocol):
     def loop_overhead(self) -> float: ...
     def traffic_weight(self) -> float: ...
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
+    def footprint_vars(self, leaves: tuple[t.Stmt, ...]) -> tuple[frozenset[str], ...]: ...
+    def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
     def fits(self, lines: float) -> bool: ...
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float: ...
     def symbolic_trips(self) -> int: ...
@@ -142,19 +144,27 @@ class CpuCost:
         return out
 
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
-        total = 0.0
-        for elem_bytes, strides, spans in self._footprints(leaves):
-            moving = [(abs(d.stride * strides[d.var]), d.extent) for d in dims if strides.get(d.var)]
-            moving = sorted(moving + spans)
-            elems = prod(e for _, e in moving)
-            run = 1  # contiguous elements: dims that tile memory densely from stride 1 up
-            for stride, extent in moving:
-                if stride != run:
-                    break
-                run *= extent
-            per_line = max(1, self.line_bytes // elem_bytes)
-            total += elems / min(per_line, run) if run > 1 else elems
-        return total
+        return sum(self.footprint_lines(i, dims, leaves) for i in range(len(self._footprints(leaves))))
+
+    def footprint_vars(self, leaves: tuple[t.Stmt, ...]) -> tuple[frozenset[str], ...]:
+        """The loop variables each footprint moves along. `lines` is a sum of one term per
+        footprint (`footprint_lines`), each a function of the dims over its variables only: an
+        extractor can memoize the terms apart."""
+        return tuple(frozenset(v for v, s in strides.items() if s) for _, strides, _ in self._footprints(leaves))
+
+    def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        """Cache lines footprint ``index`` of ``leaves`` touches over ``dims``."""
+        elem_bytes, strides, spans = self._footprints(leaves)[index]
+        moving = [(abs(d.stride * strides[d.var]), d.extent) for d in dims if strides.get(d.var)]
+        moving = sorted(moving + spans)
+        elems = prod(e for _, e in moving)
+        run = 1  # contiguous elements: dims that tile memory densely from stride 1 up
+        for stride, extent in moving:
+            if stride != run:
+                break
+            run *= extent
+        per_line = max(1, self.line_bytes // elem_bytes)
+        return elems / min(per_line, run) if run > 1 else elems
 
     def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[int, dict[str, int], list[tuple[int, int]]]]:
         """(element bytes, per-variable strides, extra spans) of each distinct footprint, memoized."""
@@ -280,6 +290,12 @@ class Inverted:
 
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         return self.model.lines(dims, leaves)
+
+    def footprint_vars(self, leaves: tuple[t.Stmt, ...]) -> tuple[frozenset[str], ...]:
+        return self.model.footprint_vars(leaves)
+
+    def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        return self.model.footprint_lines(index, dims, leaves)
 
     def fits(self, lines: float) -> bool:
         return self.model.fits(lines)

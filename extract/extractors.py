@@ -61,6 +61,10 @@ class _Extractor:
         self.band_list: list[Any] = []
         self.dim_ids: dict[t.Dim, int] = {}  # dims as bit positions, so DP states hash fast
         self.dim_list: list[t.Dim] = []
+        self.masks: dict[int, frozenset[t.Dim]] = {}
+        self.var_masks: dict[str, int] = {}  # loop variable → bits of the dims over it
+        self.part_memo: dict[tuple[int, int, int], float] = {}
+        self.band_vars: dict[int, tuple[frozenset[str], ...]] = {}
 
     def cls(self, c: str) -> list[Cand]:
         if c in self.memo:
@@ -132,7 +136,7 @@ class _Extractor:
     # --------------------------------------------------------------------------- bands
 
     def nest(self, hdr: str, body_class: str) -> list[Cand]:
-        out: list[Cand] = []
+        scored: list[tuple[float, tuple[int, ...], Any]] = []  # terms are built for the k best only
         perm = self.view.nodes[self.view.classes[hdr][0]][0] != "Hdr.fixed"
         for body_cost, body in self.cls(body_class):
             band = body if not any(isinstance(s, _BODY_STMTS) for s in body) else None
@@ -152,27 +156,58 @@ class _Extractor:
                         cost = c + self.model.compute(dims_set, inner_dim, band) + iters * allocs
                     else:
                         cost = c + iters * body_cost
-                    out.append((cost, t.Nest(tuple(self.dim_list[i] for i in dims), perm, body)))
+                    scored.append((cost, dims, body))
+        out: list[Cand] = []
+        for cost, dims, body in sorted(scored, key=lambda x: x[0]):
+            out.append((cost, t.Nest(tuple(self.dim_list[i] for i in _unconsed(dims)), perm, body)))
+            if len(_best(out, self.k)) == self.k:
+                break
         return _best(out, self.k)
 
     def _dims(self, mask: int) -> frozenset[t.Dim]:
-        return frozenset(d for i, d in enumerate(self.dim_list) if mask >> i & 1)
+        """The dims whose bits ``mask`` sets (memoized: the header DP asks for each mask many times)."""
+        dims = self.masks.get(mask)
+        if dims is None:
+            found, rest = [], mask
+            while rest:
+                low = rest & -rest
+                found.append(self.dim_list[low.bit_length() - 1])
+                rest ^= low
+            dims = self.masks[mask] = frozenset(found)
+        return dims
 
     def _dim_id(self, d: t.Dim) -> int:
         if d not in self.dim_ids:
             self.dim_ids[d] = len(self.dim_list)
+            self.var_masks[d.var] = self.var_masks.get(d.var, 0) | 1 << len(self.dim_list)
             self.dim_list.append(d)
         return self.dim_ids[d]
 
     def _lines(self, mask: int, band_id: int) -> float:
         key = (mask, band_id)
-        if key not in self.lines_memo:
+        total = self.lines_memo.get(key)
+        if total is None:
             band = self.band_list[band_id]
-            self.lines_memo[key] = self.model.lines(self._dims(mask), band) if band is not None else 0.0
-        return self.lines_memo[key]
+            total = 0.0
+            if band is not None:
+                # one term per footprint, each memoized on the dims it moves along only
+                if band_id not in self.band_vars:
+                    self.band_vars[band_id] = self.model.footprint_vars(band)
+                for index, names in enumerate(self.band_vars[band_id]):
+                    sub = 0
+                    for name in names:
+                        sub |= self.var_masks.get(name, 0)
+                    sub &= mask
+                    part_key = (band_id, index, sub)
+                    part = self.part_memo.get(part_key)
+                    if part is None:
+                        part = self.part_memo[part_key] = self.model.footprint_lines(index, self._dims(sub), band)
+                    total += part
+            self.lines_memo[key] = total
+        return total
 
     def header(self, h: str, band_id: int) -> dict:
-        """(dims-inside bitmask, innermost loop id) → candidates (c, overhead, traffic, dim ids) of class h."""
+        """(dims-inside bitmask, innermost loop id) → candidates (c, overhead, traffic, dim ids as a cons list, outermost first) of class h."""
         key = (h, band_id)
         if key in self.headers:
             return self.headers[key]
@@ -199,7 +234,7 @@ class _Extractor:
                     # an unrolled dim adds no loop of its own, but repeats the loops inside it
                     o2 = d.extent * overhead + (0.0 if d.unrolled else d.extent)
                     t2 = lines if fits else d.extent * traffic
-                    bucket.append((miss * t2 + loop * o2, o2, t2, (did, *dims)))
+                    bucket.append((miss * t2 + loop * o2, o2, t2, (did, dims)))  # dims as a cons list: shared tails
         result = {}
         for state, cands in states.items():
             by_cost = min(cands, key=lambda x: x[0])
@@ -207,6 +242,15 @@ class _Extractor:
             result[state] = [by_cost] if by_cost is by_overhead else [by_cost, by_overhead]
         self.headers[key] = result
         return result
+
+
+def _unconsed(cells: tuple) -> list[int]:
+    """The items of a cons list ``(head, (head2, (... ())))``."""
+    out = []
+    while cells:
+        out.append(cells[0])
+        cells = cells[1]
+    return out
 
 
 def sample(view: EGraphView, rng: Any) -> t.Proc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egglog import String, StringLike, eq, function, i64, i64Like, relation, rewrite, rule, ruleset, union, var, vars_
+from egglog import String, StringLike, eq, ne, function, i64, i64Like, relation, rewrite, rule, ruleset, union, var, vars_
 
 from exo_egraph import terms as t
 from exo_egraph.ir import Aff, AffL, Block, Dim, Hdr, Stmt
@@ -38,6 +38,7 @@ class LoopRuleConfig:
     unroll_limit: int = 8  # unroll_loop only loops of at most this many trips
     unroll_copies: int = 8  # ... and only while a nest's unrolled code has at most this many body copies
     reorder: bool = True
+    tiles_in_order: bool = False  # reorder_loops never swaps two dims of one loop: its tiles stay outer to inner
     divide: bool = True
     unroll: bool = True
     fission: bool = True
@@ -133,7 +134,7 @@ def perm_band_rules(independent=lambda body, v: [Indep(body, body, v)]) -> list:
     ]
 
 
-def reorder_loops_rules() -> list:
+def reorder_loops_rules(tiles_in_order: bool = False) -> list:
     """Exo ``reorder_loops(p, outer)``: swap two adjacent loops of a permutable band.
 
     Guard: the header cell is ``perm`` (the band's permutability guard held), and the two dims
@@ -141,8 +142,9 @@ def reorder_loops_rules() -> list:
     their order is its rounding). Unrolled dims are not loops and never move.
     """
     a, b = Dim(_v, _st, _e), Dim(_v2, _st2, _e2)
+    in_order = (ne(_v).to(_v2),) if tiles_in_order else ()
     return [
-        rule(eq(_h).to(Hdr.perm(a, Hdr.perm(b, _hr))), Swappable(_v, _v2)).then(
+        rule(eq(_h).to(Hdr.perm(a, Hdr.perm(b, _hr))), Swappable(_v, _v2), *in_order).then(
             union(_h).with_(Hdr.perm(b, Hdr.perm(a, _hr)))
         )
     ]
@@ -322,7 +324,7 @@ def loop_rules(term: t.Proc, cfg: LoopRuleConfig = LoopRuleConfig(), extra: tupl
     factors = cfg.factors or split_factors(term, cfg.min_part)
     groups = [("band", band_rules()), ("extra", list(extra))]
     if cfg.reorder:
-        groups.append(("reorder_loops", reorder_loops_rules()))
+        groups.append(("reorder_loops", reorder_loops_rules(cfg.tiles_in_order)))
     if cfg.divide:
         groups.append(("divide_loop", divide_loop_rules(factors, cfg.min_part)))
         groups.append(("divide_loop(cut)", divide_loop_cut_rules(cfg.cut_factors, cfg.min_part)))

@@ -27,6 +27,7 @@ from exo_egraph.validate.cpu import validate_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 MATMUL = ROOT / "benchmarks" / "kernels" / "matmul.py"
+LARGE = ROOT / "benchmarks" / "kernels" / "large" / "matmul_f32.py"
 
 
 def _kernel(tmp_path: Path, body: str, name: str = "k.py") -> Path:
@@ -108,9 +109,9 @@ def _run_cli(*argv: str, cwd: Path = ROOT, interrupt_after: float | None = None,
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_writes_the_best_so_far_and_exits_130(tmp_path, sig):
-    # a budget long enough that the run is still going when the signal comes (saturation alone takes ~10 s)
+    # a budget long enough that the run is still going when the signal comes (pricing 512³'s sketch alone takes ~10 s)
     code, _, err = _run_cli(
-        "explore", f"{MATMUL}::matmul_i8_128", "--out", str(tmp_path), "--budget-s", "300", interrupt_after=6, sig=sig
+        "explore", f"{LARGE}::matmul_f32_512", "--out", str(tmp_path), "--budget-s", "300", interrupt_after=6, sig=sig
     )
     assert code == 130, err
     assert "Traceback" not in err
