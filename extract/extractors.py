@@ -56,7 +56,7 @@ class _Extractor:
         self.steps = 0
         self.memo: dict[str, list[Cand]] = {}
         self.headers: dict[tuple[str, Any], dict] = {}
-        self.lines_memo: dict[tuple[int, int], float] = {}
+        self.lines_memo: dict[int, dict[int, float]] = {}  # band id → dims mask → cache lines
         self.band_ids: dict[Any, int] = {}  # leaf-only band bodies (None: a body with loops)
         self.band_list: list[Any] = []
         self.dim_ids: dict[t.Dim, int] = {}  # dims as bit positions, so DP states hash fast
@@ -78,10 +78,10 @@ class _Extractor:
         self.memo[c] = _best(cands, self.k)
         return self.memo[c]
 
-    def _check(self) -> None:
+    def _check(self, steps: int = 1) -> None:
         """Every 64 steps: stop (`TimeUp`) past the deadline or the memory cap."""
-        self.steps += 1
-        if self.deadline is not None and self.steps % 64 == 0:
+        before, self.steps = self.steps, self.steps + steps
+        if self.deadline is not None and self.steps // 64 != before // 64:
             self.deadline.check("extraction")
 
     def value(self, c: str) -> Any:
@@ -139,7 +139,7 @@ class _Extractor:
         scored: list[tuple[float, tuple[int, ...], Any]] = []  # terms are built for the k best only
         perm = self.view.nodes[self.view.classes[hdr][0]][0] != "Hdr.fixed"
         for body_cost, body in self.cls(body_class):
-            band = body if not any(isinstance(s, _BODY_STMTS) for s in body) else None
+            band = _Leaves(body) if not any(isinstance(s, _BODY_STMTS) for s in body) else None
             if band not in self.band_ids:
                 self.band_ids[band] = len(self.band_list)
                 self.band_list.append(band)
@@ -184,8 +184,8 @@ class _Extractor:
         return self.dim_ids[d]
 
     def _lines(self, mask: int, band_id: int) -> float:
-        key = (mask, band_id)
-        total = self.lines_memo.get(key)
+        memo = self.lines_memo.setdefault(band_id, {})
+        total = memo.get(mask)
         if total is None:
             band = self.band_list[band_id]
             total = 0.0
@@ -203,7 +203,7 @@ class _Extractor:
                     if part is None:
                         part = self.part_memo[part_key] = self.model.footprint_lines(index, self._dims(sub), band)
                     total += part
-            self.lines_memo[key] = total
+            memo[mask] = total
         return total
 
     def header(self, h: str, band_id: int) -> dict:
@@ -214,34 +214,62 @@ class _Extractor:
         self._check()
         self.headers[key] = {}
         miss, loop = self.model.traffic_weight(), self.model.loop_overhead()
-        states: dict[tuple[int, int], list] = {}
+        fits = self.model.fits
+        band_lines = self.lines_memo.setdefault(band_id, {})
+        # per state: [the cheapest candidate, the one with least loop overhead] (maybe the same)
+        kept: dict[tuple[int, int], list] = {}
         for nid in self.view.classes[h]:
             op, kids = self.view.nodes[nid]
             if op == "Hdr.nil":
                 traffic = self._lines(0, band_id)
-                states.setdefault((0, -1), []).append((miss * traffic, 0.0, traffic, ()))
+                cand = (miss * traffic, 0.0, traffic, ())
+                kept[0, -1] = [cand, cand]
                 continue
             d = self.value(kids[0])
             did = self._dim_id(d)
-            for (inside, inner), cands in self.header(kids[1], band_id).items():
-                self._check()
-                now = inside | (1 << did)
-                new_inner = inner if (inner >= 0 or d.unrolled) else did
-                lines = self._lines(now, band_id)
-                fits = self.model.fits(lines)
-                bucket = states.setdefault((now, new_inner), [])
+            bit, extent, unrolled = 1 << did, d.extent, d.unrolled
+            child = self.header(kids[1], band_id)
+            self._check(len(child))
+            fit_of: dict[int, bool] = {}
+            for (inside, inner), cands in child.items():
+                now = inside | bit
+                state = (now, inner if (inner >= 0 or unrolled) else did)
+                lines = band_lines.get(now)
+                if lines is None:
+                    lines = self._lines(now, band_id)
+                fit = fit_of.get(now)
+                if fit is None:
+                    fit = fit_of[now] = fits(lines)
+                pair = kept.get(state)
+                # the hot loop of extraction, inlined: keep the cheapest and the least overhead
                 for _, overhead, traffic, dims in cands:
                     # an unrolled dim adds no loop of its own, but repeats the loops inside it
-                    o2 = d.extent * overhead + (0.0 if d.unrolled else d.extent)
-                    t2 = lines if fits else d.extent * traffic
-                    bucket.append((miss * t2 + loop * o2, o2, t2, (did, dims)))  # dims as a cons list: shared tails
-        result = {}
-        for state, cands in states.items():
-            by_cost = min(cands, key=lambda x: x[0])
-            by_overhead = min(cands, key=lambda x: x[1])
-            result[state] = [by_cost] if by_cost is by_overhead else [by_cost, by_overhead]
+                    o2 = extent * overhead + (0.0 if unrolled else extent)
+                    t2 = lines if fit else extent * traffic
+                    cost = miss * t2 + loop * o2
+                    if pair is None:
+                        cand = (cost, o2, t2, (did, dims))  # dims as a cons list: shared tails
+                        pair = kept[state] = [cand, cand]
+                    elif cost < pair[0][0] or o2 < pair[1][1]:
+                        cand = (cost, o2, t2, (did, dims))
+                        if cost < pair[0][0]:
+                            pair[0] = cand
+                        if o2 < pair[1][1]:
+                            pair[1] = cand
+        result = {state: [best] if best is least else [best, least] for state, (best, least) in kept.items()}
         self.headers[key] = result
         return result
+
+
+class _Leaves(tuple):
+    """A band's leaf statements, hashed once: the cost model memoizes per band, and hashing the
+    statements afresh for each of a million header states costs more than the pricing."""
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = tuple.__hash__(self)
+        return h
 
 
 def _unconsed(cells: tuple) -> list[int]:

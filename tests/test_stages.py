@@ -11,12 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from exo import DRAM, proc
 
 from exo_egraph.cli import load_proc
 from exo_egraph.extract.extractors import extract
 from exo_egraph.rewrites.loops import LoopRuleConfig
 from exo_egraph.saturate import Budget, Deadline
-from exo_egraph.targets.cpu import SKETCH_SEEDS, create, staged_saturate
+from exo_egraph.lower import lower
+from exo_egraph.targets.cpu import SKETCH_SEEDS, create, sketch_min_part, staged_saturate
 
 KERNELS = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels"
 # every shipped cpu kernel whose unstaged search saturates in a few seconds
@@ -34,9 +36,38 @@ SHIPPED = [
 ]
 
 
+# kernels with loops of 512 and 1024 trips (the sketch splits them into parts of 8 or more) whose
+# unstaged search still saturates in seconds
+
+
+@proc
+def gemv_f32_512(A: f32[512, 512] @ DRAM, x: f32[512] @ DRAM, y: f32[512] @ DRAM):
+    for i in seq(0, 512):
+        for j in seq(0, 512):
+            y[i] += A[i, j] * x[j]
+
+
+@proc
+def scale_add_f32_1024(a: f32[1024, 16] @ DRAM, b: f32[1024, 16] @ DRAM, out: f32[1024, 16] @ DRAM):
+    for i in seq(0, 1024):
+        for j in seq(0, 16):
+            out[i, j] = a[i, j] * 2.0 + b[i, j]
+
+
+@proc
+def matmul_f32_512x32x32(A: f32[512, 32] @ DRAM, B: f32[32, 32] @ DRAM, C: f32[512, 32] @ DRAM):
+    for i in seq(0, 512):
+        for j in seq(0, 32):
+            for k in seq(0, 32):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+LONG = {p.name(): p for p in (gemv_f32_512, scale_add_f32_1024, matmul_f32_512x32x32)}
+
+
 def _best_costs(spec: str, staged: bool) -> tuple[float, object]:
     target = create()
-    problem = target.prepare(load_proc(str(KERNELS / spec)))
+    problem = target.prepare(LONG[spec] if spec in LONG else load_proc(str(KERNELS / spec)))
     budget = Budget(seconds=300)
     if staged:
         sat = staged_saturate(problem, target.rules, budget, None, Deadline.after(300))
@@ -45,7 +76,7 @@ def _best_costs(spec: str, staged: bool) -> tuple[float, object]:
     return extract(sat.view, problem.model, k=1)[0].cost, sat.stats
 
 
-@pytest.mark.parametrize("spec", SHIPPED, ids=lambda s: s.split("::")[1])
+@pytest.mark.parametrize("spec", SHIPPED + list(LONG), ids=lambda s: s.split("::")[-1])
 def test_staging_finds_the_unstaged_best(spec: str):
     staged, stats = _best_costs(spec, staged=True)
     unstaged, full = _best_costs(spec, staged=False)
@@ -53,6 +84,11 @@ def test_staging_finds_the_unstaged_best(spec: str):
     assert staged == unstaged
     sketch, refine = stats.stages
     assert sketch.kept <= SKETCH_SEEDS and sketch.enodes <= full.enodes
+
+
+def test_the_sketch_splits_long_loops_coarser():
+    assert [sketch_min_part(lower(p), 4) for p in LONG.values()] == [8, 8, 8]
+    assert sketch_min_part(lower(load_proc(str(KERNELS / "matmul.py::matmul_f32_128"))), 4) == 4
 
 
 def test_the_sketch_alone_misses_blur2ds_best_and_refining_recovers_it():
