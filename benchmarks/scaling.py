@@ -110,7 +110,34 @@ def table(rows: list[dict], budget_s: float) -> str:
             f"| {r['phases']['extract']:.1f} | {r['peak_rss_mb']:.0f} | {r['enodes']:,} | {r['schedules']:,} "
             f"| {sk['schedules'] if sk else 0:,} | {r['stop']} | {r['cost']:,.0f} | {r.get('speedup', 0):.2f}x |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *targets(rows)]) + "\n"
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """issue 15's targets, checked on the rows."""
+    staged = {r["kernel"]: r for r in rows if r["staged"]}
+    unstaged = {r["kernel"]: r for r in rows if not r["staged"]}
+    out = ["## Targets", ""]
+    for n in ("512", "1024"):
+        if n in staged:
+            r = staged[n]
+            met = r["process_wall"] <= 30 and r["peak_rss_mb"] <= 1024
+            out.append(f"- {n}³ within 30 s and 1 GB: {'met' if met else 'MISSED'} "
+                       f"({r['process_wall']:.1f} s, {r['peak_rss_mb']:.0f} MB)")  # fmt: skip
+    for n, how in (("512", "measured speed-up"), ("128", "model cost")):
+        if n in staged and n in unstaged:
+            a, b = staged[n], unstaged[n]
+            if how == "model cost":
+                out.append(f"- {n}³ best equal in model cost to the unstaged search: {a['cost'] == b['cost']} "
+                           f"({a['cost']:,.0f} vs {b['cost']:,.0f})")  # fmt: skip
+            else:
+                out.append(f"- {n}³ staged schedule no slower than the unstaged one: {a['speedup'] >= 0.97 * b['speedup']} "
+                           f"({a['speedup']:.2f}x vs {b['speedup']:.2f}x, timed together; 3 % is this machine's noise)")  # fmt: skip
+    out.append("- 10⁹ schedules at 128³ with the x86 target's choices: MISSED. The x86 target prices register-tile "
+               "plans of the micro-kernel (280 at 128³, in 92 e-nodes, 0.03 s), not loop terms; its plans are "
+               "not crossed with the loop e-graph, whose staged 128³ search holds 3.2·10⁵ (sketch) and "
+               "2.3·10⁵ (refine) schedules: staging trades represented schedules for the search's time.")
+    return out
 
 
 def main() -> None:
@@ -121,7 +148,12 @@ def main() -> None:
     ap.add_argument("--baseline", default="64,128,256,512", help="kernels also explored unstaged")
     ap.add_argument("--kernels", default=",".join(str(k) for k in KERNELS))
     ap.add_argument("--seconds", type=float, default=10.0, help="timing budget per kernel")
+    ap.add_argument("--report-only", action="store_true", help="rewrite scaling.md from scaling.json")
     args = ap.parse_args()
+    if args.report_only:
+        rows = json.loads((RESULTS / "scaling.json").read_text())
+        (RESULTS / "scaling.md").write_text(table(rows, args.budget_s))
+        return
     if args.one:
         print(json.dumps(explore_one(args.one, not args.unstaged, args.budget_s)))
         return
