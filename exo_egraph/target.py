@@ -141,6 +141,11 @@ class Tunes(Protocol):
         """This target with its model fitted to measurements (None: the model as written)."""
         ...
 
+    def for_tuning(self) -> Any:
+        """This target as ``tune`` searches with it: an e-graph wide enough to measure samples of,
+        where ``explore`` may keep only what its model favours."""
+        ...
+
     def features(self, problem: Any, pick: Pick | None) -> Features:
         """The pick's cost terms under each assumption its model may be calibrated to (None: the input's)."""
         ...

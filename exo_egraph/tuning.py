@@ -115,6 +115,7 @@ def tune(
     tgt = create(target, **options) if isinstance(target, str) else target
     if not isinstance(tgt, Tunes):
         raise TypeError(f"tune: target {tgt.name} does not measure candidates (it has no `measure`)")
+    tgt = tgt.for_tuning()
     source = kernel_source(proc)
     phases = Phases()
     deadline = Deadline.after(budget.seconds, budget.max_memory_mb)

@@ -63,6 +63,7 @@ def staged_saturate(
     progress: Callable[[Iteration], None] | None,
     deadline: Deadline,
     seeds: int = SKETCH_SEEDS,
+    from_input: bool = False,
 ) -> Saturated:
     """Saturation in two phases, as sketch-guided equality saturation does (Koehler et al., POPL'24).
 
@@ -72,7 +73,9 @@ def staged_saturate(
     only splits into parts of `sketch_min_part` trips or more. Its ``seeds``
     cheapest schedules under the model are kept; the rest cost at least the last kept one.
     *refine*: the unrestricted loop rules from those schedules (not from the input), which finds
-    what the sketch left out around them (blur2d's best is there). Approximate: a schedule the
+    what the sketch left out around them (blur2d's best is there); ``from_input``: from the input
+    too, so the refined e-graph is as wide as the budget lets it grow (what ``tune`` samples
+    from), and still holds the sketch's best. Approximate: a schedule the
     sketch did not hold, reached only from a pruned one, is not found; the tests measure the gap on
     every shipped kernel (none). Out of time after the sketch, its e-graph is the answer's;
     interrupted while pricing it, the input's alone.
@@ -94,9 +97,10 @@ def staged_saturate(
     first = Stage("sketch", sketch.stats.enodes, sketch.stats.schedules, time.perf_counter() - began,
                   sketch.stats.stop_reason, kept=len(kept), bound=kept[-1].cost)  # fmt: skip
     began = time.perf_counter()
+    roots = [problem.term] * from_input + [x.proc for x in kept]
     refined = saturate(
-        ir.proc(kept[0].proc), loop_rules(problem.term, rules), budget, progress, deadline,
-        seeds=[ir.proc(x.proc) for x in kept[1:]],
+        ir.proc(roots[0]), loop_rules(problem.term, rules), budget, progress, deadline,
+        seeds=[ir.proc(term) for term in roots[1:]],
     )  # fmt: skip
     s = refined.stats
     last = Stage("refine", s.enodes, s.schedules, time.perf_counter() - began, s.stop_reason)
@@ -135,6 +139,7 @@ class CpuTarget:
     name: str = "cpu"
     cflags: tuple[str, ...] = CFLAGS  # how validation and timing build Exo's C
     staged: bool = True  # saturate in phases (`staged_saturate`); False: one unrestricted run
+    refine_from_input: bool = False  # the refine phase starts from the input too (`for_tuning`)
 
     @property
     def cost_unit(self) -> str:
@@ -164,6 +169,11 @@ class CpuTarget:
         model = CpuCost(buffers) if cal is None else calibrated_cpu_cost(buffers, cal.assumption, cal.weights)
         return CpuProblem(proc, term, model, symbolic_loops(term))
 
+    def for_tuning(self) -> "CpuTarget":
+        """Refining from the input as well as the sketch's best: ``tune`` samples and measures the
+        wider e-graph (refined from the sketch's 4 schedules alone, conv1d's holds 6 programs)."""
+        return replace(self, refine_from_input=True)
+
     def calibrated(self, calibration: Calibration | None) -> "CpuTarget":
         """This target with its model's weights fitted to measurements (`extract.calibrate.fit`)."""
         return replace(self, calibration=calibration)
@@ -189,7 +199,7 @@ class CpuTarget:
         self, problem: CpuProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
     ) -> Saturated:
         if self.staged and self.rules.reorder and not self.rules.tiles_in_order:
-            return staged_saturate(problem, self.rules, budget, progress, deadline)
+            return staged_saturate(problem, self.rules, budget, progress, deadline, from_input=self.refine_from_input)
         return saturate_term(problem.term, self.rules, budget, progress, deadline=deadline)
 
     def price(self, problem: CpuProblem, term: t.Proc) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from exo import Procedure
@@ -79,12 +79,14 @@ class X86Target:
     cflags: tuple[str, ...] = NATIVE_CFLAGS
     name: str = "x86"
     cost_unit: str = "model cycles"
+    tuning: bool = False  # the portable target as ``tune`` searches with it (`for_tuning`)
 
     @property
     def portable(self) -> Target:
         """The ``cpu`` target (from the registry) built with this target's flags: for kernels that are
         not micro-kernels."""
-        return create_target("cpu", cflags=self.cflags)
+        cpu = create_target("cpu", cflags=self.cflags)
+        return cpu.for_tuning() if self.tuning else cpu
 
     @property
     def build(self) -> str:
@@ -155,6 +157,11 @@ class X86Target:
     @property
     def options(self) -> dict[str, Any]:
         return {"isa": self.isa_name} | ({"cflags": self.cflags} if self.cflags != NATIVE_CFLAGS else {})
+
+    def for_tuning(self) -> "X86Target":
+        """The plan e-graph is searched whole already; kernels that are not micro-kernels take the
+        cpu target's wider search for tuning."""
+        return replace(self, tuning=True)
 
     def calibrated(self, calibration: Any) -> "X86Target":
         """The cycle model is not fitted to measurements (yet): ``tune`` measures its picks as they are."""
