@@ -90,7 +90,8 @@ def test_extraction_past_the_deadline_raises_and_explore_keeps_the_input():
 def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
     proc = load_procs(MATMUL)["matmul_f32_16"]
     v = validate_cpu(proc, proc, seconds=0.0)
-    assert v.ok and v.timed_runs == 1
+    assert v.ok and v.timed_runs == 1 and v.naive_seconds > 0
+    assert "timed once, by the comparison's own calls" in v.message  # no time for a calibrated round
     assert 7 <= validate_cpu(proc, proc).timed_runs <= 28  # at least `repeats` rounds, more until the ratio is stable
 
 

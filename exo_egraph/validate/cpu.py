@@ -292,8 +292,11 @@ STABLE_ROUNDS = 3  # the ratios must hold within ``rel_tol`` over this many roun
 
 
 def _calibrate(bench: Any, args: list[Any]) -> int:
-    """Iterations of one run so that it lasts about `RUN_NS` (at least one)."""
+    """Iterations of one run so that it lasts about `RUN_NS` (at least one). A single call that
+    already lasts that long is 1 (negative: that call was the warm-up, don't repeat it)."""
     iters, elapsed = 1, max(bench(*args, ctypes.c_longlong(1)), 1)
+    if elapsed >= RUN_NS:
+        return -1
     while elapsed < 1e6 and iters < 10**9:  # grow to a millisecond or more before extrapolating
         iters *= max(2, min(100, int(1e6 / elapsed)))
         elapsed = max(bench(*args, ctypes.c_longlong(iters)), 1)
@@ -331,9 +334,11 @@ def time_interleaved(
         keep.append(values)
         benches.append(bench)
         arglists.append(call_args(proc, values))
-    iters = [_calibrate(bench, args) for bench, args in zip(benches, arglists)]
-    for bench, args, n in zip(benches, arglists, iters):  # warm-up
-        bench(*args, ctypes.c_longlong(n))
+    calibrated = [_calibrate(bench, args) for bench, args in zip(benches, arglists)]
+    for bench, args, n in zip(benches, arglists, calibrated):  # warm-up (a long call warmed up already)
+        if n > 0:
+            bench(*args, ctypes.c_longlong(n))
+    iters = [abs(n) for n in calibrated]
     runs: list[list[float]] = [[] for _ in procs]
     history: list[list[float]] = []  # after each round: the median ratio proc0 / proc_i, i >= 1
     for r in range(max(1, max_rounds)):
@@ -368,6 +373,7 @@ class _Compared:
     exact: bool
     max_abs_err: float
     message: str
+    seconds: tuple[float, float] = (0.0, 0.0)  # the one compared call of each, cold
 
 
 def _compare(
@@ -385,10 +391,12 @@ def _compare(
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
     lib = library([a, b], cflags=cflags)
     inputs = random_inputs(original, sizes, seed)
-    outs = []
+    outs, took = [], []
     for proc in (a, b):
         values = copy_inputs(inputs)
+        began = time.perf_counter()
         getattr(lib, proc.name())(context(), *call_args(proc, values))
+        took.append(time.perf_counter() - began)
         outs.append(values)
     exact, ok, worst, message = True, True, 0.0, "ok"
     for name, want in outs[0].items():
@@ -407,7 +415,7 @@ def _compare(
             message = f"output {name} differs (max abs error {err:g})"
     if ok and not exact:
         message = f"ok within tolerance (float rounding differs: reassociation or FMA; max abs error {worst:g})"
-    return _Compared(lib, a, b, inputs, ok, exact, worst, message)
+    return _Compared(lib, a, b, inputs, ok, exact, worst, message, (took[0], took[1]))
 
 
 def validate_cpu(
@@ -431,7 +439,14 @@ def validate_cpu(
     naive = sched = 0.0
     runs = 0
     speedup = 1.0
-    if time_runs:
+    message = c.message
+    if time_runs and seconds - sum(c.seconds) < 2 * sum(c.seconds):
+        # a timed round costs about a compared call of each, and calibrating another: no time for
+        # one, so the comparison's own calls are the one timing (cold, single: said in the message)
+        naive, sched, runs = c.seconds[0], c.seconds[1], 1
+        speedup = naive / max(sched, 1e-30)
+        message += f"; timed once, by the comparison's own calls ({naive:.2f} s and {sched:.2f} s): the budget had {max(seconds, 0):.1f} s left"
+    elif time_runs:
         base, ours = time_interleaved(
             c.lib, [c.naive, c.scheduled], c.inputs, seconds=seconds, min_rounds=repeats, max_rounds=max(4 * repeats, 20)
         )
@@ -439,7 +454,7 @@ def validate_cpu(
         naive, runs = base.median, ours.runs
         sched, speedup = naive / ratio, ratio
     used = tuple((p.name, c.inputs[p.name]) for p in _params(original) if p.is_index)
-    return Validation(c.ok, c.exact, c.max_abs_err, naive, sched, speedup, c.message, runs, used)
+    return Validation(c.ok, c.exact, c.max_abs_err, naive, sched, speedup, message, runs, used)
 
 
 def measure_cpu(
