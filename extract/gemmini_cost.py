@@ -1,10 +1,16 @@
-"""The Gemmini cost model: cycles of a tile plan, counted as the timing model counts them.
+"""The Gemmini cost model: cycles of a tile plan, counted as the timing models count them.
 
 Each instruction's cost is read from its own C template (the ``gemmini_*`` commands it emits and
 their row/column arguments under the unifier's size binding) and priced with the constants of
-``exo_egraph/validate/gemmini/include/gemmini_timing.h`` — the same formulas the simulator runs,
-so a plan's modeled cycles are the simulator's cycles for its replayed proc. Scratchpad and
-accumulator capacity are hard limits (`Footprint.fits`).
+``model/include/gemmini_timing.h``. Two models, as the simulator has them:
+
+- ``cycles``: the decoupled model (loads, execution and stores overlap, waiting on reservation
+  stations and tile hazards), by running the plan's commands in program order through
+  `exo_egraph.extract.gemmini_timeline` — equal to the simulator's ``cycles`` for the replay;
+- ``serial_cycles`` and `counters`: the serial model, additive over the plan (what extraction's
+  dynamic programme sums to shortlist plans), equal to the simulator's ``cycles_serial``.
+
+Scratchpad and accumulator capacity are hard limits (`Footprint.fits`).
 
 The naive proc runs on the host CPU only; `host_cycles` models it as one cycle per executed
 scalar statement (an in-order core such as Rocket at CPI 1: a lower bound).
@@ -23,7 +29,9 @@ from exo_egraph.targets.gemmini.pattern import ROLES, GemmPattern
 from exo_egraph.targets.gemmini.plans import Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain
 from exo_egraph.targets.gemmini.selection import Selection
 
-COUNTERS = ("cycles", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
+from .gemmini_timeline import Command, Timing, commands, plan_timing, size_value, template_commands
+
+COUNTERS = ("cycles_serial", "macs", "mvins", "mvouts", "preloads", "computes", "configs")
 
 
 @dataclass(frozen=True)
@@ -37,35 +45,8 @@ class InstrCost:
 
     @property
     def cycles(self) -> int:
-        return self.get("cycles")
-
-
-def _commands(template: str) -> list[tuple[str, list[str]]]:
-    """``gemmini_*(args)`` commands of a C template, with their top-level arguments."""
-    out = []
-    for m in re.finditer(r"(gemmini_\w+)\s*\(", template):
-        depth, i, start = 1, m.end(), m.end()
-        args, arg_start = [], start
-        while depth:
-            c = template[i]
-            if c == "(":
-                depth += 1
-            elif c == ")":
-                depth -= 1
-            elif c == "," and depth == 1:
-                args.append(template[arg_start:i].strip())
-                arg_start = i + 1
-            i += 1
-        args.append(template[arg_start : i - 1].strip())
-        out.append((m.group(1), args))
-    return out
-
-
-def _number(text: str, sizes: dict[str, int]) -> int:
-    expr = re.sub(r"\{(\w+)\}", lambda m: str(sizes[m.group(1)]), text)
-    if not re.fullmatch(r"[\d\s*+()-]+", expr):
-        raise ValueError(f"not a size expression: {text}")
-    return int(eval(expr, {"__builtins__": {}}))  # digits and + - * ( ) only
+        """Under the serial model (the extraction DP's additive proxy)."""
+        return self.get("cycles_serial")
 
 
 def instr_cost(pattern: InstrPattern, binding: Binding, consts: dict[str, int]) -> InstrCost:
@@ -78,32 +59,32 @@ def instr_cost(pattern: InstrPattern, binding: Binding, consts: dict[str, int]) 
     def dma(cols: int, rows: int, elem: int) -> int:
         return consts["DMA_LATENCY"] + rows * -(-cols * elem // consts["BUS_BYTES"])
 
-    for name, args in _commands(pattern.c_template):
+    for name, args in template_commands(pattern.c_template):
         if re.fullmatch(r"gemmini_extended_mvin[23]?", name):
             elem = 4 if any(f"{{{p}_data}}" in args[1] for p in acc_params) else 1
-            c["cycles"] += dma(_number(args[2], sizes), _number(args[3], sizes), elem)
+            c["cycles_serial"] += dma(size_value(args[2], sizes), size_value(args[3], sizes), elem)
             c["mvins"] += 1
         elif name == "gemmini_extended_mvout":
             elem = 4 if "0x20000000" in args[1] else 1
-            c["cycles"] += dma(_number(args[2], sizes), _number(args[3], sizes), elem)
+            c["cycles_serial"] += dma(size_value(args[2], sizes), size_value(args[3], sizes), elem)
             c["mvouts"] += 1
         elif name == "gemmini_extended_preload":
-            preload_cols = _number(args[2], sizes)
-            c["cycles"] += consts["PRELOAD"] + _number(args[3], sizes)
+            preload_cols = size_value(args[2], sizes)
+            c["cycles_serial"] += consts["PRELOAD"] + size_value(args[3], sizes)
             c["preloads"] += 1
         elif name in ("gemmini_extended_compute_preloaded", "gemmini_extended_compute_accumulated"):
-            a_cols, a_rows = _number(args[2], sizes), _number(args[3], sizes)
-            c["cycles"] += consts["COMPUTE"] + a_rows
+            a_cols, a_rows = size_value(args[2], sizes), size_value(args[3], sizes)
+            c["cycles_serial"] += consts["COMPUTE"] + a_rows
             c["macs"] += a_rows * a_cols * preload_cols
             c["computes"] += 1
         elif name in ("gemmini_extended3_config_ld", "gemmini_extended4_config_ld", "gemmini_extended_config_st"):
-            c["cycles"] += consts["CONFIG"]
+            c["cycles_serial"] += consts["CONFIG"]
             c["configs"] += 1
         elif name == "gemmini_extended_config_ex":
-            c["cycles"] += consts["CONFIG_EX"]
+            c["cycles_serial"] += consts["CONFIG_EX"]
             c["configs"] += 1
         elif name == "gemmini_fence":
-            c["cycles"] += consts["FENCE"]
+            c["cycles_serial"] += consts["FENCE"]
     return InstrCost(tuple(c.items()))
 
 
@@ -219,6 +200,7 @@ class GemminiCost:
     selection: Selection
     consts: dict[str, int]
     _costs: dict[str, InstrCost] = field(default_factory=dict)
+    _commands: dict[tuple[str, int | None], tuple[Command, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._bindings = {}
@@ -380,8 +362,31 @@ class GemminiCost:
 
         return walk(plan)[0]
 
+    def commands_of(self, instr: str, blocks: int | None = None) -> tuple[Command, ...]:
+        """The commands one call of ``instr`` issues (a block load moving ``blocks`` column tiles)."""
+        key = (instr, blocks)
+        if key not in self._commands:
+            pattern = self.selection.all_patterns[instr]
+            if instr in self._bindings:
+                b = self._bindings[instr]
+                if blocks is not None and instr in self.selection.blocks:
+                    b = Binding(instr, tuple((k, blocks if k == "m" else v) for k, v in b.sizes), b.windows, b.values, ())
+            else:  # a hoisted config instruction: no sizes
+                b = Binding(instr, (), (), (), ())
+            self._commands[key] = commands(pattern, b, self.consts)
+        return self._commands[key]
+
+    def serial_cycles(self, plan: Plan, hoisted: tuple = ()) -> int:
+        """Cycles under the serial model (counter ``cycles_serial``)."""
+        return self.counters(plan, hoisted)["cycles_serial"]
+
+    def timing(self, plan: Plan, hoisted: tuple = ()) -> Timing:
+        """The plan through the decoupled model (`exo_egraph.extract.gemmini_timeline`)."""
+        return plan_timing(self, plan, hoisted)
+
     def cycles(self, plan: Plan, hoisted: tuple = ()) -> int:
-        return self.counters(plan, hoisted)["cycles"]
+        """Cycles under the decoupled model: what the simulator's ``cycles`` counter reads."""
+        return self.timing(plan, hoisted).cycles
 
 
 def host_cycles(term: t.Proc) -> int:

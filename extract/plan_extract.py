@@ -1,4 +1,5 @@
-"""Extraction of Gemmini plans: k-best dynamic programming with capacity as a hard constraint.
+"""Extraction of Gemmini plans: k-best dynamic programming with capacity as a hard constraint,
+then the decoupled timing model over a shortlist (`extract_timed`).
 
 A plan's cycles are additive bottom-up once the instruction of each role is fixed: a loop
 multiplies its body's cycles, a staging adds its loads (tiles × one load) — and the tiles a
@@ -7,11 +8,17 @@ scratchpad/accumulator footprint is not shared by an e-class (staging higher hol
 each e-class keeps its ``k`` cheapest entries that fit, plus the smallest-footprint ones, and a
 parent drops what overflows. Roles are filled by each config-consistent choice of instructions
 in turn (`GemminiCost.choices`, a handful), each choice one pass of the dynamic programme.
+
+That programme sums the serial model's cycles. Under the decoupled model (loads, execution and
+stores overlapping) cycles are not additive: a plan's time depends on which commands wait for
+which. `extract_timed` therefore times a shortlist exactly — the programme's cheapest plans, its
+cheapest per distinct serial cost, and random plans of the e-graph — and ranks by that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -25,10 +32,15 @@ from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
 @dataclass(frozen=True)
 class Extracted:
-    cycles: int
+    cycles: int  # as ranked: serial (`extract_plans`) or decoupled (`extract_timed`)
     plan: Plan
     choice: OpChoice
     footprint: Footprint
+    serial: int = 0  # the serial model's cycles, when ``cycles`` are the decoupled ones
+
+
+SHORTLIST = 8  # the serial programme's cheapest plans (and cheapest per distinct cost) that are timed
+SAMPLES = 48  # random plans of the e-graph timed besides: the serial order does not see overlap
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,36 @@ def extract_plans(
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
     return ranked[:k]
+
+
+def extract_timed(
+    view: EGraphView,
+    model: GemminiCost,
+    k: int = 1,
+    deadline: Deadline | None = None,
+    shortlist: int = SHORTLIST,
+    samples: int = SAMPLES,
+    seed: int = 0,
+) -> list[Extracted]:
+    """The ``k`` plans of the shortlist that run fastest under the decoupled model
+    (`GemminiCost.cycles`, equal to the simulator's): the serial programme's ``shortlist`` cheapest,
+    its cheapest of each of ``shortlist`` * 2 distinct costs, and ``samples`` random plans that fit
+    (drawn with ``seed``; fewer once ``deadline`` has passed)."""
+    pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline)}
+    for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline):
+        pool.setdefault((x.plan, x.choice), x)
+    rng, choices, drawn = random.Random(seed), model.choices(), 0
+    for _ in range(4 * samples):
+        if drawn >= samples or (deadline is not None and deadline.passed()):
+            break
+        choice = choices[rng.randrange(len(choices))]
+        plan = random_plan(view, model, choice, rng.randrange)
+        if plan is None or not (fp := model.footprint(plan)).fits(model.consts):
+            continue
+        drawn += 1
+        pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
+    timed = [replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles) for x in pool.values()]
+    return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
 
 
 def _fill(choice: OpChoice, held: set[str], role: str) -> str | None:

@@ -74,7 +74,7 @@ def target_of(name: str) -> str | None:
     parts = name.split(".")
     if name.startswith("exo_egraph.targets.") and len(parts) > 2:
         return parts[2]
-    named_for = {"gemmini": "gemmini", "gemmini_cost": "gemmini", "plan_extract": "gemmini", "x86": "x86", "x86_cost": "x86"}
+    named_for = {"gemmini": "gemmini", "gemmini_cost": "gemmini", "gemmini_timeline": "gemmini", "plan_extract": "gemmini", "x86": "x86", "x86_cost": "x86"}
     if name.startswith(("exo_egraph.rewrites.", "exo_egraph.extract.")):
         return named_for.get(parts[2])
     return None

@@ -152,6 +152,44 @@ void t_out_of_bounds(const int8_t *src, int8_t *out) {
     gemmini_extended_mvout(out, 0, 16, 16);
 }
 
+/* decoupled-timing scenarios on 16x16 int8 tiles (one bus beat a row), default configs */
+void t_timing(int64_t which, const int8_t *src, int8_t *out) {
+    switch (which) {
+    case 0: /* two loads of different rows: the DMA pipelines them */
+        gemmini_extended_mvin(src, 0, 16, 16);
+        gemmini_extended_mvin(src, 16, 16, 16);
+        break;
+    case 1: /* a load, then a store of its rows: the store waits for the load */
+        gemmini_extended_mvin(src, 0, 16, 16);
+        gemmini_extended_mvout(out, 0, 16, 16);
+        break;
+    case 2: /* a load, then a store of other rows: they overlap */
+        gemmini_extended_mvin(src, 0, 16, 16);
+        gemmini_extended_mvout(out, 16, 16, 16);
+        break;
+    case 3: /* 8 or 9 loads, then 16 computes on other rows: the 9th load finds the load station
+               full, and the host holds the computes back until the first load is done */
+    case 4:
+        for (int i = 0; i < (which == 3 ? 9 : 8); i++)
+            gemmini_extended_mvin(src, 16 * i, 16, 16);
+        for (int i = 0; i < 16; i++)
+            gemmini_extended_compute_preloaded(2000, GEMMINI_GARBAGE_ADDR, 16, 16, 16, 16);
+        break;
+    case 5: /* preload (B rows 16..31) + compute (A rows 0..15); a load then overwrites A's rows */
+        gemmini_extended_preload(16, GEMMINI_ACC_BIT, 16, 16, 16, 16);
+        gemmini_extended_compute_preloaded(0, GEMMINI_GARBAGE_ADDR, 16, 16, 16, 16);
+        gemmini_extended_mvin(src, 0, 16, 16);
+        break;
+    case 6: /* an int32 accumulator tile zeroed by the zero writer */
+        gemmini_extended_mvin(0, GEMMINI_ACC_BIT, 16, 16);
+        break;
+    case 7: /* a load, then a fence */
+        gemmini_extended_mvin(src, 0, 16, 16);
+        gemmini_fence();
+        break;
+    }
+}
+
 void t_bad_free(void) { gemm_free(7); }
 void t_too_many_rows(const int8_t *src) { gemmini_extended_mvin(src, 0, 16, 17); }
 """
@@ -200,7 +238,7 @@ def test_strided_mvin_and_mvout():
     assert (out[:, :13] == src[:10, :13]).all()
     assert (out[:, 13:] == 99).all()  # only rows x cols are written
     assert counters["dma_bytes_in"] == counters["dma_bytes_out"] == 130
-    assert counters["cycles"] == 2 * T["CONFIG"] + 2 * (T["DMA_LATENCY"] + 10 * 1)
+    assert counters["cycles_serial"] == 2 * T["CONFIG"] + 2 * (T["DMA_LATENCY"] + 10 * 1)
 
 
 def test_mvin_from_dram_address_zero_writes_zeros():
@@ -232,7 +270,7 @@ def test_block_mvin_spreads_columns_over_blocks(rows, ext4_stride, exo_block_str
     counters = call("t_block", src, rows, ext4_stride, out, exo_block_stride=exo_block_stride)
     assert (out == spad[:64]).all()
     # one mvin of 64 one-byte columns: 4 bus beats a row
-    assert counters["cycles"] == 2 * T["CONFIG"] + T["DMA_LATENCY"] + rows * 4 + 4 * (T["DMA_LATENCY"] + 16)
+    assert counters["cycles_serial"] == 2 * T["CONFIG"] + T["DMA_LATENCY"] + rows * 4 + 4 * (T["DMA_LATENCY"] + 16)
 
 
 def test_accumulator_roundtrip_int32_and_shrunk_int8():
@@ -240,10 +278,41 @@ def test_accumulator_roundtrip_int32_and_shrunk_int8():
     out = np.zeros((4, 16), np.int32)
     counters = call("t_roundtrip", x, 64, 0, ACC | 7, 16, 4, out, 64, 0, 1.0, ACC | FULL | 7)
     assert (out == x).all()
-    assert counters["cycles"] == 2 * T["CONFIG"] + 2 * (T["DMA_LATENCY"] + 4 * 4)  # 64-byte rows
+    assert counters["cycles_serial"] == 2 * T["CONFIG"] + 2 * (T["DMA_LATENCY"] + 4 * 4)  # 64-byte rows
     small = rng(4).integers(-128, 128, (4, 16)).astype(np.int8)  # shrunk: int8 from DRAM, sign-extended
     call("t_roundtrip", small, 16, 1, ACC | 7, 16, 4, out, 64, 0, 1.0, ACC | FULL | 7)
     assert (out == small.astype(np.int32)).all()
+
+
+def _decoupled(which: int) -> dict[str, int]:
+    src, out = np.ones((16 * 9, 16), np.int8), np.zeros((32, 16), np.int8)
+    return call("t_timing", which, src, out)
+
+
+def test_decoupled_model_pipelines_loads_and_waits_only_on_hazards():
+    issue, lat, mesh = T["ISSUE"], T["DMA_LATENCY"], T["MESH_LATENCY"]
+    load = 16  # 16 rows of 16 int8: one beat each
+    two = _decoupled(0)
+    assert two["cycles"] == issue + 2 * load + lat  # the second load's beats follow the first's
+    assert two["cycles_serial"] == 2 * (lat + load)
+    assert _decoupled(1)["cycles"] == issue + load + lat + load + lat  # read-after-write
+    assert _decoupled(2)["cycles"] == 2 * issue + load + lat  # no shared rows: the store overlaps
+    # write-after-read: the load starts once the compute has read A's rows
+    compute = T["COMPUTE"] + 16
+    assert _decoupled(5)["cycles"] == 2 * issue + compute + load + lat
+    assert _decoupled(6)["cycles"] == issue + 16 * T["ZERO_ROW"]  # no DRAM: a row a cycle
+    assert _decoupled(7)["cycles"] == issue + load + lat + T["FENCE"]
+
+
+def test_a_full_reservation_station_holds_the_host_back():
+    lat, compute, entries = T["DMA_LATENCY"], T["COMPUTE"] + 16, T["RS_LD"]
+    assert entries == 8
+    free, full = _decoupled(4), _decoupled(3)
+    # 8 loads: the computes are issued right behind them; a 9th waits for the first load's entry
+    first_done = T["ISSUE"] + 16 + lat
+    assert free["cycles"] == (entries + 1) * T["ISSUE"] + 16 * compute + T["MESH_LATENCY"]
+    assert full["cycles"] == first_done + T["ISSUE"] + 16 * compute + T["MESH_LATENCY"]
+    assert full["busy_ex"] == free["busy_ex"] == 16 * compute
 
 
 @pytest.mark.parametrize("act", [0, 1])
@@ -434,9 +503,10 @@ def test_exo_tile_is_bit_exact_and_takes_the_documented_cycles():
         + lat
         + 16 * beats(16 * 4)  # st_acc_i32: config_st + full-width mvout
     )
-    assert run.cycles == cycles
+    assert run.counters["cycles_serial"] == cycles
     assert run.macs == 16**3
-    assert run.utilization == pytest.approx(16**3 / (DIM * DIM * cycles))
+    assert run.utilization == pytest.approx(16**3 / (DIM * DIM * run.cycles))
+    assert run.cycles < cycles  # the decoupled model overlaps what the serial one adds up
     assert run.counters["mvins"] == 3 and run.counters["mvins_zero"] == 1 and run.counters["mvouts"] == 2
     assert run.counters["dma_bytes_in"] == 2 * 256 and run.counters["dma_bytes_out"] == 256 + 1024
     assert run.counters["peak_spad_rows"] == 32 and run.counters["peak_acc_rows"] == 16

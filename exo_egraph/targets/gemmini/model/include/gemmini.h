@@ -57,7 +57,8 @@
 /* ------------------------------------------------------------------------------------------ */
 
 enum gemmini_counter_id {
-    GEMMINI_C_CYCLES,         /* total modelled cycles */
+    GEMMINI_C_CYCLES,         /* total cycles of the decoupled model (gemmini_timing.h) */
+    GEMMINI_C_CYCLES_SERIAL,  /* total cycles of the serial model */
     GEMMINI_C_MACS,           /* useful multiply-accumulates (see gemmini_timing.h) */
     GEMMINI_C_DMA_BYTES_IN,   /* bytes read from DRAM by mvin (rows * cols * elem_bytes; 0 for zero fill) */
     GEMMINI_C_DMA_BYTES_OUT,  /* bytes written to DRAM by mvout */
@@ -68,17 +69,21 @@ enum gemmini_counter_id {
     GEMMINI_C_COMPUTES,       /* compute_preloaded + compute_accumulated */
     GEMMINI_C_CONFIGS,        /* config_ld + config_st + config_ex */
     GEMMINI_C_FENCES,
-    GEMMINI_C_CYCLES_DMA,     /* cycles of mvin/mvout */
-    GEMMINI_C_CYCLES_EXEC,    /* cycles of preload/compute */
-    GEMMINI_C_CYCLES_OTHER,   /* cycles of config_* and fence */
+    GEMMINI_C_CYCLES_DMA,     /* serial cycles of mvin/mvout */
+    GEMMINI_C_CYCLES_EXEC,    /* serial cycles of preload/compute */
+    GEMMINI_C_CYCLES_OTHER,   /* serial cycles of config_* and fence */
+    GEMMINI_C_BUSY_LD,        /* decoupled: cycles the load controller is occupied */
+    GEMMINI_C_BUSY_EX,        /* decoupled: cycles the execute controller is occupied */
+    GEMMINI_C_BUSY_ST,        /* decoupled: cycles the store controller is occupied */
     GEMMINI_C_PEAK_SPAD_ROWS, /* high-water mark of allocated scratchpad rows */
     GEMMINI_C_PEAK_ACC_ROWS,  /* high-water mark of allocated accumulator rows */
     GEMMINI_C_COUNT
 };
 
 static const char *const gemmini_counter_names[GEMMINI_C_COUNT] = {
-    "cycles", "macs", "dma_bytes_in", "dma_bytes_out", "mvins", "mvins_zero", "mvouts",
+    "cycles", "cycles_serial", "macs", "dma_bytes_in", "dma_bytes_out", "mvins", "mvins_zero", "mvouts",
     "preloads", "computes", "configs", "fences", "cycles_dma", "cycles_exec", "cycles_other",
+    "busy_ld", "busy_ex", "busy_st",
     "peak_spad_rows", "peak_acc_rows",
 };
 
@@ -103,6 +108,21 @@ typedef struct {
     uint32_t peak;
 } gemmini_heap;
 
+/* the decoupled model's clocks (see gemmini_timing.h): per controller, per reservation-station
+   entry and per scratchpad/accumulator row, the cycle something completes */
+enum { GEMMINI_Q_LD, GEMMINI_Q_EX, GEMMINI_Q_ST, GEMMINI_Q_COUNT };
+#define GEMMINI_RS_MAX 16
+typedef struct {
+    long long host;                                 /* cycle the host issued its last command */
+    long long free_at[GEMMINI_Q_COUNT];             /* cycle each controller may start its next command */
+    long long drained[GEMMINI_Q_COUNT];             /* latest completion per controller */
+    long long entry[GEMMINI_Q_COUNT][GEMMINI_RS_MAX]; /* completions of the last RS_* commands, a ring */
+    long long issued[GEMMINI_Q_COUNT];              /* commands per controller (the ring's index) */
+    long long end;                                  /* latest completion of any command */
+    long long sp_w[GEMMINI_Q_COUNT][GEMMINI_T_SP_ROWS], sp_r[GEMMINI_Q_COUNT][GEMMINI_T_SP_ROWS];
+    long long acc_w[GEMMINI_Q_COUNT][GEMMINI_T_ACC_ROWS], acc_r[GEMMINI_Q_COUNT][GEMMINI_T_ACC_ROWS];
+} gemmini_timeline;
+
 typedef struct {
     int8_t sp[GEMMINI_T_SP_ROWS][GEMMINI_DIM];
     int32_t acc[GEMMINI_T_ACC_ROWS][GEMMINI_DIM];
@@ -125,6 +145,7 @@ typedef struct {
     int os_pending; /* OS: results sit in the mesh until the next preload / fence / flush / config_ex */
 
     gemmini_heap spad_heap, acc_heap;
+    gemmini_timeline clock;
     long long counters[GEMMINI_C_COUNT];
     int exo_block_stride; /* see gemmini_model_set_exo_block_stride */
     int ready;            /* initialised (lazily, or by gemmini_model_reset) */
@@ -184,9 +205,93 @@ static inline void gemmini_model_fail(const char *fmt, ...) {
 
 static inline uint64_t gemmini_ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
+/* the serial model: every instruction's cycles add up */
 static inline void gemmini_add_cycles(enum gemmini_counter_id part, long long cycles) {
-    gemmini_model.counters[GEMMINI_C_CYCLES] += cycles;
+    gemmini_model.counters[GEMMINI_C_CYCLES_SERIAL] += cycles;
     gemmini_model.counters[part] += cycles;
+}
+
+/* the decoupled model ------------------------------------------------------------------------ */
+
+/* rows a command touches: `rows` rows `stride` apart from `addr` (an address as the ISA has it:
+   accumulator bit, GARBAGE), repeated for `blocks` blocks `block_stride` rows apart */
+typedef struct {
+    uint32_t addr;
+    uint64_t rows, stride, blocks, block_stride;
+} gemmini_span;
+
+static inline gemmini_span gemmini_rows(uint32_t addr, uint64_t rows) {
+    gemmini_span s = {addr, rows, 1, 1, 0};
+    return s;
+}
+
+static inline long long gemmini_max(long long a, long long b) { return a > b ? a : b; }
+
+/* the cycle the rows of `s` are free for controller q: written by every other controller, and
+   (for a write) read by every other controller */
+static inline long long gemmini_span_ready(const gemmini_span *s, int q, int write) {
+    if (s->addr == GEMMINI_GARBAGE_ADDR || s->rows == 0)
+        return 0;
+    gemmini_timeline *c = &gemmini_model.clock;
+    int acc = (s->addr & GEMMINI_ACC_BIT) != 0;
+    uint64_t base = s->addr & GEMMINI_ROW_MASK;
+    long long t = 0;
+    for (uint64_t b = 0; b < s->blocks; b++) {
+        for (uint64_t r = 0; r < s->rows; r++) {
+            uint64_t row = base + b * s->block_stride + r * s->stride;
+            for (int o = 0; o < GEMMINI_Q_COUNT; o++) {
+                if (o == q)
+                    continue;
+                t = gemmini_max(t, acc ? c->acc_w[o][row] : c->sp_w[o][row]);
+                if (write)
+                    t = gemmini_max(t, acc ? c->acc_r[o][row] : c->sp_r[o][row]);
+            }
+        }
+    }
+    return t;
+}
+
+static inline void gemmini_span_mark(const gemmini_span *s, int q, int write, long long at) {
+    if (s->addr == GEMMINI_GARBAGE_ADDR || s->rows == 0)
+        return;
+    gemmini_timeline *c = &gemmini_model.clock;
+    int acc = (s->addr & GEMMINI_ACC_BIT) != 0;
+    uint64_t base = s->addr & GEMMINI_ROW_MASK;
+    for (uint64_t b = 0; b < s->blocks; b++) {
+        for (uint64_t r = 0; r < s->rows; r++) {
+            uint64_t row = base + b * s->block_stride + r * s->stride;
+            long long *slot = acc ? (write ? &c->acc_w[q][row] : &c->acc_r[q][row])
+                                  : (write ? &c->sp_w[q][row] : &c->sp_r[q][row]);
+            *slot = gemmini_max(*slot, at);
+        }
+    }
+}
+
+/* one command through controller q: occupancy, then its reads are done `read_end` cycles and
+   its writes (and the command) `done_end` cycles after it starts; `after` = an earliest start */
+static inline void gemmini_timed(int q, long long occupancy, long long read_end, long long done_end, long long after,
+                                 const gemmini_span *reads, int n_reads, const gemmini_span *writes, int n_writes) {
+    static const int entries[GEMMINI_Q_COUNT] = {GEMMINI_T_RS_LD, GEMMINI_T_RS_EX, GEMMINI_T_RS_ST};
+    gemmini_timeline *c = &gemmini_model.clock;
+    long long *entry = &c->entry[q][c->issued[q] % entries[q]];
+    long long dispatch = gemmini_max(c->host + GEMMINI_T_ISSUE, *entry); /* the host waits for a free entry */
+    c->host = dispatch;
+    long long start = gemmini_max(gemmini_max(dispatch, c->free_at[q]), after);
+    for (int i = 0; i < n_reads; i++)
+        start = gemmini_max(start, gemmini_span_ready(&reads[i], q, 0));
+    for (int i = 0; i < n_writes; i++)
+        start = gemmini_max(start, gemmini_span_ready(&writes[i], q, 1));
+    long long done = start + gemmini_max(occupancy, gemmini_max(read_end, done_end));
+    for (int i = 0; i < n_reads; i++)
+        gemmini_span_mark(&reads[i], q, 0, start + read_end);
+    for (int i = 0; i < n_writes; i++)
+        gemmini_span_mark(&writes[i], q, 1, done);
+    c->free_at[q] = start + occupancy;
+    *entry = done;
+    c->issued[q]++;
+    c->drained[q] = gemmini_max(c->drained[q], done);
+    c->end = gemmini_max(c->end, done);
+    gemmini_model.counters[GEMMINI_C_BUSY_LD + q] += occupancy;
 }
 
 /* round to nearest, ties to even, in float; needs no libm (|x| < 2^23 has a fractional part
@@ -365,6 +470,7 @@ GEMMINI_EXPORT const char *gemmini_model_counter_name(int i) {
 GEMMINI_EXPORT long long gemmini_model_counter_value(int i) {
     gemmini_model.counters[GEMMINI_C_PEAK_SPAD_ROWS] = gemmini_model.spad_heap.peak;
     gemmini_model.counters[GEMMINI_C_PEAK_ACC_ROWS] = gemmini_model.acc_heap.peak;
+    gemmini_model.counters[GEMMINI_C_CYCLES] = gemmini_max(gemmini_model.clock.end, gemmini_model.clock.host);
     return i >= 0 && i < GEMMINI_C_COUNT ? gemmini_model.counters[i] : 0;
 }
 #endif /* GEMMINI_MODEL_NO_EXPORTS */
@@ -391,6 +497,7 @@ static inline void gemmini_model_config_ld(uint64_t stride, float scale, int shr
     c->block_stride_is_rows = extended3 && gemmini_model.exo_block_stride;
     gemmini_model.counters[GEMMINI_C_CONFIGS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_CONFIG);
+    gemmini_timed(GEMMINI_Q_LD, GEMMINI_T_CONFIG, 0, GEMMINI_T_CONFIG, 0, NULL, 0, NULL, 0);
 }
 #define gemmini_extended4_config_ld(stride, scale, shrunk, block_mvin_stride, id)                                    \
     gemmini_model_config_ld((uint64_t)(stride), (float)(scale), (int)(shrunk), (uint32_t)(block_mvin_stride),       \
@@ -415,6 +522,7 @@ static inline void gemmini_model_config_st(uint64_t stride, int act, float scale
     gemmini_model.st_scale = scale;
     gemmini_model.counters[GEMMINI_C_CONFIGS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_CONFIG);
+    gemmini_timed(GEMMINI_Q_ST, GEMMINI_T_CONFIG, 0, GEMMINI_T_CONFIG, 0, NULL, 0, NULL, 0);
 }
 #define gemmini_extended_config_st(stride, acc_act, acc_scale)                                                      \
     gemmini_model_config_st((uint64_t)(stride), (int)(acc_act), (float)(acc_scale))
@@ -447,6 +555,8 @@ static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_s
     gemmini_model.a_stride = a_stride;
     gemmini_model.counters[GEMMINI_C_CONFIGS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_CONFIG_EX);
+    gemmini_timed(GEMMINI_Q_EX, GEMMINI_T_CONFIG, 0, GEMMINI_T_CONFIG, gemmini_model.clock.drained[GEMMINI_Q_EX], NULL, 0,
+                  NULL, 0);
 }
 #define gemmini_extended_config_ex(dataflow, act, sys_shift, A_stride, A_transpose, B_transpose)                      \
     gemmini_model_config_ex((int)(dataflow), (int)(act), (uint32_t)(sys_shift), (uint32_t)(A_stride),              \
@@ -515,8 +625,14 @@ static inline void gemmini_model_mvin(int id, uint64_t dram, uint32_t local, uin
         gemmini_model.counters[GEMMINI_C_DMA_BYTES_IN] += (long long)(rows * cols * elem);
     else
         gemmini_model.counters[GEMMINI_C_MVINS_ZERO] += 1;
-    gemmini_add_cycles(GEMMINI_C_CYCLES_DMA,
-                       GEMMINI_T_DMA_LATENCY + (long long)(rows * gemmini_ceil_div(cols * elem, GEMMINI_T_BUS_BYTES)));
+    long long beats = (long long)(rows * gemmini_ceil_div(cols * elem, GEMMINI_T_BUS_BYTES));
+    gemmini_add_cycles(GEMMINI_C_CYCLES_DMA, GEMMINI_T_DMA_LATENCY + beats);
+    gemmini_span dst = {local, rows, 1, blocks, block_stride};
+    if (dram)
+        gemmini_timed(GEMMINI_Q_LD, beats, 0, beats + GEMMINI_T_DMA_LATENCY, 0, NULL, 0, &dst, 1);
+    else
+        gemmini_timed(GEMMINI_Q_LD, (long long)rows * GEMMINI_T_ZERO_ROW, 0, (long long)rows * GEMMINI_T_ZERO_ROW, 0,
+                      NULL, 0, &dst, 1);
 }
 #define gemmini_extended_mvin(dram_addr, spad_addr, cols, rows)                                                     \
     gemmini_model_mvin(0, (uint64_t)(uintptr_t)(dram_addr), (uint32_t)(uint64_t)(spad_addr), (uint64_t)(cols),      \
@@ -577,8 +693,10 @@ static inline void gemmini_model_mvout(uint64_t dram, uint32_t local, uint64_t c
     /* timing: DMA_LATENCY + rows * ceil(cols * elem / BUS_BYTES) */
     gemmini_model.counters[GEMMINI_C_MVOUTS] += 1;
     gemmini_model.counters[GEMMINI_C_DMA_BYTES_OUT] += (long long)(rows * cols * elem);
-    gemmini_add_cycles(GEMMINI_C_CYCLES_DMA,
-                       GEMMINI_T_DMA_LATENCY + (long long)(rows * gemmini_ceil_div(cols * elem, GEMMINI_T_BUS_BYTES)));
+    long long beats = (long long)(rows * gemmini_ceil_div(cols * elem, GEMMINI_T_BUS_BYTES));
+    gemmini_add_cycles(GEMMINI_C_CYCLES_DMA, GEMMINI_T_DMA_LATENCY + beats);
+    gemmini_span src = {local, rows, 1, blocks, GEMMINI_DIM};
+    gemmini_timed(GEMMINI_Q_ST, beats, beats, beats + GEMMINI_T_DMA_LATENCY, 0, &src, 1, NULL, 0);
 }
 #define gemmini_extended_mvout(dram_addr, spad_addr, cols, rows)                                                    \
     gemmini_model_mvout((uint64_t)(uintptr_t)(dram_addr), (uint32_t)(uint64_t)(spad_addr), (uint64_t)(cols),        \
@@ -652,6 +770,9 @@ static inline void gemmini_model_preload(uint32_t bd, uint32_t c, uint64_t bd_co
     /* timing: PRELOAD + BD_rows */
     gemmini_model.counters[GEMMINI_C_PRELOADS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_EXEC, GEMMINI_T_PRELOAD + (long long)bd_rows);
+    gemmini_span src = gemmini_rows(bd, bd_rows);
+    gemmini_timed(GEMMINI_Q_EX, GEMMINI_T_PRELOAD, GEMMINI_T_PRELOAD + (long long)bd_rows,
+                  GEMMINI_T_PRELOAD + (long long)bd_rows, 0, &src, 1, NULL, 0);
 }
 #define gemmini_extended_preload(BD, C, BD_cols, BD_rows, C_cols, C_rows)                                           \
     gemmini_model_preload((uint32_t)(uint64_t)(BD), (uint32_t)(uint64_t)(C), (uint64_t)(BD_cols),                   \
@@ -717,6 +838,10 @@ static inline void gemmini_model_compute(uint32_t a, uint32_t bd, uint64_t a_col
         m->counters[GEMMINI_C_MACS] += (long long)(a_rows * a_cols * b_cols);
     m->counters[GEMMINI_C_COMPUTES] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_EXEC, GEMMINI_T_COMPUTE + (long long)a_rows);
+    long long occupancy = GEMMINI_T_COMPUTE + (long long)a_rows;
+    gemmini_span reads[2] = {{a, a_rows, m->a_stride, 1, 0}, gemmini_rows(bd, bd_rows)};
+    gemmini_span out = gemmini_rows(m->out_addr, m->out_rows); /* OS: counted as written now */
+    gemmini_timed(GEMMINI_Q_EX, occupancy, occupancy, occupancy + GEMMINI_T_MESH_LATENCY, 0, reads, 2, &out, 1);
 }
 #define gemmini_extended_compute_preloaded(A, BD, A_cols, A_rows, BD_cols, BD_rows)                                 \
     gemmini_model_compute((uint32_t)(uint64_t)(A), (uint32_t)(uint64_t)(BD), (uint64_t)(A_cols), (uint64_t)(A_rows), \
@@ -733,13 +858,15 @@ static inline void gemmini_model_compute(uint32_t a, uint32_t bd, uint64_t a_col
 /* synchronisation                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-/* fence: wait for everything; the serial model only drains OS results and charges FENCE */
+/* fence: wait for everything (decoupled); the serial model only drains OS results and charges FENCE */
 static inline void gemmini_model_fence(void) {
     if (!gemmini_model_live())
         return;
     gemmini_model_drain();
     gemmini_model.counters[GEMMINI_C_FENCES] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_FENCE);
+    gemmini_timeline *c = &gemmini_model.clock; /* the host waits for everything */
+    c->host = gemmini_max(c->host, c->end) + GEMMINI_T_FENCE;
 }
 #define gemmini_fence() gemmini_model_fence()
 

@@ -1,16 +1,41 @@
-/* gemmini_timing.h -- constants of the serial Gemmini timing model (exo-egraph).
+/* gemmini_timing.h -- constants of the Gemmini timing models (exo-egraph).
  *
- * Every constant of the model is defined here, one `#define GEMMINI_T_<NAME> <int>` per line,
- * so that a Python static cost model can parse this file (see
- * exo_egraph.validate.gemmini.timing_constants) and reproduce the model's counts exactly.
- * Keep that form: `#define`, the name, one integer literal, nothing else on the line; the
- * source of each number is the comment above it.
+ * Every constant of the models is defined here, one `#define GEMMINI_T_<NAME> <int>` per line,
+ * so that the Python cost models can parse this file (exo_egraph.targets.gemmini.config) and
+ * reproduce the models' counts exactly. Keep that form: `#define`, the name, one integer literal,
+ * nothing else on the line; the source of each number is the comment above it.
  *
- * The model is SERIAL: every instruction's cycles are added to one counter, with no overlap
- * between loads, stores and execution (real Gemmini decouples them through its ROB, so the
- * model is an upper bound that ranks schedules by data movement and issue count).
+ * This is a model, not FireSim or the RTL: it keeps Gemmini's structure (three decoupled
+ * controllers, reservation stations, row hazards, a pipelined DMA) with simple per-command costs.
  *
- * Cycles added per instruction (all integer arithmetic, ceil(a / b) = (a + b - 1) / b):
+ * ---- the DECOUPLED model: counter "cycles" (what the explorer ranks by) ----
+ *
+ * Three controllers run concurrently: load (mvin, config_ld), execute (preload, compute,
+ * config_ex) and store (mvout, config_st). The host issues commands in program order, one per
+ * GEMMINI_T_ISSUE cycles; a command enters its controller's reservation station when one of its
+ * GEMMINI_T_RS_* entries is free (an entry frees when its command completes), else the host
+ * waits, holding back every later command. A controller starts its commands in order, one after
+ * the other's occupancy; a command also waits for hazards with the OTHER controllers over the
+ * scratchpad and accumulator rows it touches (reads wait for their writers, writes for earlier
+ * readers and writers; within one controller order alone keeps them correct, as in Gemmini's
+ * ROB). Per command, from its start (ceil(a / b) = (a + b - 1) / b; beats = rows *
+ * ceil(cols * elem_bytes / GEMMINI_T_BUS_BYTES), elem_bytes as in the serial model below):
+ *
+ *   command          occupancy               reads done        writes / command done
+ *   mvin (DRAM)      beats                   -                 + DMA_LATENCY (pipelined DMA)
+ *   mvin (addr 0)    rows * ZERO_ROW         -                 occupancy (the zero writer, no DRAM)
+ *   mvout            beats                   occupancy         occupancy + DMA_LATENCY
+ *   preload          PRELOAD                 PRELOAD + BD_rows (rows shift in under the compute before)
+ *   compute_*        COMPUTE + A_rows        occupancy         occupancy + MESH_LATENCY
+ *   config_ld/st     CONFIG                  -                 occupancy
+ *   config_ex        CONFIG, after every earlier execute command is done (the mesh drains)
+ *   fence            the host waits for every command, then FENCE
+ *
+ * "cycles" = the later of the last completion and the host's last issue.
+ *
+ * ---- the SERIAL model: counter "cycles_serial" (kept for comparison) ----
+ *
+ * Every instruction's cycles are added to one counter, with no overlap:
  *
  *   mvin, mvin2, mvin3 (also from DRAM address 0, i.e. zero fill):
  *       GEMMINI_T_DMA_LATENCY + rows * ceil(cols * elem_bytes / GEMMINI_T_BUS_BYTES)
@@ -76,5 +101,23 @@
 
 /* gemmini_fence: nothing is outstanding in a serial model; one cycle to issue */
 #define GEMMINI_T_FENCE 1
+
+/* ---- decoupled model ---- */
+
+/* reservation_station_entries_ld / _ex / _st = 8 / 16 / 4 (GemminiConfigs.defaultConfig) */
+#define GEMMINI_T_RS_LD 8
+#define GEMMINI_T_RS_EX 16
+#define GEMMINI_T_RS_ST 4
+
+/* MODEL ASSUMPTION: the host core sends one RoCC command per cycle (loop overhead not counted) */
+#define GEMMINI_T_ISSUE 1
+
+/* MODEL ASSUMPTION: a result row reaches the accumulator 2 * DIM cycles after its A row enters
+   (DIM cycles of input skew plus DIM of output de-skew in MeshWithDelays' shift registers) */
+#define GEMMINI_T_MESH_LATENCY 32
+
+/* MODEL ASSUMPTION: a mvin from DRAM address 0 zeroes one row per cycle through the local write
+   port without a DRAM request (Gemmini's load controller writes zeros for a null address) */
+#define GEMMINI_T_ZERO_ROW 1
 
 #endif /* EXO_EGRAPH_GEMMINI_TIMING_H */

@@ -1,0 +1,253 @@
+"""The decoupled Gemmini timing model, in Python: a plan's commands, in the order its replay issues
+them, through the model's three controllers.
+
+It mirrors ``model/include/gemmini.h`` (the decoupled model documented in ``gemmini_timing.h``)
+command for command, with tiles where the C model has rows: every command of the Gemmini roles
+touches whole DIM-row tiles, and a staged buffer or accumulator keeps its rows from one iteration
+to the next (Exo allocates it at the same place each time), so a tile of a buffer is a name for
+its rows. The cycles it returns equal the simulator's for the replayed proc (tested on random
+plans, and by ``check-rules``).
+
+Each instruction's commands are read from its C template (`commands`), as the serial cost model
+reads them; what a command reads or writes follows from the role the instruction fills (a load
+writes its staged tiles, the multiply reads the A and B tiles and writes the accumulator tile, a
+store reads it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import product
+from typing import TYPE_CHECKING, Iterator
+
+from exo_egraph.instrs import Binding, InstrPattern
+from exo_egraph.targets.gemmini.config import DIM, block_factor
+from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain
+
+if TYPE_CHECKING:
+    from .gemmini_cost import GemminiCost
+
+LD, EX, ST = 0, 1, 2  # the controllers, as the C model numbers them
+
+
+def template_commands(template: str) -> list[tuple[str, list[str]]]:
+    """``gemmini_*(args)`` commands of a C template, with their top-level arguments."""
+    out = []
+    for m in re.finditer(r"(gemmini_\w+)\s*\(", template):
+        depth, i, start = 1, m.end(), m.end()
+        args, arg_start = [], start
+        while depth:
+            c = template[i]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c == "," and depth == 1:
+                args.append(template[arg_start:i].strip())
+                arg_start = i + 1
+            i += 1
+        args.append(template[arg_start : i - 1].strip())
+        out.append((m.group(1), args))
+    return out
+
+
+def size_value(text: str, sizes: dict[str, int]) -> int:
+    """A template's size argument (``16*{m}``) under the unifier's size binding."""
+    expr = re.sub(r"\{(\w+)\}", lambda m: str(sizes[m.group(1)]), text)
+    if not re.fullmatch(r"[\d\s*+()-]+", expr):
+        raise ValueError(f"not a size expression: {text}")
+    return int(eval(expr, {"__builtins__": {}}))  # digits and + - * ( ) only
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as the decoupled model times it (cycles counted from its start)."""
+
+    queue: int
+    occupancy: int
+    read_end: int  # its reads are done
+    done_end: int  # its writes, and the command, are done
+    drains: bool = False  # config_ex: starts after every earlier execute command is done
+    reads: str = ""  # which tiles of the call it reads: "A", "B", "C", "dest" or none
+    writes: str = ""
+
+
+def commands(pattern: InstrPattern, binding: Binding, consts: dict[str, int]) -> tuple[Command, ...]:
+    """The commands one call of ``pattern`` issues, timed by ``gemmini_timing.h``'s decoupled table."""
+    sizes = dict(binding.sizes)
+    acc_params = {a.name for a in pattern.args if a.mem == "GEMM_ACCUM"}
+    out = []
+    for name, args in template_commands(pattern.c_template):
+        if re.fullmatch(r"gemmini_extended_mvin[23]?", name):
+            cols, rows = size_value(args[2], sizes), size_value(args[3], sizes)
+            if args[0].strip() == "0":  # the zero writer
+                busy = rows * consts["ZERO_ROW"]
+                out.append(Command(LD, busy, 0, busy, writes="dest"))
+            else:
+                elem = 4 if any(f"{{{p}_data}}" in args[1] for p in acc_params) else 1
+                beats = rows * -(-cols * elem // consts["BUS_BYTES"])
+                out.append(Command(LD, beats, 0, beats + consts["DMA_LATENCY"], writes="dest"))
+        elif name == "gemmini_extended_mvout":
+            elem = 4 if "0x20000000" in args[1] else 1
+            beats = size_value(args[3], sizes) * -(-size_value(args[2], sizes) * elem // consts["BUS_BYTES"])
+            out.append(Command(ST, beats, beats, beats + consts["DMA_LATENCY"], reads="C"))
+        elif name == "gemmini_extended_preload":
+            shift = consts["PRELOAD"] + size_value(args[3], sizes)
+            out.append(Command(EX, consts["PRELOAD"], shift, shift, reads="B"))
+        elif name in ("gemmini_extended_compute_preloaded", "gemmini_extended_compute_accumulated"):
+            busy = consts["COMPUTE"] + size_value(args[3], sizes)
+            out.append(Command(EX, busy, busy, busy + consts["MESH_LATENCY"], reads="A", writes="C"))
+        elif name in ("gemmini_extended3_config_ld", "gemmini_extended4_config_ld"):
+            out.append(Command(LD, consts["CONFIG"], 0, consts["CONFIG"]))
+        elif name == "gemmini_extended_config_st":
+            out.append(Command(ST, consts["CONFIG"], 0, consts["CONFIG"]))
+        elif name == "gemmini_extended_config_ex":
+            out.append(Command(EX, consts["CONFIG"], 0, consts["CONFIG"], drains=True))
+        elif name == "gemmini_fence":
+            raise ValueError("fence inside an instruction is not modelled by the plan timeline")
+    return tuple(out)
+
+
+class Timeline:
+    """The C model's clocks (``gemmini_timeline``), with tiles for rows."""
+
+    def __init__(self, consts: dict[str, int]):
+        self.issue = consts["ISSUE"]
+        self.entries = (consts["RS_LD"], consts["RS_EX"], consts["RS_ST"])
+        self.host = 0
+        self.free_at = [0, 0, 0]
+        self.drained = [0, 0, 0]
+        self.ring = [[0] * n for n in self.entries]
+        self.issued = [0, 0, 0]
+        self.end = 0
+        self.busy = [0, 0, 0]
+        self.written: list[dict] = [{}, {}, {}]  # per controller: tile → when its last write is done
+        self.read: list[dict] = [{}, {}, {}]
+
+    def run(self, cmd: Command, reads: tuple = (), writes: tuple = ()) -> None:
+        q = cmd.queue
+        slot = self.issued[q] % self.entries[q]
+        self.host = dispatch = max(self.host + self.issue, self.ring[q][slot])
+        start = max(dispatch, self.free_at[q], self.drained[EX] if cmd.drains else 0)
+        others = [o for o in (LD, EX, ST) if o != q]
+        for tile in reads:
+            for o in others:
+                start = max(start, self.written[o].get(tile, 0))
+        for tile in writes:
+            for o in others:
+                start = max(start, self.written[o].get(tile, 0), self.read[o].get(tile, 0))
+        done = start + max(cmd.occupancy, cmd.read_end, cmd.done_end)
+        mine_r, mine_w = self.read[q], self.written[q]
+        for tile in reads:
+            mine_r[tile] = max(mine_r.get(tile, 0), start + cmd.read_end)
+        for tile in writes:
+            mine_w[tile] = max(mine_w.get(tile, 0), done)
+        self.free_at[q] = start + cmd.occupancy
+        self.ring[q][slot] = done
+        self.issued[q] += 1
+        self.drained[q] = max(self.drained[q], done)
+        self.end = max(self.end, done)
+        self.busy[q] += cmd.occupancy
+
+    def call(self, cmds: tuple[Command, ...], tiles: dict[str, tuple]) -> None:
+        """One instruction call: its commands in order, ``tiles`` naming what each touches."""
+        for cmd in cmds:
+            self.run(cmd, tiles.get(cmd.reads, ()), tiles.get(cmd.writes, ()))
+
+    @property
+    def cycles(self) -> int:
+        return max(self.end, self.host)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A plan's cycles under the decoupled model, and how busy each controller was."""
+
+    cycles: int
+    busy_ld: int
+    busy_ex: int
+    busy_st: int
+
+
+def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = ()) -> Timing:
+    """Run ``plan`` (configs ``hoisted`` to the top) through the decoupled model."""
+    clock = Timeline(model.consts)
+    for call in hoisted:
+        clock.call(model.commands_of(call[0]), {})
+    for instr, blocks, tiles in plan_calls(model, plan):
+        clock.call(model.commands_of(instr, blocks), tiles)
+    return Timing(clock.cycles, *clock.busy)
+
+
+def plan_calls(model: "GemminiCost", plan: Plan) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+    """The instruction calls of ``plan``'s replay, in program order: (instruction, column tiles of a
+    block load, the tiles it touches by name). A tile is (operand, its indices in its buffer): a
+    staged buffer holds a tile per iteration of the loops below its staging that the operand
+    changes with; the accumulator, per parallel loop below it."""
+    g, links = model.g, chain(plan)
+    loops = [i for i, x in enumerate(links) if isinstance(x, PLoop)]
+    at = {x.operand: i for i, x in enumerate(links) if isinstance(x, PStage)}
+    at[Operand.C] = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
+    deps = {o: [j for j in loops if j > s and g.depends(o, links[j].var)] for o, s in at.items()}
+    reductions = [j for j in loops if links[j].var in g.reduction]
+    acc: PAcc = links[at[Operand.C]]
+    first_step = model.overwrites(acc.zero)
+    pos = [0] * len(links)
+
+    def key(operand: str, indices) -> tuple:
+        return (operand, *indices)
+
+    def each(positions: list[int]) -> Iterator[tuple[int, ...]]:
+        return product(*(range(links[j].extent) for j in positions))
+
+    def loads(s: int, stage: PStage) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+        dep = deps[stage.operand]
+        if stage.op not in model.selection.blocks:
+            for idx in each(dep):
+                yield stage.op, None, {"dest": (key(stage.operand, idx),)}
+            return
+        col = next(j for j in dep if links[j].var == g.columns(stage.operand) and links[j].stride == DIM)
+        f = block_factor(links[col].extent)
+        rest = [j for j in dep if j != col]
+        for idx in each(rest):
+            for c0 in range(0, links[col].extent, f):
+                tiles = []
+                for c in range(c0, c0 + f):
+                    full = dict(zip(rest, idx))
+                    full[col] = c
+                    tiles.append(key(stage.operand, (full[j] for j in dep)))
+                yield stage.op, f, {"dest": tuple(tiles)}
+
+    def acc_tiles() -> Iterator[tuple]:
+        for idx in each(deps[Operand.C]):
+            yield (key(Operand.C, idx),)
+
+    def walk(i: int) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+        """The body that starts at link ``i``: the links up to the next loop hold at most the
+        accumulator and the stagings, which the replay lays out as zero, loads of A, loads of B,
+        the loop (or the multiply), stores."""
+        end = next(j for j in range(i, len(links)) if isinstance(links[j], (PLoop, PMac)))
+        here = links[i:end]
+        acc_here = any(isinstance(x, PAcc) for x in here)
+        if acc_here and not first_step:
+            for c in acc_tiles():
+                yield acc.zero, None, {"dest": c}
+        for operand in OPERANDS:
+            for j in range(i, end):
+                if isinstance(links[j], PStage) and links[j].operand == operand:
+                    yield from loads(j, links[j])
+        x = links[end]
+        if isinstance(x, PLoop):
+            for trip in range(x.extent):
+                pos[end] = trip
+                yield from walk(end + 1)
+        else:
+            tiles = {o: (key(o, (pos[j] for j in deps[o])),) for o in (*OPERANDS, Operand.C)}
+            first = first_step and all(pos[j] == 0 for j in reductions)
+            yield (acc.zero if first else x.op), None, tiles
+        if acc_here:
+            for c in acc_tiles():
+                yield acc.store, None, {"C": c}
+
+    yield from walk(0)
