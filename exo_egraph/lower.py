@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ast import literal_eval
 
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from exo import Procedure
 from exo.core.LoopIR import LoopIR
@@ -35,6 +35,7 @@ from .terms import (
     Read,
     ReadConfig,
     Reduce,
+    Stmt,
     StrideExpr,
     USub,
     WindowExpr,
@@ -83,6 +84,23 @@ def lower(proc: Procedure, *, instr_ok: bool = False) -> Proc:
     scope = frozenset(a.name for a in args)
     preds = tuple(_value(p) for p in ir.preds)
     return Proc(str(ir.name), args, preds, _block(ir.body, scope))
+
+
+def source_of(proc: Procedure, match: Callable[[Stmt], bool]) -> str | None:
+    """The first assignment or reduction of ``proc`` whose term ``match`` accepts, as Exo prints
+    it with its source line (for messages that name a statement); None when none does."""
+
+    def walk(stmts: Any) -> Iterator[Any]:
+        for s in stmts:
+            yield s
+            for block in (getattr(s, "body", None), getattr(s, "orelse", None)):
+                if block:
+                    yield from walk(block)
+
+    for s in walk(proc.INTERNAL_proc().body):
+        if isinstance(s, (LoopIR.Assign, LoopIR.Reduce)) and match(_stmt(s, frozenset())):
+            return f"`{str(s).strip()}` (line {s.srcinfo.lineno})"
+    return None
 
 
 def _arg(a: Any) -> Arg:

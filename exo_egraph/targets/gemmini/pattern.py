@@ -17,6 +17,7 @@ selection (`rewrites.gemmini`) unifies the instructions with these nests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from exo_egraph import terms as t
 from exo_egraph.lower import Unsupported
@@ -246,6 +247,39 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,
         ((Operand.A, a_buf, a_idx), (Operand.B, b_buf, b_idx)), out.buf, roles, tuple(buffers.items()),
     )
+
+
+# what each role does, in the words of the kernel, and how to find its statement in the kernel
+_ROLE_WORDS = {
+    Role.ZERO: "zeroing of the accumulator",
+    Role.LOAD_A: "read of the first operand",
+    Role.LOAD_B: "read of the second operand",
+    Role.MAC: "multiply-accumulate step",
+    Role.STORE: "epilogue storing the output",
+}
+
+
+def role_statement(g: GemmPattern, role: Role) -> Callable[[t.Stmt], bool]:
+    """Matches the kernel statement that ``role`` stands for (for messages)."""
+    reads = lambda s, buf: any(r.buf == buf for r in _reads((s,)))  # noqa: E731
+    return {
+        Role.ZERO: lambda s: isinstance(s, t.Assign) and s.buf == g.acc,
+        Role.LOAD_A: lambda s: reads(s, g.operand(Operand.A)[0]),
+        Role.LOAD_B: lambda s: reads(s, g.operand(Operand.B)[0]),
+        Role.MAC: lambda s: isinstance(s, t.Reduce) and s.buf == g.acc,
+        Role.STORE: lambda s: isinstance(s, t.Assign) and s.buf == g.out,
+    }[role]
+
+
+def unfilled_roles(g: GemmPattern, filled: Callable[[Role], bool]) -> list[tuple[Role, str]]:
+    """Roles no instruction fills (the zero is filled by a zero or by a first-step matmul), with
+    what each does; every one must be filled for any plan to run."""
+    out = []
+    for role, words in _ROLE_WORDS.items():
+        ok = filled(role) or (role == Role.ZERO and filled(Role.ZERO_MAC))
+        if not ok:
+            out.append((role, words))
+    return out
 
 
 def initial_plan(g: GemmPattern) -> Plan:

@@ -12,7 +12,7 @@ from exo import Procedure
 
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
 from exo_egraph.extract.plan_extract import extract_timed, random_plan
-from exo_egraph.lower import lower
+from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import gemmini_rules
 from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed
@@ -23,7 +23,7 @@ from exo_egraph.validate.measurement import Measurement
 
 from .config import CONSTANTS, PLATFORM
 from .model import validate_gemmini
-from .pattern import GemmPattern, NotGemmini, find_gemm, initial_plan
+from .pattern import GemmPattern, NotGemmini, find_gemm, initial_plan, role_statement, unfilled_roles
 from .plans import show, to_egg
 from .replay import replay_plan
 from .selection import Selection, select_instructions
@@ -92,6 +92,11 @@ class GemminiTarget:
         term = lower(proc)
         pattern = find_gemm(term)
         selection = select_instructions(pattern, importlib.import_module(PLATFORM))
+        missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
+        if missing:
+            role, words = missing[0]
+            where = source_of(proc, role_statement(pattern, role)) or "its statement"
+            raise NotGemmini(f"{proc.name()}: no instruction of {PLATFORM} matches the {words} {where}")
         return GemminiProblem(proc, term, pattern, selection, GemminiCost(pattern, selection, dict(CONSTANTS)))
 
     def saturate(

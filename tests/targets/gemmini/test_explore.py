@@ -10,6 +10,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from exo import proc
+from exo.libs.externs import relu
+from exo.platforms.gemmini import acc_scale, clamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,6 +146,62 @@ def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
         find_gemm(lower(cpu_kernels.matmul_f32_16))
     with pytest.raises(NotGemmini, match="not a constant"):
         find_gemm(lower(kernels.gemm_i8))  # sizes left symbolic
+
+
+@proc
+def matmul_i8_temporaries(scale: f32, act: bool, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 32):
+                a: i8
+                a = A[i, k]
+                b: i8
+                b = B[k, j]
+                a2: i32
+                b2: i32
+                a2 = a
+                b2 = b
+                res += a2 * b2
+            tmp: f32
+            acc_scale(res, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 32):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            tmp: f32
+            acc_scale(res, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@pytest.mark.parametrize(
+    "kernel, step",
+    [(matmul_i8_temporaries, "multiply-accumulate step `res += a2 * b2` (line"),
+     (matmul_no_relu, "epilogue storing the output `C[i, j] = tmp2` (line")],
+)  # fmt: skip
+def test_a_role_no_instruction_fills_is_named_with_its_statement(kernel, step):
+    """Not a capacity problem: the message names the statement no instruction matched."""
+    with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
+        GemminiTarget().prepare(kernel)
+    assert step in str(caught.value) and "fits" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["matmul_32x48x64", "conv2d_2x16"])
