@@ -58,7 +58,11 @@ def to_json(result: "Result") -> dict[str, Any]:
 
 def _stage(st: Any) -> str:
     text = f"{st.enodes:,} e-nodes, {st.schedules:,} schedules, {st.seconds:.2f} s"
-    return text + (f"; kept the {st.kept} cheapest (the rest cost >= {_number(st.bound)})" if st.kept is not None else "")
+    if st.kept is None:
+        return text
+    if st.bound is None:  # kept by a heuristic (a timed shortlist): nothing is known of the rest
+        return text + f"; kept the {st.kept} fastest of a timed shortlist"
+    return text + f"; kept the {st.kept} cheapest (the rest cost >= {_number(st.bound)})"
 
 
 def summary_rows(result: "Result") -> list[tuple[str, str]]:

@@ -146,7 +146,7 @@ class Stage:
     seconds: float  # saturating, counting and (for a pruning phase) extracting what it keeps
     stop_reason: StopReason
     kept: int | None = None  # schedules passed to the next phase (None: the last phase)
-    bound: float | None = None  # every schedule not passed on costs at least this under the model
+    bound: float | None = None  # every schedule not passed on costs at least this (None: not known)
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "enodes": self.enodes, "schedules": self.schedules,

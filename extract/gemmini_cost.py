@@ -352,12 +352,12 @@ class GemminiCost:
                 case PLoop(var, _, extent, body):
                     fp, inner = walk(body)
                     return fp, {**inner, var: inner.get(var, 1) * extent}
-                case PStage(operand, _, body):
+                case PStage(operand, _, body, buffers):
                     fp, inner = walk(body)
-                    return Footprint(fp.sp_rows + DIM * self.tiles(operand, inner), fp.acc_rows), inner
-                case PAcc(_, _, body):
+                    return Footprint(fp.sp_rows + buffers * DIM * self.tiles(operand, inner), fp.acc_rows), inner
+                case PAcc(_, _, body, buffers):
                     fp, inner = walk(body)
-                    return Footprint(fp.sp_rows, fp.acc_rows + DIM * self.tiles(Operand.C, inner)), inner
+                    return Footprint(fp.sp_rows, fp.acc_rows + buffers * DIM * self.tiles(Operand.C, inner)), inner
             return Footprint(), {}
 
         return walk(plan)[0]

@@ -184,7 +184,8 @@ def plan_calls(model: "GemminiCost", plan: Plan) -> Iterator[tuple[str, int | No
     """The instruction calls of ``plan``'s replay, in program order: (instruction, column tiles of a
     block load, the tiles it touches by name). A tile is (operand, its indices in its buffer): a
     staged buffer holds a tile per iteration of the loops below its staging that the operand
-    changes with; the accumulator, per parallel loop below it."""
+    changes with; the accumulator, per parallel loop below it; a double buffer, also per parity
+    of the loop right around it."""
     g, links = model.g, chain(plan)
     loops = [i for i, x in enumerate(links) if isinstance(x, PLoop)]
     at = {x.operand: i for i, x in enumerate(links) if isinstance(x, PStage)}
@@ -194,9 +195,12 @@ def plan_calls(model: "GemminiCost", plan: Plan) -> Iterator[tuple[str, int | No
     acc: PAcc = links[at[Operand.C]]
     first_step = model.overwrites(acc.zero)
     pos = [0] * len(links)
+    # a double buffer alternates with the parity of the loop right around it
+    around = {o: next((j for j in reversed(loops) if j < s), None) for o, s in at.items() if links[s].buffers == 2}
 
     def key(operand: str, indices) -> tuple:
-        return (operand, *indices)
+        j = around.get(operand)
+        return (operand, *indices) if j is None else (operand, pos[j] % 2, *indices)
 
     def each(positions: list[int]) -> Iterator[tuple[int, ...]]:
         return product(*(range(links[j].extent) for j in positions))

@@ -39,6 +39,10 @@ class Extracted:
     serial: int = 0  # the serial model's cycles, when ``cycles`` are the decoupled ones
 
 
+PLAN_OPS = ("G.loop", "G.stage", "G.stage2", "G.acc", "G.acc2", "G.mac")
+STAGES = {"G.stage": 1, "G.stage2": 2}  # e-node op → buffers
+ACCS = {"G.acc": 1, "G.acc2": 2}
+
 SHORTLIST = 8  # the serial programme's cheapest plans (and cheapest per distinct cost) that are timed
 SAMPLES = 48  # random plans of the e-graph timed besides: the serial order does not see overlap
 
@@ -60,11 +64,13 @@ def extract_plans(
     distinct_cycles: bool = False,
     choices: list[OpChoice] | None = None,
     deadline: Deadline | None = None,
+    hide_buffered: bool = False,
 ) -> list[Extracted]:
     """The ``k`` cheapest distinct plans of the root e-class that fit the scratchpad and accumulator
     (``distinct_cycles``: the cheapest plan of each of the ``k`` lowest cycle counts; ``choices``:
     only these instruction choices, default every one worth trying; ``deadline``: once it has
-    passed, the plans of the choices tried so far)."""
+    passed, the plans of the choices tried so far; ``hide_buffered``: price what double buffering
+    overlaps at nothing, a guess that shortlists double-buffered plans for `extract_timed`)."""
     values = _primitives(view)
     instrs = _op_instrs(view, values)
     order = _bottom_up(view)
@@ -72,7 +78,7 @@ def extract_plans(
     for choice in model.distinct_choices() if choices is None else choices:
         if found and deadline is not None and deadline.passed():
             break  # anytime: the plans of the choices done so far
-        table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles)
+        table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles, hide_buffered)
         hoist = model.hoisted_cycles(choice.hoisted)
         for e in table.get(view.root, []):
             plan = e.plan
@@ -93,14 +99,18 @@ def extract_timed(
     shortlist: int = SHORTLIST,
     samples: int = SAMPLES,
     seed: int = 0,
+    buffered: bool = False,
 ) -> list[Extracted]:
     """The ``k`` plans of the shortlist that run fastest under the decoupled model
     (`GemminiCost.cycles`, equal to the simulator's): the serial programme's ``shortlist`` cheapest,
-    its cheapest of each of ``shortlist`` * 2 distinct costs, and ``samples`` random plans that fit
-    (drawn with ``seed``; fewer once ``deadline`` has passed)."""
+    its cheapest of each of ``shortlist`` * 2 distinct costs, (``buffered``: the e-graph holds
+    double buffers) its ``shortlist`` cheapest when what double buffering overlaps is free, and
+    ``samples`` random plans that fit (drawn with ``seed``; fewer once ``deadline`` has passed)."""
     pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline)}
     for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline):
         pool.setdefault((x.plan, x.choice), x)
+    for x in extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True) if buffered else ():
+        pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
     rng, choices, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
         if drawn >= samples or (deadline is not None and deadline.passed()):
@@ -151,8 +161,11 @@ def _bottom_up(view: EGraphView) -> list[str]:
 
 
 def _programme(
-    view, model: GemminiCost, choice: OpChoice, values, instrs, order, keep: int, distinct: bool = False
+    view, model: GemminiCost, choice: OpChoice, values, instrs, order, keep: int, distinct: bool = False,
+    hide: bool = False,
 ) -> dict[str, list[_Entry]]:
+    """Per e-class, its cheapest plans that fit (``hide``: a double-buffered staging's loads, or
+    accumulator's zeroes and stores, cost nothing — they overlap the previous iteration)."""
     loops: dict[str, dict[str, int]] = {}  # plan e-class → iterator → trips below (shared by the class)
     table: dict[str, list[_Entry]] = {}
     for c in order:
@@ -172,10 +185,11 @@ def _programme(
                     )
                     entries.append(_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan), deep))
             elif (
-                op == "G.stage"
+                op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
                 and kids[2] in table
             ):
+                buffers = STAGES[op]
                 operand = values[kids[0]]
                 instr = choice.instr(Role.load(operand))
                 inner = loops[kids[2]]
@@ -185,9 +199,11 @@ def _programme(
                     loads = model.loads(operand, instr, tiles, e.deep[OPERANDS.index(operand)])
                     if loads is None:
                         continue
-                    load = loads[0] * model.cost_of(instr, loads[1]).cycles
-                    entries.append(_Entry(e.cycles + load, e.sp + DIM * tiles, e.acc, PStage(operand, instr, e.plan), e.deep))
-            elif op == "G.acc" and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
+                    load = 0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1]).cycles
+                    plan = PStage(operand, instr, e.plan, buffers)
+                    entries.append(_Entry(e.cycles + load, e.sp + buffers * DIM * tiles, e.acc, plan, e.deep))
+            elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
+                buffers = ACCS[op]
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(Operand.C, inner)
@@ -195,8 +211,9 @@ def _programme(
                     if zero is None:
                         continue
                     extra = tiles * (model.zero_cycles(zero, choice.instr(Role.MAC)) + model.cost_of(store).cycles)
+                    extra = 0 if hide and buffers == 2 else extra
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + DIM * tiles, PAcc(zero, store, e.plan), e.deep)
+                        _Entry(e.cycles + extra, e.sp, e.acc + buffers * DIM * tiles, PAcc(zero, store, e.plan, buffers), e.deep)
                         for e in table[kids[2]]
                         if not model.overwrites(zero) or first_step_ok(model.g, e.plan)
                     ]
@@ -230,7 +247,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
         return _fill(choice, instrs.get(cls, set()), role)
 
     def draw(cls: str) -> Plan | None:
-        ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in ("G.loop", "G.stage", "G.acc", "G.mac")]
+        ids = [nid for nid in view.classes[cls] if view.nodes[nid][0] in PLAN_OPS]
         op, kids = view.nodes[ids[pick(len(ids))]]
         if op == "G.mac":
             instr = fill(kids[0], Role.MAC)
@@ -238,20 +255,20 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
         if op == "G.loop":
             body = draw(kids[3])
             return None if body is None else PLoop(*(values[x] for x in kids[:3]), body)
-        if op == "G.stage":
+        if op in STAGES:
             operand = str(values[kids[0]])
             instr, body = fill(kids[1], Role.load(operand)), draw(kids[2])
             if instr is None or body is None:
                 return None
             if model.loads(operand, instr, 1, model.column_tiles(operand, body)) is None:
                 return None  # a block load needs at least two column tiles below it
-            return PStage(operand, instr, body)
+            return PStage(operand, instr, body, STAGES[op])
         store, body = fill(kids[1], Role.STORE), draw(kids[2])
         zeros = [z for z in (fill(kids[0], Role.ZERO), fill(kids[0], Role.ZERO_MAC)) if z is not None]
         if body is not None and not first_step_ok(model.g, body):
             zeros = [z for z in zeros if not model.overwrites(z)]
         if store is None or body is None or not zeros:
             return None
-        return PAcc(zeros[pick(len(zeros))], store, body)
+        return PAcc(zeros[pick(len(zeros))], store, body, ACCS[op])
 
     return draw(view.root)

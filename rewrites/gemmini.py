@@ -103,6 +103,25 @@ def accumulator_rules(crosses: Callable[[Any], list] = parallel) -> list:
     ]
 
 
+def double_buffer_rules(crosses: Callable[[Any], list] = parallel) -> list:
+    """Exo ``expand_dim(p, buf, 2, "<loop> % 2")`` + ``lift_alloc``: the staged operand, or the
+    accumulator, alternates between two buffers across the iterations of the loop right around
+    it. Program order is unchanged; under Gemmini's decoupled controllers the next iteration's
+    loads (or zeroes) no longer wait for this iteration's computes (or stores) to finish with the
+    buffer, so they overlap.
+
+    Guard: the loop is the one right around the buffer (its iterator indexes the buffer where
+    it is allocated); the accumulator's loop is parallel (``crosses``, as for `accumulator_rules`).
+    Twice the buffer must fit: capacity is checked on every extracted plan (`Footprint.fits`).
+    """
+    return [
+        rewrite(G.loop(_v, _s, _e, G.stage(_x, _o, _b))).to(G.loop(_v, _s, _e, G.stage2(_x, _o, _b))),
+        rule(eq(_p).to(G.loop(_v, _s, _e, G.acc(_z, _st, _b))), *crosses(_v)).then(
+            union(_p).with_(G.loop(_v, _s, _e, G.acc2(_z, _st, _b)))
+        ),
+    ]
+
+
 def first_step_rules(selection: Selection) -> list:
     """Exo ``fuse`` (zero nest into the compute nest), ``cut_loop`` + ``unroll_loop`` (peel the
     first reduction step), ``fuse`` again and ``replace(p, <zero + first step>, matmul_i8)``: the
@@ -117,9 +136,10 @@ def first_step_rules(selection: Selection) -> list:
     return [rewrite(Op.role(zero)).to(Op.instr(b.instr, zero)) for b in selection.for_role(Role.ZERO_MAC)]
 
 
-def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None = None) -> Rules:
+def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None = None, buffers: bool = False) -> Rules:
     """The Gemmini plan rules for kernel ``g`` with instructions ``selection``, and their facts
-    (``accumulator``: other accumulator rules than `accumulator_rules`, for testing the checks)."""
+    (``accumulator``: other accumulator rules than `accumulator_rules`, for testing the checks;
+    ``buffers``: with the double-buffering rules too, in one e-graph)."""
     rules, names = named(
         [
             ("replace", replace_rules(selection)),
@@ -128,6 +148,15 @@ def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None
             ("reorder_loops", reorder_tile_rules()),
             ("stage_mem", stage_rules()),
             ("lift_alloc(acc)", accumulator_rules() if accumulator is None else accumulator),
+            *([("double_buffer", double_buffer_rules())] if buffers else []),
         ]
     )
     return Rules(ruleset(*rules, name="gemmini"), names, facts=tuple(Parallel(v) for v in g.parallel))
+
+
+def buffer_rules(g: GemmPattern) -> Rules:
+    """The double-buffering rules alone: the second phase of the target's saturation, from the
+    first phase's fastest plans (double buffering every plan of the first would multiply its
+    e-graph by four)."""
+    rules, names = named([("double_buffer", double_buffer_rules())])
+    return Rules(ruleset(*rules, name="gemmini_buffers"), names, facts=tuple(Parallel(v) for v in g.parallel))

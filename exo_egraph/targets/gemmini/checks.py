@@ -37,6 +37,7 @@ from exo_egraph.rewrites.gemmini import (
     Parallel,
     accumulator_rules,
     divide_tile_rules,
+    double_buffer_rules,
     first_step_rules,
     reorder_tile_rules,
     replace_rules,
@@ -53,7 +54,7 @@ from .plans import PAcc, PLoop, PMac, Plan, PStage, chain, show, to_egg
 from .replay import replay_plan
 from .target import PLAN_TRIES, GemminiProblem, GemminiTarget
 
-PLAN_RULES = ("replace", "first_step", "divide_loop", "reorder_loops", "stage_mem", "lift_alloc(acc)")
+PLAN_RULES = ("replace", "first_step", "divide_loop", "reorder_loops", "stage_mem", "lift_alloc(acc)", "double_buffer")
 CHECKS = PLAN_RULES + ("all",)
 ROLE_FILLERS = ("replace", "first_step")  # without them no role has an instruction: no plan runs
 # rules a check needs besides its own: the zero folds into the first reduction step only where the
@@ -128,6 +129,7 @@ MATMUL_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "lift_alloc(acc)": {"N": LOOPED, "M": LOOPED, "K": LOOPED},  # parallel loops to cross
     "stage_mem": {"K": LOOPED},
     "replace": {"M": LOOPED, "K": LOOPED},  # block loads need two column tiles of A and of B
+    "double_buffer": {"N": LOOPED, "K": LOOPED},  # loops right around the accumulator and the stagings
 }
 
 
@@ -181,6 +183,7 @@ def rules_for(rule: str, problem: GemminiProblem, accumulator: list | None = Non
         "reorder_loops": reorder_tile_rules,
         "stage_mem": stage_rules,
         "lift_alloc(acc)": lambda: accumulator_rules() if accumulator is None else accumulator,
+        "double_buffer": double_buffer_rules,
     }
     wanted = PLAN_RULES if rule in ("replace", "all") else (*ROLE_FILLERS, rule, *NEEDS.get(rule, ()))
     rules, names = named((name, groups[name]()) for name in wanted)
@@ -217,6 +220,8 @@ def effects(g: GemmPattern, model: GemminiCost, plan: Plan) -> set[str]:
         out.add("divide_loop")
     if [x.var for x in loops if x.stride <= DIM] != initial:
         out.add("reorder_loops")
+    if any(isinstance(x, (PStage, PAcc)) and x.buffers == 2 for x in links):
+        out.add("double_buffer")
     for i, x in enumerate(links):
         if isinstance(x, PStage) and any(isinstance(y, PLoop) for y in links[i:]):
             out.add("stage_mem")  # staged for the tiles of the loops below it

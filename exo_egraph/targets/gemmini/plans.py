@@ -8,6 +8,9 @@ a chain from the root to one DIM×DIM×DIM compute, where each link is
   tiles the loops below it touch, by instruction ``op``;
 - ``PAcc(zero, store)``: the accumulator tiles of the loops below are zeroed here (``zero``) and
   stored to DRAM after them (``store``);
+- a staging or the accumulator with ``buffers=2`` alternates between two buffers across the
+  iterations of the loop right around it (double buffering: under Gemmini's decoupled
+  controllers, the next iteration's loads or zeroes need not wait for this one's reads);
 - ``PMac(op)``: one DIM³ multiply-accumulate by ``op``.
 
 An op is a selected instruction name, or ``?role`` while no instruction has been selected.
@@ -77,6 +80,7 @@ class PStage:
     operand: str
     op: str
     body: "Plan"
+    buffers: int = 1  # 2: alternating across the iterations of the loop right around it
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class PAcc:
     zero: str
     store: str
     body: "Plan"
+    buffers: int = 1
 
 
 @dataclass(frozen=True)
@@ -116,10 +121,10 @@ def show(plan: Plan) -> str:
             case PLoop(var, stride, extent, _):
                 lines.append(f"{pad}for {var} by {stride} x{extent}")
                 depth += 1
-            case PStage(operand, op, _):
-                lines.append(f"{pad}stage {operand} via {op}")
-            case PAcc(zero, store, _):
-                lines.append(f"{pad}accumulate: {zero} ... {store}")
+            case PStage(operand, op, _, buffers):
+                lines.append(f"{pad}stage {operand} via {op}" + (f" ({buffers} buffers)" if buffers > 1 else ""))
+            case PAcc(zero, store, _, buffers):
+                lines.append(f"{pad}accumulate: {zero} ... {store}" + (f" ({buffers} buffers)" if buffers > 1 else ""))
             case PMac(op):
                 lines.append(f"{pad}{op}")
     return "\n".join(lines)
@@ -144,7 +149,11 @@ class G(EggExpr):
     @classmethod
     def stage(cls, operand: StringLike, op: Op, body: G) -> G: ...
     @classmethod
+    def stage2(cls, operand: StringLike, op: Op, body: G) -> G: ...  # double-buffered
+    @classmethod
     def acc(cls, zero: Op, store: Op, body: G) -> G: ...
+    @classmethod
+    def acc2(cls, zero: Op, store: Op, body: G) -> G: ...
     @classmethod
     def mac(cls, op: Op) -> G: ...
 
@@ -157,10 +166,12 @@ def to_egg(plan: Plan) -> G:
     match plan:
         case PLoop(var, stride, extent, body):
             return G.loop(var, stride, extent, to_egg(body))
-        case PStage(operand, op, body):
-            return G.stage(str(operand), to_egg_op(op, Role.load(operand)), to_egg(body))
-        case PAcc(zero, store, body):
-            return G.acc(to_egg_op(zero, Role.ZERO), to_egg_op(store, Role.STORE), to_egg(body))
+        case PStage(operand, op, body, buffers):
+            make = G.stage2 if buffers == 2 else G.stage
+            return make(str(operand), to_egg_op(op, Role.load(operand)), to_egg(body))
+        case PAcc(zero, store, body, buffers):
+            make = G.acc2 if buffers == 2 else G.acc
+            return make(to_egg_op(zero, Role.ZERO), to_egg_op(store, Role.STORE), to_egg(body))
         case PMac(op):
             return G.mac(to_egg_op(op, Role.MAC))
     raise TypeError(plan)
@@ -174,7 +185,9 @@ DECODERS: dict[str, Callable[..., object]] = {
     "Op.instr": lambda name, _role: name,
     "G.loop": PLoop,
     "G.stage": PStage,
+    "G.stage2": lambda operand, op, body: PStage(operand, op, body, 2),
     "G.acc": PAcc,
+    "G.acc2": lambda zero, store, body: PAcc(zero, store, body, 2),
     "G.mac": PMac,
 }
 

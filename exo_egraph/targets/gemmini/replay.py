@@ -13,7 +13,9 @@ Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.
 7. each staging lifted to its plan level, one loop at a time: ``expand_dim`` (when the tile changes
    with the loop), ``lift_alloc``, ``reorder_stmts`` (the load first), ``fission``, and
    ``remove_loop`` (when it does not change: the reuse);
-8. ``replace`` of the store nest, ``simplify``.
+8. ``replace`` of the store nest;
+9. double buffers: ``expand_dim`` by 2 indexed by the parity of the loop right around the buffer,
+   ``lift_alloc`` out of it; ``simplify``.
 
 Exo re-checks every step; a rejected step is a `ReplayError`.
 """
@@ -92,8 +94,19 @@ def replay_plan(
     while _has_compute(s, g, n1):  # every (other) step accumulates
         s.do("replace", _compute_n1(s, g, n1), instr(links[-1].op))
     s.do("replace", find_loop(n1), instr(links[acc_at].store))
+    _double_buffer(s, g, links)
     s.do("simplify")
     return Replayed(s.proc, tuple(s.steps), script_text(original.name(), s.steps, "Gemmini schedule"))
+
+
+def _double_buffer(s: Session, g: GemmPattern, links: list[Plan]) -> None:
+    """Each double-buffered staging or accumulator alternates across the loop right around it."""
+    for i, x in enumerate(links):
+        if isinstance(x, (PStage, PAcc)) and x.buffers == 2:
+            loop = next(y for y in reversed(links[:i]) if isinstance(y, PLoop))
+            buf = g.staged_name(x.operand) if isinstance(x, PStage) else g.acc
+            s.do("expand_dim", buf, 2, f"{loop_name(g, loop.var, loop.stride)} % 2")
+            s.do("lift_alloc", buf)
 
 
 def _hoist_configs(s: Session, hoisted, selection: Selection, reads: set[tuple[str, str]]) -> None:

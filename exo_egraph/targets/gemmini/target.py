@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import math
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from exo import Procedure
@@ -13,8 +14,8 @@ from exo import Procedure
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
 from exo_egraph.extract.plan_extract import extract_timed, random_plan
 from exo_egraph.lower import lower, source_of
-from exo_egraph.rewrites.gemmini import gemmini_rules
-from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, saturate
+from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
+from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason, saturate
 from exo_egraph.script import Replayed
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
@@ -78,6 +79,7 @@ class GemminiVerdict:
         ]
 
 
+BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
 
 
@@ -87,6 +89,7 @@ class GemminiTarget:
 
     name: str = "gemmini"
     cost_unit: str = "cycles"
+    staged: bool = True  # double buffering explored around the first phase's best plans only
 
     def prepare(self, proc: Procedure) -> GemminiProblem:
         term = lower(proc)
@@ -102,15 +105,41 @@ class GemminiTarget:
     def saturate(
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
     ) -> Saturated:
+        """Two phases. *plans*: every rule but double buffering, from the initial plan; its
+        `BUFFER_SEEDS` fastest plans under the decoupled model are kept. *buffers*: the
+        double-buffering rules from those plans. Out of time (or interrupted) after the first,
+        its e-graph is the answer's. Not ``staged``: every rule at once, one (larger) e-graph."""
+        began = time.perf_counter()
         expr = to_egg(initial_plan(problem.pattern))
-        return saturate(expr, gemmini_rules(problem.pattern, problem.selection), budget, progress, deadline)
+        rules = gemmini_rules(problem.pattern, problem.selection, buffers=not self.staged)
+        plans = saturate(expr, rules, budget, progress, deadline)
+        if not self.staged or plans.stats.stop_reason is StopReason.INTERRUPTED or deadline.passed():
+            return plans
+        try:
+            kept = extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline)
+        except KeyboardInterrupt:
+            return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
+        if not kept or deadline.passed():
+            return plans
+        p = plans.stats
+        first = Stage("plans", p.enodes, p.schedules, time.perf_counter() - began, p.stop_reason,
+                      kept=len(kept))  # fmt: skip
+        began = time.perf_counter()
+        seeds = [to_egg(x.plan) for x in kept]
+        buffered = saturate(seeds[0], buffer_rules(problem.pattern), budget, progress, deadline, seeds=seeds[1:])
+        b = buffered.stats
+        last = Stage("buffers", b.enodes, b.schedules, time.perf_counter() - began, b.stop_reason)
+        stop = b.stop_reason if b.stop_reason.budget_reached else p.stop_reason
+        stats = replace(b, seconds=first.seconds + last.seconds, stop_reason=stop, history=p.history + b.history,
+                        stages=(first, last))  # fmt: skip
+        return replace(buffered, stats=stats)
 
     def naive_cost(self, problem: GemminiProblem) -> float:
         """The input proc runs on the host CPU only: its modeled host cycles."""
         return host_cycles(problem.term)
 
     def extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
-        picks = extract_timed(saturated.view, problem.model, k=k, deadline=deadline)
+        picks = extract_timed(saturated.view, problem.model, k=k, deadline=deadline, buffered=True)
         if not picks:
             raise NotGemmini(f"{problem.proc.name()}: no plan fits the scratchpad and accumulator")
         return [self._pick(problem, x.plan, x.choice.hoisted) for x in picks]
@@ -148,8 +177,8 @@ class GemminiTarget:
         return f"{' '.join(['gcc', *CFLAGS])}, Gemmini C model (DIM {CONSTANTS['DIM']})"
 
     def for_tuning(self) -> "GemminiTarget":
-        """The plan e-graph is searched whole already: ``tune`` uses it as ``explore`` does."""
-        return self
+        """``tune`` samples one e-graph with every rule (double buffering around every plan)."""
+        return replace(self, staged=False)
 
     def calibrated(self, calibration: Any) -> "GemminiTarget":
         """The model's cycles equal the simulator's (tested), so there is nothing to fit."""

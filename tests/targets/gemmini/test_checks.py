@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from exo_egraph.checks import RuleViolation
 from exo_egraph.cli import main
 from exo_egraph.targets.gemmini.checks import CHECKS, check_plan_rule, effects, plan_rule_checks
 from exo_egraph.targets.gemmini.pattern import initial_plan
+from exo_egraph.targets.gemmini.plans import PAcc, PLoop, PMac, PStage
 from exo_egraph.targets.gemmini.target import GemminiTarget
 from exo_egraph.testing import KernelSpec
 from exo_egraph.targets.gemmini import checks
@@ -48,3 +50,26 @@ def test_check_rules_names_the_gemmini_rules_with_their_target(capsys):
     assert row.split()[0] == "gemmini:divide_loop" and row.split()[-1] == "ok"
     assert main(["check-rules", "--rules", "divide_loop(acc)"]) == 2  # unknown: one line, exit 2
     assert "unknown rule divide_loop(acc)" in capsys.readouterr().err
+
+
+def test_double_buffering_past_capacity_is_caught():
+    """Double buffering is only storage (always the same values), so its guard is capacity: twice
+    the buffer must fit. A footprint that counted one buffer would let this plan through (64
+    accumulator tiles, alternating: 2048 rows of 1024); the check catches it on the model."""
+    kernel = KernelSpec("mm", checks.MATMUL.format(name="mm", N=128, M=256, K=16))
+    problem = GemminiTarget().prepare(kernel.proc())
+    model = problem.model
+    choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks
+                  and not model.overwrites(c.instr("zero")))  # fmt: skip
+    inner = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
+    inner = PLoop("i", 16, 8, PLoop("j", 16, 8, inner))
+
+    def plan(buffers: int):
+        return PLoop("j", 128, 2, PAcc(choice.instr("zero"), choice.instr("store"), inner, buffers))
+
+    assert model.footprint(plan(1)).fits(model.consts)
+    assert not model.footprint(plan(2)).fits(model.consts)  # the guard
+    explored = checks.Explored(problem, None, (choice,))
+    checks.check_plan(explored, plan(1), choice)  # one buffer: sound
+    with pytest.raises(RuleViolation, match="overflow"):
+        checks.check_plan(explored, plan(2), choice)

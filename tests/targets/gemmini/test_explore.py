@@ -41,11 +41,12 @@ SMALL = {
 
 
 @lru_cache(maxsize=None)
-def explored(name: str, broken: bool = False):
+def explored(name: str, broken: bool = False, buffers: bool = False):
     proc = SMALL.get(name) or getattr(kernels, name)
     problem = GemminiTarget().prepare(proc)
     # broken: the accumulator may move into any loop, a reduction too (drops partial sums)
-    rules = gemmini_rules(problem.pattern, problem.selection, accumulator_rules(lambda v: []) if broken else None)
+    accumulator = accumulator_rules(lambda v: []) if broken else None
+    rules = gemmini_rules(problem.pattern, problem.selection, accumulator, buffers=buffers)
     sat = saturate(to_egg(initial_plan(problem.pattern)), rules, Budget(seconds=60))
     return proc, problem.pattern, problem.model, sat
 
@@ -62,6 +63,8 @@ def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
         return v.message
     if v.cycles != model.cycles(plan, hoisted):
         return f"simulated {v.cycles} cycles, modeled {model.cycles(plan, hoisted)}"
+    if v.counters["cycles_serial"] != model.serial_cycles(plan, hoisted):
+        return f"serial: simulated {v.counters['cycles_serial']} cycles, modeled {model.serial_cycles(plan, hoisted)}"
     return None
 
 
@@ -75,6 +78,7 @@ def features(name: str, plan) -> set[str]:
     out |= {f"instr:{o}" for x in links if isinstance(x, PAcc) for o in (x.zero, x.store)}
     if any(x.stride > 16 for x in loops):
         out.add("divide_loop")
+    out |= {f"double_buffer:{type(x).__name__}" for x in links if isinstance(x, (PStage, PAcc)) and x.buffers == 2}
     if [x.var for x in loops if x.stride <= 16] != first:
         out.add("reorder_loops")
     for i, x in enumerate(links):
@@ -206,9 +210,10 @@ def test_a_role_no_instruction_fills_is_named_with_its_statement(kernel, step):
 
 @pytest.mark.parametrize("name", ["matmul_32x48x64", "conv2d_2x16"])
 def test_every_plan_rule_is_sound_on_random_plans(name):
-    """Property: any plan of the saturated e-graph replays through Exo and runs bit-exact on the
-    model in exactly the modeled cycles; the draws exercise every rule and instruction."""
-    _, _, model, sat = explored(name)
+    """Property: any plan of the saturated e-graph (double buffering included) replays through
+    Exo and runs bit-exact on the model in exactly the modeled cycles (decoupled and serial); the
+    draws exercise every rule and instruction."""
+    _, _, model, sat = explored(name, buffers=True)
     # block loads fit only some plans (their column tiles innermost): tested per instruction below
     choices = [c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks]
     seen: set[str] = set()
@@ -227,6 +232,7 @@ def test_every_plan_rule_is_sound_on_random_plans(name):
 
     check()
     assert {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "first_step"} <= seen
+    assert {"double_buffer:PStage", "double_buffer:PAcc"} <= seen
     assert not {"acc_inside_reduction", "first_step_misplaced"} & seen
 
 
