@@ -100,16 +100,22 @@ def extract_timed(
     samples: int = SAMPLES,
     seed: int = 0,
     buffered: bool = False,
+    every_choice: bool = False,
 ) -> list[Extracted]:
     """The ``k`` plans of the shortlist that run fastest under the decoupled model
     (`GemminiCost.cycles`, equal to the simulator's): the serial programme's ``shortlist`` cheapest,
     its cheapest of each of ``shortlist`` * 2 distinct costs, (``buffered``: the e-graph holds
     double buffers) its ``shortlist`` cheapest when what double buffering overlaps is free, and
-    ``samples`` random plans that fit (drawn with ``seed``; fewer once ``deadline`` has passed)."""
-    pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline)}
-    for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline):
+    ``samples`` random plans that fit (drawn with ``seed``; fewer once ``deadline`` has passed).
+    ``every_choice``: the programme tries every instruction choice the e-graph holds, not only
+    those the serial model finds distinct (under overlap, an inline config can beat a hoisted
+    one); for small e-graphs."""
+    choices = held_choices(view, model) if every_choice else None
+    pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
+    for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline, choices=choices):
         pool.setdefault((x.plan, x.choice), x)
-    for x in extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True) if buffered else ():
+    hidden = extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices)
+    for x in hidden if buffered else ():
         pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
     rng, choices, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
@@ -123,6 +129,18 @@ def extract_timed(
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
     timed = [replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles) for x in pool.values()]
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
+
+
+def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:
+    """The instruction choices whose instructions the e-graph holds (but for the zero's, of which
+    a plan uses one: a zero instruction or a first-step matmul)."""
+    held = {i for instrs in _op_instrs(view, _primitives(view)).values() for i in instrs}
+    out = []
+    for choice in model.choices():
+        missing = {role for role, instr in choice.instrs if instr not in held}
+        if missing <= {Role.ZERO} or missing <= {Role.ZERO_MAC}:
+            out.append(choice)
+    return out
 
 
 def _fill(choice: OpChoice, held: set[str], role: str) -> str | None:

@@ -267,7 +267,8 @@ def check_plan(explored: Explored, plan: Plan, choice: OpChoice) -> None:
     """Properties 1–3 for one plan; raise `RuleViolation` on the first failure."""
     problem = explored.problem
     try:
-        replayed = replay_plan(problem.proc, problem.pattern, plan, choice.hoisted, problem.selection)
+        replayed = replay_plan(problem.proc, problem.pattern, plan, choice.hoisted, problem.selection,
+                               problem.temporaries)
     except ReplayError as e:
         raise RuleViolation(f"guard precision: Exo rejected a step the rules allowed: {e}\nplan:\n{show(plan)}") from e
     verdict = validate_gemmini(problem.proc, replayed.proc)

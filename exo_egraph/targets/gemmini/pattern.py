@@ -78,6 +78,27 @@ class GemmPattern:
         return names.get(operand, self.acc)
 
 
+def copy_temporaries(term: t.Proc) -> tuple[str, ...]:
+    """Scalar temporaries that only copy an operand element before it is widened, as Exo's own
+    Gemmini kernels write the multiply (``a: i8; a = A[i, k]; a2: i32; a2 = a``). The
+    instructions read the operand straight into the wide temporary (``a2 = A[i, k]``), so the
+    replay first inlines each such copy (`exo_egraph.targets.gemmini.replay.inline_temporaries`)."""
+    args = {a.name: a for a in term.args if a.shape}
+    out = []
+    for loop in (x for x in t.walk(term.body) if isinstance(x, t.Loop)):
+        scalars = {x.name: x.typ for x in loop.body if isinstance(x, t.Alloc) and not x.shape}
+        for x in loop.body:
+            if not (isinstance(x, t.Assign) and x.buf in scalars and not x.idx and isinstance(x.rhs, t.Read)):
+                continue
+            if x.rhs.buf not in args or args[x.rhs.buf].typ != scalars[x.buf]:
+                continue  # not a plain copy of an operand element
+            uses = [y for y in loop.body if any(r.buf == x.buf for r in _reads((y,)))]
+            if len(uses) == 1 and isinstance(uses[0], t.Assign) and uses[0].rhs == t.Read(x.buf, ()) \
+                    and uses[0].buf in scalars:  # fmt: skip
+                out.append(x.buf)
+    return tuple(out)
+
+
 def find_gemm(term: t.Proc) -> GemmPattern:
     """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit."""
     args = {a.name: a for a in term.args}

@@ -1,6 +1,7 @@
 """replay (Gemmini): original proc + extracted plan → a schedule script of Exo calls, and the scheduled proc.
 
-Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.gemmini`), in this order:
+Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.gemmini`), in this order
+(after ``inline_assign`` + ``delete_buffer`` of copy temporaries, when the kernel has them):
 
 1. configs a ``do_*`` instruction relies on: ``write_config`` at the top, ``replace`` by the config instr;
 2. ``divide_loop`` of n, m, k by DIM, then by the plan's blocks;
@@ -59,17 +60,28 @@ def loop_name(g: GemmPattern, var: str, stride: int) -> str:
     return f"{var}_{stride}" if g.tiled(var) else var
 
 
+def inline_temporaries(s: Session, names: tuple[str, ...]) -> None:
+    """``inline_assign`` each copy temporary (`exo_egraph.targets.gemmini.pattern.copy_temporaries`)
+    into the widening that reads it, and ``delete_buffer`` it: ``a2 = A[i, k]``, as the
+    instructions do it."""
+    for name in names:
+        s.do("inline_assign", find(f"{name} = _"))
+        s.do("delete_buffer", find(f"{name} : _"))
+
+
 def replay_plan(
     original: Procedure,
     g: GemmPattern,
     plan: Plan,
     hoisted: tuple[tuple[str, tuple[str, ...]], ...],
     selection: Selection,
+    temporaries: tuple[str, ...] = (),
 ) -> Replayed:
     """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top), with the instructions
-    ``selection`` unified; raises `ReplayError`."""
+    ``selection`` unified, after inlining its copy ``temporaries``; raises `ReplayError`."""
     links = chain(plan)
     s = Session(original)
+    inline_temporaries(s, temporaries)
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
     store = selection.binding(Role.STORE, links[acc_at].store)
     reads = {(c, f) for c, f, v in store.requires if isinstance(v, t.Read)}  # config fields it reads

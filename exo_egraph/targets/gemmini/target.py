@@ -12,11 +12,11 @@ from typing import Any, Callable, Mapping
 from exo import Procedure
 
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
-from exo_egraph.extract.plan_extract import extract_timed, random_plan
+from exo_egraph.extract.plan_extract import SHORTLIST, extract_timed, random_plan
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason, saturate
-from exo_egraph.script import Replayed
+from exo_egraph.script import Replayed, Session
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
 from exo_egraph.validate.cpu import CFLAGS
@@ -24,19 +24,28 @@ from exo_egraph.validate.measurement import Measurement
 
 from .config import CONSTANTS, PLATFORM
 from .model import validate_gemmini
-from .pattern import GemmPattern, NotGemmini, find_gemm, initial_plan, role_statement, unfilled_roles
+from .pattern import (
+    GemmPattern,
+    NotGemmini,
+    copy_temporaries,
+    find_gemm,
+    initial_plan,
+    role_statement,
+    unfilled_roles,
+)
 from .plans import show, to_egg
-from .replay import replay_plan
+from .replay import inline_temporaries, replay_plan
 from .selection import Selection, select_instructions
 
 
 @dataclass(frozen=True)
 class GemminiProblem:
     proc: Procedure
-    term: Proc
-    pattern: GemmPattern
+    term: Proc  # the kernel as written
+    pattern: GemmPattern  # of the kernel with its copy temporaries inlined
     selection: Selection
     model: GemminiCost
+    temporaries: tuple[str, ...] = ()  # copy temporaries the replay inlines first
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ class GemminiVerdict:
         ]
 
 
+WIDE_SHORTLIST = 64  # plans the second phase's (small) e-graph gives the timed shortlist
 BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
 
@@ -93,14 +103,21 @@ class GemminiTarget:
 
     def prepare(self, proc: Procedure) -> GemminiProblem:
         term = lower(proc)
-        pattern = find_gemm(term)
+        temporaries = copy_temporaries(term)
+        if temporaries:  # Exo's own form: operands copied to i8 temporaries, then widened
+            session = Session(proc)
+            inline_temporaries(session, temporaries)
+            pattern = find_gemm(session.term)
+        else:
+            pattern = find_gemm(term)
         selection = select_instructions(pattern, importlib.import_module(PLATFORM))
         missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
         if missing:
             role, words = missing[0]
             where = source_of(proc, role_statement(pattern, role)) or "its statement"
             raise NotGemmini(f"{proc.name()}: no instruction of {PLATFORM} matches the {words} {where}")
-        return GemminiProblem(proc, term, pattern, selection, GemminiCost(pattern, selection, dict(CONSTANTS)))
+        model = GemminiCost(pattern, selection, dict(CONSTANTS))
+        return GemminiProblem(proc, term, pattern, selection, model, temporaries)
 
     def saturate(
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -139,13 +156,18 @@ class GemminiTarget:
         return host_cycles(problem.term)
 
     def extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
-        picks = extract_timed(saturated.view, problem.model, k=k, deadline=deadline, buffered=True)
+        # staged, the e-graph holds the first phase's best plans and their double buffers: a
+        # small one, whose every plan the wide shortlist times (the kept plans among them)
+        shortlist = WIDE_SHORTLIST if self.staged else SHORTLIST
+        picks = extract_timed(saturated.view, problem.model, k=k, deadline=deadline, shortlist=shortlist,
+                              buffered=True, every_choice=self.staged)  # fmt: skip
         if not picks:
             raise NotGemmini(f"{problem.proc.name()}: no plan fits the scratchpad and accumulator")
         return [self._pick(problem, x.plan, x.choice.hoisted) for x in picks]
 
     def replay(self, problem: GemminiProblem, pick: Pick) -> Replayed:
-        return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection)
+        return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection,
+                           problem.temporaries)
 
     def validate(
         self,
