@@ -6,7 +6,8 @@ their row/column arguments under the unifier's size binding) and priced with the
 
 - ``cycles``: the decoupled model (loads, execution and stores overlap, waiting on reservation
   stations and tile hazards), by running the plan's commands in program order through
-  `exo_egraph.extract.gemmini_timeline` — equal to the simulator's ``cycles`` for the replay;
+  `exo_egraph.extract.gemmini_timeline` — equal to the simulator's ``cycles`` for the replay
+  (large plans: run for a few outer trips and extrapolated);
 - ``serial_cycles`` and `counters`: the serial model, additive over the plan (what extraction's
   dynamic programme sums to shortlist plans), equal to the simulator's ``cycles_serial``.
 
@@ -385,7 +386,8 @@ class GemminiCost:
         return plan_timing(self, plan, hoisted)
 
     def cycles(self, plan: Plan, hoisted: tuple = ()) -> int:
-        """Cycles under the decoupled model: what the simulator's ``cycles`` counter reads."""
+        """Cycles under the decoupled model: what the simulator's ``cycles`` counter reads (for a
+        plan of more than `EXACT_STEPS` steps, extrapolated from its first outer trips)."""
         return self.timing(plan, hoisted).cycles
 
 

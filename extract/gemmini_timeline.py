@@ -162,30 +162,74 @@ class Timeline:
 
 @dataclass(frozen=True)
 class Timing:
-    """A plan's cycles under the decoupled model, and how busy each controller was."""
+    """A plan's cycles under the decoupled model, and how busy each controller was (``exact``:
+    every command was run; else the cycles are extrapolated from the first trips of the
+    outermost loop, and the busy counts are of those trips only)."""
 
     cycles: int
     busy_ld: int
     busy_ex: int
     busy_st: int
+    exact: bool = True
 
 
-def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = ()) -> Timing:
-    """Run ``plan`` (configs ``hoisted`` to the top) through the decoupled model."""
+EXACT_STEPS = 16384  # plans with more 16x16x16 steps are timed on their first trips, then extrapolated
+TRIPS = 4  # trips of the sampled loop run before extrapolating (the last one gives the period)
+
+
+def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_steps: int = EXACT_STEPS) -> Timing:
+    """Run ``plan`` (configs ``hoisted`` to the top) through the decoupled model.
+
+    A plan of more than ``exact_steps`` steps is sampled on its outermost loop of more than
+    `TRIPS` + 1 trips with no accumulator above it: `TRIPS` of its trips are run, and the trips
+    left are priced at the last one's cycles (they repeat the same commands on their own tiles,
+    so the pipeline settles into a period); when loops above it repeat it, each repetition is
+    priced as the first (an estimate: it ignores overlap between repetitions)."""
     clock = Timeline(model.consts)
     for call in hoisted:
         clock.call(model.commands_of(call[0]), {})
-    for instr, blocks, tiles in plan_calls(model, plan):
+    links = chain(plan)
+    steps = 1
+    for x in links:
+        steps *= x.extent if isinstance(x, PLoop) else 1
+    sampled = None
+    if steps > exact_steps:
+        for i, x in enumerate(links):
+            if isinstance(x, PAcc):
+                break
+            if isinstance(x, PLoop) and x.extent > TRIPS + 1:
+                sampled = i
+                break
+    if sampled is None:
+        for instr, blocks, tiles in plan_calls(model, plan):
+            clock.call(model.commands_of(instr, blocks), tiles)
+        return Timing(clock.cycles, *clock.busy)
+    repeats = 1
+    for x in links[:sampled]:
+        repeats *= x.extent if isinstance(x, PLoop) else 1
+    marks: list[int] = []
+    for call in plan_calls(model, plan, trips_of=sampled):
+        if call is None:  # the sampled loop starts a trip, or ends one
+            marks.append(clock.cycles)
+            if len(marks) == TRIPS + 1:
+                start, period = marks[0], marks[-1] - marks[-2]
+                one = marks[-1] - start + (links[sampled].extent - TRIPS) * period
+                return Timing(start + repeats * one, *clock.busy, exact=False)
+            continue
+        instr, blocks, tiles = call
         clock.call(model.commands_of(instr, blocks), tiles)
     return Timing(clock.cycles, *clock.busy)
 
 
-def plan_calls(model: "GemminiCost", plan: Plan) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+def plan_calls(
+    model: "GemminiCost", plan: Plan, trips_of: int | None = None
+) -> Iterator[tuple[str, int | None, dict[str, tuple]] | None]:
     """The instruction calls of ``plan``'s replay, in program order: (instruction, column tiles of a
     block load, the tiles it touches by name). A tile is (operand, its indices in its buffer): a
     staged buffer holds a tile per iteration of the loops below its staging that the operand
     changes with; the accumulator, per parallel loop below it; a double buffer, also per parity
-    of the loop right around it."""
+    of the loop right around it. ``trips_of``: None before the first trip of the loop at that
+    link, and after each of its trips."""
     g, links = model.g, chain(plan)
     loops = [i for i, x in enumerate(links) if isinstance(x, PLoop)]
     at = {x.operand: i for i, x in enumerate(links) if isinstance(x, PStage)}
@@ -243,9 +287,13 @@ def plan_calls(model: "GemminiCost", plan: Plan) -> Iterator[tuple[str, int | No
                     yield from loads(j, links[j])
         x = links[end]
         if isinstance(x, PLoop):
+            if end == trips_of:
+                yield None
             for trip in range(x.extent):
                 pos[end] = trip
                 yield from walk(end + 1)
+                if end == trips_of:
+                    yield None
         else:
             tiles = {o: (key(o, (pos[j] for j in deps[o])),) for o in (*OPERANDS, Operand.C)}
             first = first_step and all(pos[j] == 0 for j in reductions)

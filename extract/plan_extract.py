@@ -114,8 +114,8 @@ def extract_timed(
     pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
     for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline, choices=choices):
         pool.setdefault((x.plan, x.choice), x)
-    hidden = extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices)
-    for x in hidden if buffered else ():
+    hidden = extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices) if buffered else []
+    for x in hidden:
         pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
     rng, choices, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
@@ -127,7 +127,11 @@ def extract_timed(
             continue
         drawn += 1
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
-    timed = [replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles) for x in pool.values()]
+    timed = []
+    for x in sorted(pool.values(), key=lambda x: x.cycles):  # the serially cheapest first
+        if timed and deadline is not None and deadline.passed():
+            break  # anytime: the plans timed so far
+        timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
 
 

@@ -96,6 +96,24 @@ GEMMINI_KERNELS = (
     "gemmini_conv2d_16",
 )
 
+# large: 512^3 and the matmul layers of ResNet-50 (N x M x K; the shapes of Exo's own Gemmini
+# benchmarks, apps/gemmini), for the benchmark table only (each replay and model run takes seconds)
+gemmini_matmul_512 = _sized(gemm_i8, "gemmini_matmul_512", N=512, M=512, K=512)
+gemmini_resnet_12544x256x64 = _sized(gemm_i8, "gemmini_resnet_12544x256x64", N=12544, M=256, K=64)
+gemmini_resnet_12544x64x256 = _sized(gemm_i8, "gemmini_resnet_12544x64x256", N=12544, M=64, K=256)
+gemmini_resnet_3136x512x128 = _sized(gemm_i8, "gemmini_resnet_3136x512x128", N=3136, M=512, K=128)
+gemmini_resnet_3136x128x512 = _sized(gemm_i8, "gemmini_resnet_3136x128x512", N=3136, M=128, K=512)
+gemmini_resnet_784x1024x256 = _sized(gemm_i8, "gemmini_resnet_784x1024x256", N=784, M=1024, K=256)
+
+GEMMINI_LARGE = (
+    "gemmini_matmul_512",
+    "gemmini_resnet_12544x256x64",
+    "gemmini_resnet_12544x64x256",
+    "gemmini_resnet_3136x512x128",
+    "gemmini_resnet_3136x128x512",
+    "gemmini_resnet_784x1024x256",
+)
+
 
 # ----------------------------------------------------------------------------- numpy references
 
@@ -127,4 +145,4 @@ def conv2d_reference(v: dict) -> dict:
     return {"out": _epilogue(acc.astype(np.int32), v["scale"][0], bool(v["act"]))}
 
 
-REFERENCES = {name: (conv2d_reference if "conv" in name else matmul_reference) for name in GEMMINI_KERNELS}
+REFERENCES = {name: (conv2d_reference if "conv" in name else matmul_reference) for name in GEMMINI_KERNELS + GEMMINI_LARGE}

@@ -200,13 +200,21 @@ def _check_capacity(what: str, sp_rows: int, acc_rows: int) -> None:
 
 
 def tiled_matmul(
-    p: Procedure, *, c_block: tuple[str, int] | None = None, overwrite: bool = True, max_block: int = MAX_BLOCK
+    p: Procedure,
+    *,
+    c_block: tuple[str, int] | None = None,
+    overwrite: bool = True,
+    max_block: int = MAX_BLOCK,
+    rotate: bool = False,
 ) -> Procedure:
     """C in 16x16 tiles, A and B staged whole in the scratchpad (each byte moves once), C tiles
     in the accumulator.  ``c_block=("i", BI)``: when all of C does not fit, an outer loop over
     blocks of BI tile rows; C's block and A's rows for it are per block, B stays resident.
     ``("j", BJ)``: blocks of BJ tile columns; A resident, B's columns per block.
-    ``overwrite``: the first k step writes C (no zero fill).  ``max_block``: tiles per mvin."""
+    ``overwrite``: the first k step writes C (no zero fill).  ``max_block``: tiles per mvin.
+    ``rotate``: the C block and the streamed operand's block alternate between two buffers
+    across the block loop (the experts' rotating accumulator tiles and double-buffered operand:
+    the next block's loads and first steps need not wait for this block's stores)."""
     (N, K), (K2, M) = _shape(p, "A"), _shape(p, "B")
     assert K == K2 and N % DIM == 0 and M % DIM == 0 and K % DIM == 0, (N, M, K)
     NI, NJ, NK = N // DIM, M // DIM, K // DIM
@@ -220,7 +228,12 @@ def tiled_matmul(
     assert NI % BI == 0 and NJ % BJ == 0
     a_rows = BI * NK * DIM if c_block and c_block[0] == "i" else NI * NK * DIM
     b_rows = NK * BJ * DIM if c_block and c_block[0] == "j" else NK * NJ * DIM
-    _check_capacity(p.name(), a_rows + b_rows, BI * BJ * DIM)
+    copies = 2 if rotate and c_block else 1
+    if c_block and c_block[0] == "i":
+        a_rows *= copies
+    elif c_block:
+        b_rows *= copies
+    _check_capacity(p.name(), a_rows + b_rows, copies * BI * BJ * DIM)
 
     p = configs_at_top(p, a_stride="stride(A, 0)", b_stride="stride(B, 0)", c_stride="stride(C, 0)", zero=not overwrite)
 
@@ -287,6 +300,11 @@ def tiled_matmul(
         p = replace(p, p.find_loop("ii"), do_zero_acc_i32)
         p = replace(p, p.find_loop("ii"), do_matmul_acc_i8)
     p = replace(p, p.find_loop("ii"), do_st_acc_i8)
+    if rotate and c_block:
+        block_loop, streamed = ("ib", "a_s") if c_block[0] == "i" else ("jb", "b_s")
+        for name in ("res", streamed):
+            p = expand_dim(p, name, 2, f"{block_loop} % 2")
+            p = lift_alloc(p, name)
     return unroll_unit_loops(p)
 
 
