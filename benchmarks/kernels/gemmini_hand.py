@@ -475,6 +475,18 @@ HAND_SCHEDULES: dict[str, Callable[[Procedure], Procedure]] = {
 }
 
 
+# expert style for the large kernels: B resident, blocks of C rows rotating between two halves of
+# the accumulator, the block's A rows double-buffered (512^3 and 784x1024x256 need B blocked as
+# well as C, which tiled_matmul does not do: they have no hand schedule)
+EXPERT: dict[str, Callable[[Procedure], Procedure]] = {
+    "gemmini_resnet_12544x256x64": lambda p: tiled_matmul(p, c_block=("i", 2), rotate=True),
+    "gemmini_resnet_12544x64x256": lambda p: tiled_matmul(p, c_block=("i", 8), rotate=True),
+    "gemmini_resnet_3136x512x128": lambda p: tiled_matmul(p, c_block=("i", 1), rotate=True),
+    "gemmini_resnet_3136x128x512": lambda p: tiled_matmul(p, c_block=("i", 4), rotate=True),
+}
+"""Expert-style hand schedules (resident blocks, rotating accumulator tiles) for the large kernels."""
+
+
 def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
     out: dict[str, dict[str, Callable[[Procedure], Procedure]]] = {}
     blocks = {"gemmini_matmul_256": ("i", 4), "gemmini_matmul_128x512x256": ("j", 8)}
