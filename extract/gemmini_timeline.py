@@ -192,9 +192,10 @@ def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_ste
     steps = 1
     for x in links:
         steps *= x.extent if isinstance(x, PLoop) else 1
-    first = next(i for i, x in enumerate(links) if isinstance(x, PLoop))
+    first = next((i for i, x in enumerate(links) if isinstance(x, PLoop)), None)  # none: one tile
     sampled = None
-    if steps > exact_steps and links[first].extent > TRIPS + 1 and not any(isinstance(x, PAcc) for x in links[:first]):
+    if (first is not None and steps > exact_steps and links[first].extent > TRIPS + 1
+            and not any(isinstance(x, PAcc) for x in links[:first])):  # fmt: skip
         sampled = first
     if sampled is None:
         for instr, blocks, tiles in plan_calls(model, plan):
