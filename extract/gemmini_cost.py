@@ -111,7 +111,9 @@ def config_writes(selection: Selection, binding: Binding) -> tuple[ConfigWrite, 
     hoisted = name.startswith("do_")
     twin = selection.all_patterns.get((name[3:] if hoisted else name) + "_v2")
     if twin is None or not twin.body or not isinstance(twin.body[-1], t.Call):
-        return ()
+        # a do_* instruction relies on a config its body does not declare: without the twin
+        # that names it (exo 1.0 has none for do_ld_acc_i32), the config it reads is unknown
+        return None if hoisted else ()
     required = {(c, f): v for c, f, v in binding.requires}
     out = []
     for call in twin.config_calls:

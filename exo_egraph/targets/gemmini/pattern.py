@@ -3,7 +3,7 @@
 A kernel Gemmini can run has the shape of Exo's Gemmini examples: parallel loops around
 
     acc: i32            # the accumulator
-    acc = 0
+    acc = 0             # or acc = bias[...]: an i32 bias at the output position
     for <reduction loops>: ... acc += a * b     (a, b read from two DRAM buffers)
     <epilogue>          # scale, clamp, store to the output
 
@@ -92,6 +92,9 @@ def copy_temporaries(term: t.Proc) -> tuple[str, ...]:
                 continue
             if x.rhs.buf not in args or args[x.rhs.buf].typ != scalars[x.buf]:
                 continue  # not a plain copy of an operand element
+            writes = [y for y in t.leaves(loop.body) if isinstance(y, (t.Assign, t.Reduce)) and y.buf == x.buf]
+            if writes != [x]:
+                continue  # written again (an accumulator): not a copy
             uses = [y for y in loop.body if any(r.buf == x.buf for r in _reads((y,)))]
             if len(uses) == 1 and isinstance(uses[0], t.Assign) and uses[0].rhs == t.Read(x.buf, ()) \
                     and uses[0].buf in scalars:  # fmt: skip
@@ -109,8 +112,9 @@ def find_gemm(term: t.Proc) -> GemmPattern:
         raise NotGemmini(f"{term.name}: no scalar i32 accumulator allocated inside the parallel loops")
     acc = body[0].name
     zero = body[1]
-    if not (isinstance(zero, t.Assign) and zero.buf == acc and isinstance(zero.rhs, t.Const)):
-        raise NotGemmini(f"{term.name}: the accumulator '{acc}' is not zeroed before the reduction")
+    if not (isinstance(zero, t.Assign) and zero.buf == acc and _starts_from(zero.rhs, args, parallel)):
+        raise NotGemmini(f"{term.name}: the accumulator '{acc}' does not start from zero or from an i32 bias "
+                         "read at the output's position before the reduction")
     reduction, inner = _chain(body[2:3], term.name)
     if not reduction:
         raise NotGemmini(f"{term.name}: no reduction loop after zeroing '{acc}'")
@@ -142,6 +146,16 @@ def find_gemm(term: t.Proc) -> GemmPattern:
                     return _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue,
                                     (a_buf, a_idx), (b_buf, b_idx), out)
     raise NotGemmini(f"{term.name}: no three loops with trip counts divisible by {DIM} index the operands as a matmul")
+
+
+def _starts_from(rhs: t.Expr, args: dict, parallel: list[tuple[str, int]]) -> bool:
+    """The accumulator's first value: a constant (zero), or a bias — an element of an i32 DRAM
+    buffer indexed by the parallel loops only (loaded into the accumulator, not zeroed)."""
+    if isinstance(rhs, t.Const):
+        return True
+    outer = {v for v, _ in parallel}
+    return (isinstance(rhs, t.Read) and rhs.buf in args and args[rhs.buf].typ == "i32"
+            and all(a.vars <= outer for a in rhs.idx))  # fmt: skip
 
 
 def _chain(block: t.Block, proc: str) -> tuple[list[tuple[str, int]], t.Block]:
@@ -220,8 +234,9 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         inner, {acc: acc_tile, a_buf: (a_s, (t.Aff.var(n1), t.Aff.var(k1))), b_buf: (b_s, (t.Aff.var(k1), t.Aff.var(m1)))}
     )
     mac = _tile_loops((n1, m1, k1), mac_body)
-    zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], zero.rhs),))
-    zero_mac = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], zero.rhs), *_tile_loops((k1,), mac_body)))
+    start = t.subst_expr(zero.rhs, tile_env)  # zero, or the bias at the tile's position
+    zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start),))
+    zero_mac = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start), *_tile_loops((k1,), mac_body)))
     store_body = t.subst_block(_replace_reads(epilogue, {acc: acc_tile}), tile_env)
     store = _tile_loops((n1, m1), store_body)
 
@@ -272,7 +287,7 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
 
 # what each role does, in the words of the kernel, and how to find its statement in the kernel
 _ROLE_WORDS = {
-    Role.ZERO: "zeroing of the accumulator",
+    Role.ZERO: "start of the accumulator (zero or bias)",
     Role.LOAD_A: "read of the first operand",
     Role.LOAD_B: "read of the second operand",
     Role.MAC: "multiply-accumulate step",

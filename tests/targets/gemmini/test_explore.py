@@ -198,6 +198,46 @@ def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
             C[i, j] = tmp2
 
 
+@proc
+def matmul_bias(scale: f32, act: bool, A: i8[32, 48], B: i8[48, 32], bias: i32[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = bias[i, j]
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            acc_scale(src_tmp, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
+def test_an_accumulator_that_starts_from_a_bias_loads_it_and_runs_bit_exact():
+    """``res = bias[i, j]``: the accumulator is loaded (ld_acc_i32), not zeroed. (exo's
+    do_ld_acc_i32 would read a config its body does not declare: it is never selected.)"""
+    import numpy as np
+
+    from exo_egraph import explore
+
+    def reference(v: dict) -> dict:
+        acc = (v["bias"].astype(np.int64) + v["A"].astype(np.int64) @ v["B"].astype(np.int64)).astype(np.int32)
+        return {"C": kernels._epilogue(acc, v["scale"][0], bool(v["act"]))}
+
+    result = explore(matmul_bias, "gemmini", budget=Budget(seconds=60), reference=reference)
+    assert result.validation.ok, result.validation.message
+    plan = "\n".join(result.details[0]["plan"])
+    assert "accumulate: ld_acc_i32" in plan and "do_ld_acc_i32" not in plan
+
+
 def test_a_role_no_instruction_fills_is_named_with_its_statement():
     """Not a capacity problem: the message names the statement no instruction matched."""
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
