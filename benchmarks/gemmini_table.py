@@ -129,9 +129,8 @@ def large(budget_s: float, out: Path) -> None:
         h = validate_gemmini(proc, expert(proc), reference=reference) if expert else None
         plain = None
         if expert:
-            block = {"gemmini_resnet_12544x256x64": 2, "gemmini_resnet_12544x64x256": 8,
-                     "gemmini_resnet_3136x512x128": 1, "gemmini_resnet_3136x128x512": 4}[name]  # fmt: skip
-            plain = validate_gemmini(proc, hand.tiled_matmul(proc, c_block=("i", block)), reference=reference)
+            plain_schedule = hand.tiled_matmul(proc, c_block=("i", hand.EXPERT_BLOCKS[name]))
+            plain = validate_gemmini(proc, plain_schedule, reference=reference)
         row = {
             "kernel": name, "explore_seconds": round(seconds, 2), "stop_reason": r.stop_reason.value,
             "explored_cycles": v.cycles, "explored_model_cycles": v.model_cycles,

@@ -478,11 +478,14 @@ HAND_SCHEDULES: dict[str, Callable[[Procedure], Procedure]] = {
 # expert style for the large kernels: B resident, blocks of C rows rotating between two halves of
 # the accumulator, the block's A rows double-buffered (512^3 and 784x1024x256 need B blocked as
 # well as C, which tiled_matmul does not do: they have no hand schedule)
+EXPERT_BLOCKS: dict[str, int] = {  # tile rows of C per block: the accumulator holds two blocks
+    "gemmini_resnet_12544x256x64": 2,
+    "gemmini_resnet_12544x64x256": 8,
+    "gemmini_resnet_3136x512x128": 1,
+    "gemmini_resnet_3136x128x512": 4,
+}
 EXPERT: dict[str, Callable[[Procedure], Procedure]] = {
-    "gemmini_resnet_12544x256x64": lambda p: tiled_matmul(p, c_block=("i", 2), rotate=True),
-    "gemmini_resnet_12544x64x256": lambda p: tiled_matmul(p, c_block=("i", 8), rotate=True),
-    "gemmini_resnet_3136x512x128": lambda p: tiled_matmul(p, c_block=("i", 1), rotate=True),
-    "gemmini_resnet_3136x128x512": lambda p: tiled_matmul(p, c_block=("i", 4), rotate=True),
+    name: (lambda p, rows=rows: tiled_matmul(p, c_block=("i", rows), rotate=True)) for name, rows in EXPERT_BLOCKS.items()
 }
 """Expert-style hand schedules (resident blocks, rotating accumulator tiles) for the large kernels."""
 
