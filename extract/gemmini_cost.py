@@ -202,14 +202,24 @@ class GemminiCost:
     g: GemmPattern
     selection: Selection
     consts: dict[str, int]
-    _costs: dict[str, InstrCost] = field(default_factory=dict)
-    _commands: dict[tuple[str, int | None], tuple[Command, ...]] = field(default_factory=dict)
+    _costs: dict[tuple[str, int | None, str | None], InstrCost] = field(default_factory=dict)
+    _commands: dict[tuple[str, int | None, str | None], tuple[Command, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._bindings = {}
+        # a load fills both load roles, with other sizes when an operand's tile is partial
+        self._bindings: dict[tuple[str, str | None], Binding] = {}
         for role, b in self.selection.bindings:
-            self._costs[b.instr] = instr_cost(self.selection.pattern(b.instr), b, self.consts)
-            self._bindings[b.instr] = b
+            self._bindings.setdefault((b.instr, None), b)
+            if Role(role).operand is not None:
+                self._bindings[(b.instr, Role(role).operand)] = b
+
+    def binding(self, instr: str, blocks: int | None = None, operand: str | None = None) -> Binding:
+        """The sizes ``instr`` runs at: loading ``operand`` (when it is a load), moving ``blocks``
+        column tiles (when it is a block load; the block count is its ``m``)."""
+        b = self._bindings.get((instr, operand)) or self._bindings[(instr, None)]
+        if blocks is not None and instr in self.selection.blocks:
+            b = Binding(instr, tuple((k, blocks if k == "m" else v) for k, v in b.sizes), b.windows, b.values, ())
+        return b
 
     def overwrites(self, zero: str) -> bool:
         """Is ``zero`` a plain matmul doing the first reduction step (no zero instruction)?"""
@@ -221,15 +231,11 @@ class GemminiCost:
             return self.cost_of(zero).cycles - self.cost_of(mac).cycles
         return self.cost_of(zero).cycles
 
-    def cost_of(self, instr: str, blocks: int | None = None) -> InstrCost:
-        """One call of ``instr`` (a block load moving ``blocks`` column tiles)."""
-        if blocks is None or instr not in self.selection.blocks:
-            return self._costs[instr]
-        key = f"{instr}/{blocks}"
+    def cost_of(self, instr: str, blocks: int | None = None, operand: str | None = None) -> InstrCost:
+        """One call of ``instr`` (a load of ``operand``; a block load moving ``blocks`` column tiles)."""
+        key = (instr, blocks, operand)
         if key not in self._costs:
-            b = self._bindings[instr]
-            sizes = tuple((k, blocks if k == "m" else v) for k, v in b.sizes)  # the block count is `m`
-            self._costs[key] = instr_cost(self.selection.pattern(instr), Binding(instr, sizes, b.windows, b.values, ()), self.consts)
+            self._costs[key] = instr_cost(self.selection.pattern(instr), self.binding(*key), self.consts)
         return self._costs[key]
 
     def column_tiles(self, operand: str, body: Plan) -> int | None:
@@ -278,7 +284,7 @@ class GemminiCost:
         always = {Role.LOAD_A, Role.LOAD_B, Role.STORE}
         priced = []
         for ch in self.choices():
-            per_call = {r: self.cost_of(i).cycles for r, i in ch.instrs}
+            per_call = {r: self.cost_of(i, operand=Role(r).operand).cycles for r, i in ch.instrs}
             once = self.hoisted_cycles(ch.hoisted)
             kind = tuple(i in self.selection.blocks for _, i in ch.instrs)
             priced.append((per_call, once, kind, ch))
@@ -309,17 +315,18 @@ class GemminiCost:
         for call in hoisted:
             for k, v in self.config_cost(call).counters:
                 total[k] += v
-        for (instr, blocks), calls in self.calls(plan).items():
-            for k, v in self.cost_of(instr, blocks).counters:
+        for (instr, blocks, operand), calls in self.calls(plan).items():
+            for k, v in self.cost_of(instr, blocks, operand).counters:
                 total[k] += v * calls
         return total
 
-    def calls(self, plan: Plan) -> dict[tuple[str, int | None], int]:
-        """How many times each instruction of ``plan`` runs: (instruction, column tiles of a block load) → calls."""
-        out: dict[tuple[str, int | None], int] = {}
+    def calls(self, plan: Plan) -> dict[tuple[str, int | None, str | None], int]:
+        """How many times each instruction of ``plan`` runs: (instruction, column tiles of a block
+        load, the operand of a load) → calls."""
+        out: dict[tuple[str, int | None, str | None], int] = {}
 
-        def add(instr: str, n: int, blocks: int | None = None) -> None:
-            out[(instr, blocks)] = out.get((instr, blocks), 0) + n
+        def add(instr: str, n: int, blocks: int | None = None, operand: str | None = None) -> None:
+            out[(instr, blocks, operand)] = out.get((instr, blocks, operand), 0) + n
 
         def walk(p: Plan, mult: int) -> dict[str, int]:
             match p:
@@ -331,7 +338,7 @@ class GemminiCost:
                     loads = self.loads(operand, op, mult * self.tiles(operand, inner), self.column_tiles(operand, body))
                     if loads is None:
                         raise ValueError(f"{op} cannot load {operand} here: fewer than two column tiles below it")
-                    add(op, *loads)
+                    add(op, *loads, operand)
                     return inner
                 case PAcc(zero, store, body):
                     inner = walk(body, mult)
@@ -365,15 +372,14 @@ class GemminiCost:
 
         return walk(plan)[0]
 
-    def commands_of(self, instr: str, blocks: int | None = None) -> tuple[Command, ...]:
-        """The commands one call of ``instr`` issues (a block load moving ``blocks`` column tiles)."""
-        key = (instr, blocks)
+    def commands_of(self, instr: str, blocks: int | None = None, operand: str | None = None) -> tuple[Command, ...]:
+        """The commands one call of ``instr`` issues (a load of ``operand``; a block load moving
+        ``blocks`` column tiles)."""
+        key = (instr, blocks, operand)
         if key not in self._commands:
             pattern = self.selection.all_patterns[instr]
-            if instr in self._bindings:
-                b = self._bindings[instr]
-                if blocks is not None and instr in self.selection.blocks:
-                    b = Binding(instr, tuple((k, blocks if k == "m" else v) for k, v in b.sizes), b.windows, b.values, ())
+            if (instr, None) in self._bindings:
+                b = self.binding(*key)
             else:  # a hoisted config instruction: no sizes
                 b = Binding(instr, (), (), (), ())
             self._commands[key] = commands(pattern, b, self.consts)

@@ -198,8 +198,8 @@ def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_ste
             and not any(isinstance(x, PAcc) for x in links[:first])):  # fmt: skip
         sampled = first
     if sampled is None:
-        for instr, blocks, tiles in plan_calls(model, plan):
-            clock.call(model.commands_of(instr, blocks), tiles)
+        for instr, blocks, tiles, operand in plan_calls(model, plan):
+            clock.call(model.commands_of(instr, blocks, operand), tiles)
         return Timing(clock.cycles, *clock.busy)
     marks: list[int] = []
     for call in plan_calls(model, plan, trips_of=sampled):
@@ -210,16 +210,16 @@ def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_ste
                 one = marks[-1] - start + (links[sampled].extent - TRIPS) * period
                 return Timing(start + one, *clock.busy, exact=False)
             continue
-        instr, blocks, tiles = call
-        clock.call(model.commands_of(instr, blocks), tiles)
+        instr, blocks, tiles, operand = call
+        clock.call(model.commands_of(instr, blocks, operand), tiles)
     return Timing(clock.cycles, *clock.busy)
 
 
 def plan_calls(
     model: "GemminiCost", plan: Plan, trips_of: int | None = None
-) -> Iterator[tuple[str, int | None, dict[str, tuple]] | None]:
+) -> Iterator[tuple[str, int | None, dict[str, tuple], str | None] | None]:
     """The instruction calls of ``plan``'s replay, in program order: (instruction, column tiles of a
-    block load, the tiles it touches by name). A tile is (operand, its indices in its buffer): a
+    block load, the tiles it touches by name, the operand a load moves). A tile is (operand, its indices in its buffer): a
     staged buffer holds a tile per iteration of the loops below its staging that the operand
     changes with; the accumulator, per parallel loop below it; a double buffer, also per parity
     of the loop right around it. ``trips_of``: None before the first trip of the loop at that
@@ -243,11 +243,11 @@ def plan_calls(
     def each(positions: list[int]) -> Iterator[tuple[int, ...]]:
         return product(*(range(links[j].extent) for j in positions))
 
-    def loads(s: int, stage: PStage) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+    def loads(s: int, stage: PStage) -> Iterator[tuple[str, int | None, dict[str, tuple], str]]:
         dep = deps[stage.operand]
         if stage.op not in model.selection.blocks:
             for idx in each(dep):
-                yield stage.op, None, {"dest": (key(stage.operand, idx),)}
+                yield stage.op, None, {"dest": (key(stage.operand, idx),)}, stage.operand
             return
         col = next(j for j in dep if links[j].var == g.columns(stage.operand) and links[j].stride == DIM)
         f = block_factor(links[col].extent)
@@ -259,13 +259,13 @@ def plan_calls(
                     full = dict(zip(rest, idx))
                     full[col] = c
                     tiles.append(key(stage.operand, (full[j] for j in dep)))
-                yield stage.op, f, {"dest": tuple(tiles)}
+                yield stage.op, f, {"dest": tuple(tiles)}, stage.operand
 
     def acc_tiles() -> Iterator[tuple]:
         for idx in each(deps[Operand.C]):
             yield (key(Operand.C, idx),)
 
-    def walk(i: int) -> Iterator[tuple[str, int | None, dict[str, tuple]]]:
+    def walk(i: int) -> Iterator[tuple[str, int | None, dict[str, tuple], str | None]]:
         """The body that starts at link ``i``: the links up to the next loop hold at most the
         accumulator and the stagings, which the replay lays out as zero, loads of A, loads of B,
         the loop (or the multiply), stores."""
@@ -274,7 +274,7 @@ def plan_calls(
         acc_here = any(isinstance(x, PAcc) for x in here)
         if acc_here and not first_step:
             for c in acc_tiles():
-                yield acc.zero, None, {"dest": c}
+                yield acc.zero, None, {"dest": c}, None
         for operand in OPERANDS:
             for j in range(i, end):
                 if isinstance(links[j], PStage) and links[j].operand == operand:
@@ -291,9 +291,9 @@ def plan_calls(
         else:
             tiles = {o: (key(o, (pos[j] for j in deps[o])),) for o in (*OPERANDS, Operand.C)}
             first = first_step and all(pos[j] == 0 for j in reductions)
-            yield (acc.zero if first else x.op), None, tiles
+            yield (acc.zero if first else x.op), None, tiles, None
         if acc_here:
             for c in acc_tiles():
-                yield acc.store, None, {"C": c}
+                yield acc.store, None, {"C": c}, None
 
     yield from walk(0)

@@ -221,7 +221,7 @@ def _programme(
                     loads = model.loads(operand, instr, tiles, e.deep[OPERANDS.index(operand)])
                     if loads is None:
                         continue
-                    load = 0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1]).cycles
+                    load = 0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1], operand).cycles
                     plan = PStage(operand, instr, e.plan, buffers)
                     entries.append(_Entry(e.cycles + load, e.sp + buffers * DIM * tiles, e.acc, plan, e.deep))
             elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:

@@ -55,9 +55,14 @@ class GemmPattern:
     def tiled(self, var: str) -> bool:
         return var in (self.n, self.m, self.k)
 
+    def tile(self, var: str) -> int:
+        """Elements of ``var`` in one tile: DIM, or the whole extent when it is shorter (a partial
+        tile: the instructions' ``n, m, K <= 16`` arguments)."""
+        return min(self.extent(var), DIM)
+
     def intra(self, var: str) -> str:
         """Name of the loop over one tile of a tiled iterator (the iterator itself if it is one tile)."""
-        return var if self.extent(var) == DIM else f"{var}_1"
+        return var if self.extent(var) <= DIM else f"{var}_1"
 
     def operand(self, name: str) -> tuple[str, tuple[t.Aff, ...]]:
         buf, idx = next((b, i) for o, b, i in self.operands if o == name)
@@ -134,7 +139,7 @@ def find_gemm(term: t.Proc) -> GemmPattern:
     rvars = [v for v, _ in reduction]
 
     def fits(v: str, *idxs: tuple[t.Aff, ...]) -> bool:
-        return extents[v] % DIM == 0 and all(any(v in a.vars for a in idx) for idx in idxs)
+        return (extents[v] % DIM == 0 or extents[v] < DIM) and all(any(v in a.vars for a in idx) for idx in idxs)
 
     ns = [v for v in reversed(pvars) if fits(v, a_idx, out.idx)]
     ms = [v for v in reversed(pvars) if fits(v, b_idx, out.idx)]
@@ -184,9 +189,10 @@ def _reads(block: t.Block):
             yield from expr(s.rhs)
 
 
-def _tile_loops(names: tuple[str, ...], body: t.Block) -> t.Block:
-    for name in reversed(names):
-        body = (t.Loop(name, t.Aff(), t.Aff((), DIM), "seq", body),)
+def _tile_loops(names: tuple[str, ...], body: t.Block, extents: tuple[int, ...] | None = None) -> t.Block:
+    """Loops ``names`` (outermost first) over ``body``, each of DIM trips or of its ``extents``."""
+    for name, extent in reversed(list(zip(names, extents or (DIM,) * len(names)))):
+        body = (t.Loop(name, t.Aff(), t.Aff((), extent), "seq", body),)
     return body
 
 
@@ -233,18 +239,20 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
     mac_body = _replace_reads(
         inner, {acc: acc_tile, a_buf: (a_s, (t.Aff.var(n1), t.Aff.var(k1))), b_buf: (b_s, (t.Aff.var(k1), t.Aff.var(m1)))}
     )
-    mac = _tile_loops((n1, m1, k1), mac_body)
+    tn, tm, tk = (min(extents[v], DIM) for v in (n, m, k))  # a tile's trips (partial below DIM)
+    mac = _tile_loops((n1, m1, k1), mac_body, (tn, tm, tk))
     start = t.subst_expr(zero.rhs, tile_env)  # zero, or the bias at the tile's position
-    zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start),))
-    zero_mac = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start), *_tile_loops((k1,), mac_body)))
+    zero_nest = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start),), (tn, tm))
+    zero_mac = _tile_loops((n1, m1), (t.Assign(acc, acc_tile[1], start), *_tile_loops((k1,), mac_body, (tk,))), (tn, tm))
     store_body = t.subst_block(_replace_reads(epilogue, {acc: acc_tile}), tile_env)
-    store = _tile_loops((n1, m1), store_body)
+    store = _tile_loops((n1, m1), store_body, (tn, tm))
 
     def load(staged: str, buf: str, idx: tuple[t.Aff, ...], rows: str, cols: str) -> t.Block:
         i0, i1 = f"{staged}_i0", f"{staged}_i1"
         env = {rows: t.Aff.var(f"{rows}_t") + t.Aff.var(i0), cols: t.Aff.var(f"{cols}_t") + t.Aff.var(i1)}
         read = t.Read(buf, tuple(a.subst(env) for a in idx))
-        return _tile_loops((i0, i1), (t.Assign(staged, (t.Aff.var(i0), t.Aff.var(i1)), read),))
+        trips = (min(extents[rows], DIM), min(extents[cols], DIM))
+        return _tile_loops((i0, i1), (t.Assign(staged, (t.Aff.var(i0), t.Aff.var(i1)), read),), trips)
 
     def load_block(staged: str, buf: str, idx: tuple[t.Aff, ...], rows: str, cols: str) -> t.Block:
         """Rows outer, then BLOCK column tiles, then columns: tiles of a staged buffer [.., tile, 16, 16]."""
@@ -253,7 +261,8 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
         env = {rows: t.Aff.var(f"{rows}_t") + t.Aff.var(i0), cols: col}
         read = t.Read(buf, tuple(a.subst(env) for a in idx))
         body = (t.Assign(f"{staged}_blk", (t.Aff.var(b), t.Aff.var(i0), t.Aff.var(i1)), read),)
-        return (t.Loop(i0, t.Aff(), t.Aff((), DIM), "seq", (t.Loop(b, t.Aff(), t.Aff((), BLOCK), "seq", _tile_loops((i1,), body)),)),)
+        blocks = (t.Loop(b, t.Aff(), t.Aff((), BLOCK), "seq", _tile_loops((i1,), body)),)
+        return (t.Loop(i0, t.Aff(), t.Aff((), min(extents[rows], DIM)), "seq", blocks),)
 
     def dram(name: str) -> t.Buffer:
         a = args[name]
@@ -330,7 +339,7 @@ def initial_plan(g: GemmPattern) -> Plan:
 
 
 def _tile_loop(g: GemmPattern, v: str, body: Plan) -> Plan:
-    if g.tiled(v) and g.extent(v) == DIM:
+    if g.tiled(v) and g.extent(v) <= DIM:
         return body  # one tile: no loop over tiles
     if g.tiled(v):
         return PLoop(v, DIM, g.extent(v) // DIM, body)

@@ -59,6 +59,11 @@ class Role(StrEnum):
         return _LOAD_ROLES[operand]
 
     @property
+    def operand(self) -> "Operand | None":
+        """The operand a load role loads (None for the other roles)."""
+        return next((o for o, r in _LOAD_ROLES.items() if r == self), None)
+
+    @property
     def filled(self) -> "Role":
         """The role an instruction for this one fills (a block load fills the load role)."""
         return Role(self.value.removesuffix("_block"))

@@ -173,7 +173,7 @@ def _expr_text(e: t.Expr, params: dict[str, str]) -> str:
 
 def _split(s: Session, g: GemmPattern, loops: list[PLoop]) -> None:
     for v in (g.n, g.m, g.k):
-        if g.extent(v) == DIM:
+        if g.extent(v) <= DIM:
             continue  # one tile: the loop is the tile's
         strides = sorted({x.stride for x in loops if x.var == v}, reverse=True)
         s.do("divide_loop", v, DIM, [f"{v}_{DIM}", f"{v}_1"], perfect=True)
@@ -250,7 +250,7 @@ def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
     for a in idx:
         lo = a.subst(env)
         if a.vars & {rows, cols}:
-            out.append(f"{lo}:{lo + t.Aff((), DIM)}")
+            out.append(f"{lo}:{lo + t.Aff((), g.tile(next(iter(a.vars & {rows, cols}))))}")
         else:
             out.append(str(lo))
     return f"{buf}[{', '.join(out)}]"
@@ -262,7 +262,12 @@ def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None
         s.do("stage_mem", _compute_n1(s, g, n1), _window(g, operand, links), staged)
     s.do("simplify")
     for operand in OPERANDS:
-        s.do("set_memory", g.staged_name(operand), GEMM_SCRATCH)
+        staged = g.staged_name(operand)
+        s.do("set_memory", staged, GEMM_SCRATCH)
+        rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
+        for dim, v in enumerate((rows, cols)):
+            if g.tile(v) < DIM:  # a partial tile: the scratchpad row is DIM wide all the same
+                s.do("resize_dim", staged, dim, DIM, 0)
 
 
 def _has_compute(s: Session, g: GemmPattern, n1: str) -> bool:
