@@ -98,10 +98,47 @@ class Step:
         kwargs = {k: _resolve(v, proc) for k, v in self.kwargs}
         return getattr(scheduling, self.call)(proc, *args, **kwargs)
 
+    def lines(self) -> list[str]:
+        return [f"p = {self.render()}"]
+
+    def calls(self) -> set[str]:
+        return {self.call}
+
     def refs(self) -> set[Ref]:
         """The objects the step names, in lists too (``replace_all(p, [instr, ...])``)."""
         flat = [x for a in (*self.args, *(v for _, v in self.kwargs)) for x in (a if isinstance(a, tuple) else (a,))]
         return {a for a in flat if isinstance(a, Ref)}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One statement of the proc scheduled on its own: ``extract_subproc`` makes it the proc
+    ``name`` (the proc now calls it), ``steps`` schedule that proc, ``call_eqv`` puts the
+    scheduled one in the call's place. The script gives it a function ``schedule_<name>``."""
+
+    at: Cursor
+    name: str
+    steps: tuple[Step, ...]
+    call = "extract_subproc"
+
+    def render(self) -> str:
+        return f"extract_subproc(p, {self.at.render()}, {_render(self.name)}) + {len(self.steps)} steps"
+
+    def lines(self) -> list[str]:
+        return [f"p, piece = extract_subproc(p, {self.at.render()}, {_render(self.name)})",
+                f"p = call_eqv(p, {_render(self.name + '(_)')}, schedule_{self.name}(piece))"]  # fmt: skip
+
+    def run(self, proc: Procedure) -> Procedure:
+        proc, piece = scheduling.extract_subproc(proc, self.at.resolve(proc), self.name)
+        for s in self.steps:
+            piece = s.run(piece)
+        return scheduling.call_eqv(proc, f"{self.name}(_)", piece)
+
+    def refs(self) -> set[Ref]:
+        return {r for s in self.steps for r in s.refs()}
+
+    def calls(self) -> set[str]:
+        return {"extract_subproc", "call_eqv", *(s.call for s in self.steps)}
 
 
 def step(call: str, *args: Any, **kwargs: Any) -> Step:
@@ -159,6 +196,11 @@ class Session:
         self._term = None
         self.steps.append(s)
 
+    def record(self, s: "Step | Piece", proc: Procedure) -> None:
+        """``s`` applied elsewhere already: ``proc`` is what it made (a `Piece` scheduled on its own)."""
+        self.proc, self._term = proc, None
+        self.steps.append(s)
+
     def do(self, call: str, *args: Any, **kwargs: Any) -> None:
         self.apply(step(call, *args, **kwargs))
 
@@ -177,24 +219,29 @@ class Replayed:
         return [s.render() for s in self.steps]
 
 
-def script_text(name: str, steps: list[Step] | tuple[Step, ...], what: str = "") -> str:
-    """The stand-alone script of ``steps``: imports derived from the steps, one ``p = ...`` per step."""
-    imports: dict[str, set[str]] = {"exo.stdlib.scheduling": {s.call for s in steps}}
+def script_text(name: str, steps: list[Step | Piece] | tuple[Step | Piece, ...], what: str = "") -> str:
+    """The stand-alone script of ``steps``: imports derived from the steps, one ``p = ...`` per step
+    (a `Piece`'s steps in a function of their own)."""
+    imports: dict[str, set[str]] = {"exo.stdlib.scheduling": {c for s in steps for c in s.calls()}}
     for s in steps:
         for r in s.refs():
             imports.setdefault(r.module, set()).add(r.name)
     lines = [f"from {m} import {', '.join(sorted(names))}" for m, names in sorted(imports.items()) if names]
-    body = "\n".join(f"    p = {s.render()}" for s in steps) or "    pass"
+    pieces = [s for s in steps if isinstance(s, Piece)]
     return (
         f'"""{what or "Schedule"} found by exo-egraph; paste into your Exo project."""\n\n'
         "from __future__ import annotations\n\n"
         + "\n".join(lines)
         + ("\n\n\n" if lines else "\n\n")
-        + "def schedule(p):\n"
-        f'    """Schedule {name}: apply to the original proc, returns the scheduled proc."""\n'
-        f"{body}\n"
-        "    return p\n"
+        + _function("schedule", f"Schedule {name}: apply to the original proc, returns the scheduled proc.", steps)
+        + "".join("\n\n" + _function(f"schedule_{x.name}", f"Schedule {x.name}, the part of {name} it names.", x.steps)
+                  for x in pieces)  # fmt: skip
     )
+
+
+def _function(name: str, doc: str, steps: list[Step | Piece] | tuple[Step | Piece, ...]) -> str:
+    body = "\n".join(f"    {line}" for s in steps for line in s.lines()) or "    pass"
+    return f'def {name}(p):\n    """{doc}"""\n{body}\n    return p\n'
 
 
 # ----------------------------------------------------------------------------- locating

@@ -186,21 +186,13 @@ def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_ste
     same commands on their own tiles, so the pipeline settles into a period). Other plans run
     whole (a loop sampled inside others was measured 11 % off: the outer trips differ)."""
     clock = Timeline(model.consts)
+    links = chain(plan)
+    sampled = _sampled_loop(links, exact_steps)
+    if sampled is None:
+        _run_whole(clock, model, plan, hoisted)
+        return Timing(clock.cycles, *clock.busy)
     for call in hoisted:
         clock.call(model.commands_of(call[0]), {})
-    links = chain(plan)
-    steps = 1
-    for x in links:
-        steps *= x.extent if isinstance(x, PLoop) else 1
-    first = next((i for i, x in enumerate(links) if isinstance(x, PLoop)), None)  # none: one tile
-    sampled = None
-    if (first is not None and steps > exact_steps and links[first].extent > TRIPS + 1
-            and not any(isinstance(x, PAcc) for x in links[:first])):  # fmt: skip
-        sampled = first
-    if sampled is None:
-        for instr, blocks, tiles, operand in plan_calls(model, plan):
-            clock.call(model.commands_of(instr, blocks, operand), tiles)
-        return Timing(clock.cycles, *clock.busy)
     marks: list[int] = []
     for call in plan_calls(model, plan, trips_of=sampled):
         if call is None:  # the sampled loop starts a trip, or ends one
@@ -212,6 +204,39 @@ def plan_timing(model: "GemminiCost", plan: Plan, hoisted: tuple = (), exact_ste
             continue
         instr, blocks, tiles, operand = call
         clock.call(model.commands_of(instr, blocks, operand), tiles)
+    return Timing(clock.cycles, *clock.busy)
+
+
+def _sampled_loop(links: list[Plan], exact_steps: int) -> int | None:
+    """The link of the loop `plan_timing` samples trips of (None: the plan runs whole)."""
+    steps = 1
+    for x in links:
+        steps *= x.extent if isinstance(x, PLoop) else 1
+    first = next((i for i, x in enumerate(links) if isinstance(x, PLoop)), None)  # none: one tile
+    if (first is not None and steps > exact_steps and links[first].extent > TRIPS + 1
+            and not any(isinstance(x, PAcc) for x in links[:first])):  # fmt: skip
+        return first
+    return None
+
+
+def _run_whole(clock: Timeline, model: "GemminiCost", plan: Plan, hoisted: tuple) -> None:
+    for call in hoisted:
+        clock.call(model.commands_of(call[0]), {})
+    for instr, blocks, tiles, operand in plan_calls(model, plan):
+        clock.call(model.commands_of(instr, blocks, operand), tiles)
+
+
+def pieces_timing(parts: list[tuple["GemminiCost", Plan, tuple]], exact_steps: int = EXACT_STEPS) -> Timing:
+    """Plans run one after the other, each (model, plan, hoisted configs) — the pieces of a cut
+    kernel (`exo_egraph.targets.gemmini.pieces`): on one clock when every one runs whole, so the
+    next piece's loads overlap this one's tail; else the sum of their timings (not exact)."""
+    if any(_sampled_loop(chain(plan), exact_steps) is not None for _, plan, _ in parts):
+        each = [plan_timing(m, plan, hoisted, exact_steps) for m, plan, hoisted in parts]
+        return Timing(*(sum(getattr(x, f) for x in each) for f in ("cycles", "busy_ld", "busy_ex", "busy_st")),
+                      exact=False)  # fmt: skip
+    clock = Timeline(parts[0][0].consts)
+    for model, plan, hoisted in parts:
+        _run_whole(clock, model, plan, hoisted)
     return Timing(clock.cycles, *clock.busy)
 
 

@@ -107,8 +107,15 @@ def copy_temporaries(term: t.Proc) -> tuple[str, ...]:
     return tuple(out)
 
 
-def find_gemm(term: t.Proc) -> GemmPattern:
-    """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit."""
+def tileable(extent: int) -> bool:
+    """Can a loop of ``extent`` trips be tiled by DIM: whole tiles, or one partial tile."""
+    return extent % DIM == 0 or extent < DIM
+
+
+def find_gemm(term: t.Proc, cut: bool = False) -> GemmPattern:
+    """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit. ``cut``: the
+    output's rows and columns may run any number of trips (`exo_egraph.targets.gemmini.pieces`
+    cuts them into whole tiles and a partial one); the reduction's must be `tileable`."""
     args = {a.name: a for a in term.args}
     parallel, body = _chain(term.body, term.name)
     if not parallel:
@@ -138,19 +145,24 @@ def find_gemm(term: t.Proc) -> GemmPattern:
     pvars = [v for v, _ in parallel]
     rvars = [v for v, _ in reduction]
 
-    def fits(v: str, *idxs: tuple[t.Aff, ...]) -> bool:
-        return (extents[v] % DIM == 0 or extents[v] < DIM) and all(any(v in a.vars for a in idx) for idx in idxs)
+    def indexes(v: str, *idxs: tuple[t.Aff, ...]) -> bool:
+        return all(any(v in a.vars for a in idx) for idx in idxs)
 
-    ns = [v for v in reversed(pvars) if fits(v, a_idx, out.idx)]
-    ms = [v for v in reversed(pvars) if fits(v, b_idx, out.idx)]
-    ks = [v for v in reversed(rvars) if fits(v, a_idx, b_idx)]
-    for n in ns:
-        for m in ms:
-            for k in ks:
-                if len({n, m, k}) == 3:
-                    return _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue,
-                                    (a_buf, a_idx), (b_buf, b_idx), out)
-    raise NotGemmini(f"{term.name}: no three loops with trip counts divisible by {DIM} index the operands as a matmul")
+    ns = [v for v in reversed(pvars) if indexes(v, a_idx, out.idx)]
+    ms = [v for v in reversed(pvars) if indexes(v, b_idx, out.idx)]
+    ks = [v for v in reversed(rvars) if indexes(v, a_idx, b_idx)]
+    shapes = [(n, m, k) for n in ns for m in ms for k in ks if len({n, m, k}) == 3]
+    if not shapes:
+        raise NotGemmini(f"{term.name}: no three loops index the operands as a matmul (rows, columns, reduction)")
+    for n, m, k in shapes:
+        if tileable(extents[k]) and (cut or (tileable(extents[n]) and tileable(extents[m]))):
+            return _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue,
+                            (a_buf, a_idx), (b_buf, b_idx), out)
+    n, m, k = shapes[0]
+    v = k if not tileable(extents[k]) else next(x for x in (n, m) if not tileable(extents[x]))
+    what = "reduction loop" if v == k else "loop"
+    raise NotGemmini(f"{term.name}: {what} '{v}' runs {extents[v]} times, neither a multiple of {DIM} nor fewer"
+                     + (" (a partial last reduction step is not supported)" if v == k else ""))
 
 
 def _starts_from(rhs: t.Expr, args: dict, parallel: list[tuple[str, int]]) -> bool:

@@ -15,8 +15,9 @@ from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
 from exo_egraph.extract.plan_extract import SHORTLIST, extract_timed, random_plan
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
-from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason, saturate
-from exo_egraph.script import Replayed, Session
+from exo_egraph.extract.gemmini_timeline import pieces_timing
+from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, SaturationStats, Stage, StopReason, saturate
+from exo_egraph.script import Piece, Replayed, Session, Step, script_text, top
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
 from exo_egraph.validate.cpu import CFLAGS
@@ -33,6 +34,7 @@ from .pattern import (
     role_statement,
     unfilled_roles,
 )
+from .pieces import cut_nests, cuts, extract_pieces, piece_name
 from .plans import show, to_egg
 from .replay import inline_temporaries, replay_plan
 from .selection import Selection, select_instructions
@@ -46,6 +48,19 @@ class GemminiProblem:
     selection: Selection
     model: GemminiCost
     temporaries: tuple[str, ...] = ()  # copy temporaries the replay inlines first
+    # a kernel cut into nests (`exo_egraph.targets.gemmini.pieces`): each nest's problem, the Exo
+    # calls that cut it, and the cut kernel calling the nests' procs (pattern, selection and
+    # model above are the first nest's)
+    pieces: tuple["GemminiProblem", ...] = ()
+    prelude: tuple[Step, ...] = ()
+    calls: Procedure | None = None
+
+
+@dataclass(frozen=True)
+class SaturatedPieces(Saturated):
+    """The e-graphs of a cut kernel's pieces (``egraph`` and ``view`` are the first one's)."""
+
+    pieces: tuple[Saturated, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,18 +119,27 @@ class GemminiTarget:
     def prepare(self, proc: Procedure) -> GemminiProblem:
         term = lower(proc)
         temporaries = copy_temporaries(term)
-        if temporaries:  # Exo's own form: operands copied to i8 temporaries, then widened
-            session = Session(proc)
-            inline_temporaries(session, temporaries)
-            pattern = find_gemm(session.term)
-        else:
-            pattern = find_gemm(term)
+        session = Session(proc)
+        inline_temporaries(session, temporaries)  # Exo's own form: operands copied to i8 temporaries, then widened
+        pattern = find_gemm(session.term, cut=True)
+        if not cuts(pattern):
+            return self._problem(proc, proc, term, pattern, temporaries)
+        nests = cut_nests(session, pattern)
+        calls, procs = extract_pieces(session.proc, proc.name(), nests)
+        pieces = tuple(self._problem(proc, p, lower(p), find_gemm(lower(p))) for p in procs)
+        first = pieces[0]
+        return GemminiProblem(proc, term, first.pattern, first.selection, first.model, temporaries, pieces,
+                              tuple(session.steps), calls)  # fmt: skip
+
+    def _problem(self, user: Procedure, proc: Procedure, term: Proc, pattern: GemmPattern,
+                 temporaries: tuple[str, ...] = ()) -> GemminiProblem:  # fmt: skip
+        """The problem of one nest ``proc`` (the kernel ``user`` wrote, or a piece of it)."""
         selection = select_instructions(pattern, importlib.import_module(PLATFORM))
         missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
         if missing:
             role, words = missing[0]
-            where = source_of(proc, role_statement(pattern, role)) or "its statement"
-            raise NotGemmini(f"{proc.name()}: no instruction of {PLATFORM} matches the {words} {where}")
+            where = source_of(user, role_statement(pattern, role)) or "its statement"
+            raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}")
         model = GemminiCost(pattern, selection, dict(CONSTANTS))
         return GemminiProblem(proc, term, pattern, selection, model, temporaries)
 
@@ -125,7 +149,10 @@ class GemminiTarget:
         """Two phases. *plans*: every rule but double buffering, from the initial plan; its
         `BUFFER_SEEDS` fastest plans under the decoupled model are kept. *buffers*: the
         double-buffering rules from those plans. Out of time (or interrupted) after the first,
-        its e-graph is the answer's. Not ``staged``: every rule at once, one (larger) e-graph."""
+        its e-graph is the answer's. Not ``staged``: every rule at once, one (larger) e-graph.
+        A cut kernel's pieces are saturated one after the other, each with a share of the time left."""
+        if problem.pieces:
+            return self._saturate_pieces(problem, budget, progress, deadline)
         began = time.perf_counter()
         expr = to_egg(initial_plan(problem.pattern))
         rules = gemmini_rules(problem.pattern, problem.selection, buffers=not self.staged)
@@ -151,11 +178,39 @@ class GemminiTarget:
                         stages=(first, last))  # fmt: skip
         return replace(buffered, stats=stats)
 
+    def _saturate_pieces(
+        self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
+    ) -> SaturatedPieces:
+        done: list[Saturated] = []
+        for i, piece in enumerate(problem.pieces):
+            share = Deadline(min(deadline.at, time.monotonic() + deadline.left() / (len(problem.pieces) - i)),
+                             deadline.max_memory_mb)  # fmt: skip
+            done.append(self.saturate(piece, budget, progress, share))
+            if done[-1].stats.stop_reason is StopReason.INTERRUPTED:
+                raise KeyboardInterrupt  # no piece may go unsaturated: nothing to return
+        stats = [x.stats for x in done]
+        stop = next((x.stop_reason for x in stats if x.stop_reason.budget_reached), stats[0].stop_reason)
+        stages = tuple(Stage(piece_name(problem.proc.name(), i), x.enodes, x.schedules, x.seconds, x.stop_reason)
+                       for i, x in enumerate(stats))  # fmt: skip
+        combined = SaturationStats(
+            sum(x.enodes for x in stats), sum(x.eclasses for x in stats), sum(x.seconds for x in stats), stop,
+            math.prod(x.schedules for x in stats), sum(x.cyclic_classes for x in stats),
+            tuple(h for x in stats for h in x.history), stages,
+        )
+        return SaturatedPieces(done[0].egraph, done[0].view, combined, tuple(done))
+
     def naive_cost(self, problem: GemminiProblem) -> float:
         """The input proc runs on the host CPU only: its modeled host cycles."""
         return host_cycles(problem.term)
 
     def extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
+        if problem.pieces:  # each piece's best; then the biggest piece's next best with the others' best
+            per = [self.extract(p, x, k, deadline) for p, x in zip(problem.pieces, saturated.pieces)]
+            vary = max(range(len(per)), key=lambda i: len(per[i]))
+            combos = [[picks[0] for picks in per]] + [
+                [alt if i == vary else picks[0] for i, picks in enumerate(per)] for alt in per[vary][1:k]
+            ]
+            return sorted((self._joined(problem, c) for c in combos), key=lambda x: x.cost)
         # staged, the e-graph holds the first phase's best plans and their double buffers: a
         # small one, whose every plan the wide shortlist times (the kept plans among them)
         shortlist = WIDE_SHORTLIST if self.staged else SHORTLIST
@@ -166,8 +221,21 @@ class GemminiTarget:
         return [self._pick(problem, x.plan, x.choice.hoisted) for x in picks]
 
     def replay(self, problem: GemminiProblem, pick: Pick) -> Replayed:
-        return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection,
-                           problem.temporaries)
+        if not problem.pieces:
+            return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection,
+                               problem.temporaries)  # fmt: skip
+        # the cut, then each piece scheduled on its own and put back (`exo_egraph.script.Piece`)
+        from exo.stdlib.scheduling import call_eqv
+
+        s = Session(problem.proc)
+        for x in problem.prelude:
+            s.apply(x)
+        main = problem.calls
+        for i, (piece, plan, hoisted) in enumerate(zip(problem.pieces, pick.term, pick.detail["hoisted"])):
+            done = replay_plan(piece.proc, piece.pattern, plan, hoisted, piece.selection)
+            main = call_eqv(main, f"{piece.proc.name()}(_)", done.proc)
+            s.record(Piece(top(i), piece.proc.name(), done.steps), main)
+        return Replayed(s.proc, tuple(s.steps), script_text(problem.proc.name(), s.steps, "Gemmini schedule"))
 
     def validate(
         self,
@@ -186,6 +254,9 @@ class GemminiTarget:
         )
 
     def describe(self, pick: Pick) -> dict[str, Any]:
+        if isinstance(pick.term, tuple):  # a cut kernel: one plan per piece
+            return {"plan": [line for i, plan in enumerate(pick.term)
+                             for line in (f"part {i}:", *("  " + x for x in show(plan).splitlines()))]}  # fmt: skip
         return {"plan": show(pick.term).splitlines()}
 
     # --- measured tuning (`exo_egraph.tuning`): "measuring" runs the Gemmini model, in cycles
@@ -218,6 +289,8 @@ class GemminiTarget:
     def sample(self, problem: GemminiProblem, saturated: Saturated, rng: random.Random) -> Pick:
         """A plan drawn node by node from the e-graph with a random instruction choice, that fits the
         memories (the model's cheapest when no draw of `PLAN_TRIES` fits)."""
+        if problem.pieces:
+            return self._joined(problem, [self.sample(p, x, rng) for p, x in zip(problem.pieces, saturated.pieces)])
         model, choices = problem.model, problem.model.choices()
         for _ in range(PLAN_TRIES):
             choice = choices[rng.randrange(len(choices))]
@@ -231,6 +304,18 @@ class GemminiTarget:
         counters = {**problem.model.counters(plan, hoisted), "busy_ld": timing.busy_ld,
                     "busy_ex": timing.busy_ex, "busy_st": timing.busy_st}  # fmt: skip
         return Pick(timing.cycles, plan, {"hoisted": hoisted, "counters": counters})
+
+    def _joined(self, problem: GemminiProblem, picks: list[Pick]) -> Pick:
+        """One pick of a cut kernel from a pick per piece: its pieces run one after the other."""
+        parts = [(p.model, x.term, x.detail["hoisted"]) for p, x in zip(problem.pieces, picks)]
+        timing = pieces_timing(parts)
+        counters: dict[str, int] = {}
+        for x in picks:
+            for name, value in x.detail["counters"].items():
+                counters[name] = counters.get(name, 0) + value
+        counters.update(busy_ld=timing.busy_ld, busy_ex=timing.busy_ex, busy_st=timing.busy_st)
+        return Pick(timing.cycles, tuple(x.term for x in picks),
+                    {"hoisted": tuple(x.detail["hoisted"] for x in picks), "counters": counters})  # fmt: skip
 
     def measure(
         self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
