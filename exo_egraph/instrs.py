@@ -198,34 +198,48 @@ def _access(s: _State, wbuf: str, widx: tuple[t.Aff, ...], hbuf: str, hidx: tupl
         raise _NoMatch
     inner = set(s.loops.values())
     wanted = [_rename(s, a) for a in widx]
+    window = _window(s, arg, hbuf, hidx, wanted, inner)
+    if window is None:
+        # the instruction reads fixed elements of some dims (a broadcast's ``src[0]``, a bias row's
+        # ``src[0, j]``): the kernel's innermost dims become the window, as Exo's ``replace``
+        # makes it (``A[i, k:k + 1]``, ``bias[0:1, 16 * j:16 * j + 16]``)
+        window = _window(s, arg, hbuf, hidx, wanted, inner, innermost=True)
+    if window is None:
+        raise _NoMatch
+    if s.windows.setdefault(wbuf, window) != window:
+        raise _NoMatch
+
+
+def _window(s: _State, arg: t.Arg, hbuf: str, hidx: tuple[t.Aff, ...], wanted: list[t.Aff], inner: set[str],
+            innermost: bool = False) -> Window | None:  # fmt: skip
+    """The window of ``hbuf`` the instruction's ``arg[wanted]`` is, at the kernel's ``hbuf[hidx]``
+    (None: none). Each window dim is a kernel dim whose index is the instruction's plus an offset
+    free of the instruction's loops; the other kernel dims are points. The window's dims are the
+    kernel dims that vary with the instruction's loops, in order — or (``innermost``) its last
+    ``len(wanted)`` dims, whether they vary or not."""
+    if len(hidx) < len(wanted):
+        return None
+    first = len(hidx) - len(wanted)
     dims: list[int] = []
     access: list[t.Point | t.Interval] = []
     for kd, kidx in enumerate(hidx):
-        if not (kidx.vars & inner):
+        in_window = kd >= first if innermost else bool(kidx.vars & inner)
+        if not in_window:
+            if kidx.vars & inner:
+                return None  # a point must not move with the instruction's loops
             access.append(t.Point(kidx))
             continue
         if len(dims) >= len(wanted):
-            raise _NoMatch
+            return None
         d = len(dims)
         offset = kidx + wanted[d].scale(-1)
         if offset.vars & inner:
-            raise _NoMatch
-        extent = _extent(s, arg.shape[d])
-        access.append(t.Interval(offset, offset + t.Aff((), extent)))
+            return None
+        access.append(t.Interval(offset, offset + t.Aff((), _extent(s, arg.shape[d]))))
         dims.append(kd)
-    if not dims and wanted and len(hidx) >= len(wanted) and not any(w.vars & inner for w in wanted):
-        # the instruction reads fixed elements of a small window (a broadcast's ``src[0]``): the
-        # kernel's innermost dims become the window, as Exo's ``replace`` makes it (``A[i, k:k + 1]``)
-        first = len(hidx) - len(wanted)
-        for d, kidx in enumerate(hidx[first:]):
-            offset = kidx + wanted[d].scale(-1)
-            access[first + d] = t.Interval(offset, offset + t.Aff((), _extent(s, arg.shape[d])))
-            dims.append(first + d)
     if len(dims) != len(wanted):
-        raise _NoMatch
-    window = Window(hbuf, tuple(access), tuple(dims))
-    if s.windows.setdefault(wbuf, window) != window:
-        raise _NoMatch
+        return None
+    return Window(hbuf, tuple(access), tuple(dims))
 
 
 def _extent(s: _State, a: t.Aff) -> int:

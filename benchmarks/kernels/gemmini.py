@@ -74,6 +74,51 @@ def conv3x3_i8(
                 out[oy, ox, oc] = tmp2
 
 
+# A 3x3 stride-1 convolution as Exo's own Gemmini code writes it (apps/gemmini): a batch, a bias
+# row per output channel starting the accumulator, operands copied through i8 temporaries
+# before they are widened.
+@proc
+def conv_bias_i8(
+    batch: size,
+    out_dim: size,
+    out_ch: size,
+    in_ch: size,
+    scale: f32,
+    act: bool,
+    inp: i8[batch, out_dim + 2, out_dim + 2, in_ch] @ DRAM,
+    weights: i8[3, 3, in_ch, out_ch] @ DRAM,
+    bias: i32[1, out_ch] @ DRAM,
+    output: i8[batch, out_dim, out_dim, out_ch] @ DRAM,
+):
+    for b in seq(0, batch):
+        for orow in seq(0, out_dim):
+            for ocol in seq(0, out_dim):
+                for och in seq(0, out_ch):
+                    res: i32
+                    res = bias[0, och]
+                    for krow in seq(0, 3):
+                        for kcol in seq(0, 3):
+                            for kch in seq(0, in_ch):
+                                w_s: i8
+                                w_s = weights[krow, kcol, kch, och]
+                                i_s: i8
+                                i_s = inp[b, orow + krow, ocol + kcol, kch]
+                                a2: i32
+                                b2: i32
+                                a2 = i_s
+                                b2 = w_s
+                                res += a2 * b2
+                    src_tmp: i32
+                    src_tmp = res
+                    tmp_res1: f32
+                    acc_scale(src_tmp, tmp_res1, scale)
+                    tmp_res2: i8
+                    clamp(tmp_res1, tmp_res2)
+                    if act == True:
+                        tmp_res2 = relu(tmp_res2)
+                    output[b, orow, ocol, och] = tmp_res2
+
+
 def _sized(p, name: str, **sizes: int):
     from exo.stdlib.scheduling import rename
 
@@ -105,6 +150,14 @@ gemmini_resnet_3136x512x128 = _sized(gemm_i8, "gemmini_resnet_3136x512x128", N=3
 gemmini_resnet_3136x128x512 = _sized(gemm_i8, "gemmini_resnet_3136x128x512", N=3136, M=128, K=512)
 gemmini_resnet_784x1024x256 = _sized(gemm_i8, "gemmini_resnet_784x1024x256", N=784, M=1024, K=256)
 
+# the 3x3 convolutions of ResNet-50 that Exo's apps/gemmini schedules (batch 4; output 56, 28 and
+# 14 wide: 56 and 28 are cut into whole tiles and a partial one, 14 is one partial tile)
+gemmini_resnet_conv_56x64 = _sized(conv_bias_i8, "gemmini_resnet_conv_56x64", batch=4, out_dim=56, out_ch=64, in_ch=64)
+gemmini_resnet_conv_28x128 = _sized(conv_bias_i8, "gemmini_resnet_conv_28x128", batch=4, out_dim=28, out_ch=128,
+                                    in_ch=128)  # fmt: skip
+gemmini_resnet_conv_14x256 = _sized(conv_bias_i8, "gemmini_resnet_conv_14x256", batch=4, out_dim=14, out_ch=256,
+                                    in_ch=256)  # fmt: skip
+
 GEMMINI_LARGE = (
     "gemmini_matmul_512",
     "gemmini_resnet_12544x256x64",
@@ -113,6 +166,7 @@ GEMMINI_LARGE = (
     "gemmini_resnet_3136x128x512",
     "gemmini_resnet_784x1024x256",
 )
+GEMMINI_CONV = ("gemmini_resnet_conv_56x64", "gemmini_resnet_conv_28x128", "gemmini_resnet_conv_14x256")
 
 
 # ----------------------------------------------------------------------------- numpy references
@@ -145,4 +199,20 @@ def conv2d_reference(v: dict) -> dict:
     return {"out": _epilogue(acc.astype(np.int32), v["scale"][0], bool(v["act"]))}
 
 
-REFERENCES = {name: (conv2d_reference if "conv" in name else matmul_reference) for name in GEMMINI_KERNELS + GEMMINI_LARGE}
+def conv_bias_reference(v: dict) -> dict:
+    import numpy as np
+
+    inp, w = v["inp"].astype(np.int64), v["weights"].astype(np.int64)
+    od = inp.shape[1] - 2
+    acc = sum(np.einsum("byxc,co->byxo", inp[:, ky : ky + od, kx : kx + od], w[ky, kx]) for ky in range(3) for kx in range(3))
+    acc = acc + v["bias"].astype(np.int64)[0]
+    return {"output": _epilogue(acc.astype(np.int32), v["scale"][0], bool(v["act"]))}
+
+
+def _reference(name: str):
+    if name.startswith("gemmini_resnet_conv"):
+        return conv_bias_reference
+    return conv2d_reference if "conv" in name else matmul_reference
+
+
+REFERENCES = {name: _reference(name) for name in GEMMINI_KERNELS + GEMMINI_LARGE + GEMMINI_CONV}

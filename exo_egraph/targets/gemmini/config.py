@@ -7,12 +7,20 @@ instruction selection, the rules, the cost model, extraction and replay read the
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
 PLATFORM = "exo.platforms.gemmini"  # the Exo module whose @instr procs and configs the target uses
+# where instructions come from: exo's platform, then those it lacks (`exo_egraph.targets.gemmini.instructions`)
+INSTRUCTION_MODULES = (PLATFORM, "exo_egraph.targets.gemmini.instructions")
+
+
+def instr_module(name: str) -> str:
+    """The module a schedule imports instruction (or config) ``name`` from: exo's platform when it has it."""
+    return next(m for m in INSTRUCTION_MODULES if hasattr(importlib.import_module(m), name))
 TIMING_HEADER = Path(__file__).resolve().parent / "model" / "include" / "gemmini_timing.h"
 _DEFINE = re.compile(r"^#define\s+GEMMINI_T_([A-Z0-9_]+)\s+(-?\d+)\b", re.MULTILINE)
 

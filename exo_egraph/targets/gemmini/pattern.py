@@ -165,6 +165,20 @@ def find_gemm(term: t.Proc, cut: bool = False) -> GemmPattern:
                      + (" (a partial last reduction step is not supported)" if v == k else ""))
 
 
+def strided(g: GemmPattern) -> tuple[str, Role, int] | None:
+    """(loop, role of the statement, elements per trip) of the first tiled loop that steps an
+    operand or the output by more than one element: tile loads and stores move consecutive rows
+    and columns."""
+    out_idx = next(s.idx for s in t.leaves(dict(g.roles)[Role.STORE]) if isinstance(s, t.Assign) and s.buf == g.out)
+    accesses = [(Role.load(o), idx, (g.n, g.k) if o == Operand.A else (g.k, g.m)) for o, _, idx in g.operands]
+    for role_, idx, tiled in accesses + [(Role.STORE, out_idx, (f"{g.n}_1", f"{g.m}_1"))]:
+        for a in idx:
+            for var, coef in a.terms:
+                if var in tiled and abs(coef) != 1:
+                    return var.removesuffix("_1"), role_, coef
+    return None
+
+
 def _starts_from(rhs: t.Expr, args: dict, parallel: list[tuple[str, int]]) -> bool:
     """The accumulator's first value: a constant (zero), or a bias — an element of an i32 DRAM
     buffer indexed by the parallel loops only (loaded into the accumulator, not zeroed)."""

@@ -41,7 +41,7 @@ from exo_egraph.script import (
     top,
 )
 
-from .config import DIM, PLATFORM, block_factor
+from .config import DIM, block_factor, instr_module
 from .pattern import GemmPattern
 from .plans import OPERANDS, Operand, PAcc, Plan, PLoop, PStage, Role, chain
 from .selection import Selection
@@ -52,7 +52,7 @@ GEMM_ACCUM = Ref("exo.libs.memories", "GEMM_ACCUM")
 
 def instr(name: str) -> Ref:
     """An instruction (or config) of the Gemmini platform, as the script imports it."""
-    return Ref(PLATFORM, name)
+    return Ref(instr_module(name), name)
 
 
 def loop_name(g: GemmPattern, var: str, stride: int) -> str:

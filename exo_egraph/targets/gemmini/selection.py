@@ -27,13 +27,29 @@ def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.
     tiled buffer meets them, and Exo does not check them. The block loads' own bodies
     (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when blocks are DIM
     rows apart and rows DIM elements apart, so those are the preconditions checked here.
+
+    Two more of exo 1.0's declarations cannot hold for any use, and Exo does not check them:
+    ``ld_acc_i32_vector`` (a bias row broadcast to the accumulator: ``dst[i, j] = src[0, j]``,
+    the mvin's DRAM stride configured 0) declares ``stride(dst, 0) == 1`` of a ``[n, 16]``
+    accumulator tile, whose rows the hardware writes DIM elements apart as every 2-D load does
+    (``stride(dst, 0) == 16``: checked instead), and ``stride(src, 0) == 1`` of a one-row
+    ``[1, 16]`` source, whose row stride nothing reads (dropped).
     """
-    blocks = {a.name for a in args if a.mem == "GEMM_SCRATCH" and len(a.shape) == 3 and a.shape[2] == t.Aff((), DIM)}
+    gemm = {a.name for a in args if a.mem in ("GEMM_SCRATCH", "GEMM_ACCUM")}
+    blocks = {a.name for a in args if a.name in gemm and len(a.shape) == 3 and a.shape[2] == t.Aff((), DIM)}
+    tiles = {a.name for a in args if a.name in gemm and len(a.shape) == 2 and a.shape[1] == t.Aff((), DIM)}
+    one_row = {a.name for a in args if a.name not in gemm and len(a.shape) == 2 and a.shape[0] == t.Aff((), 1)}
     fixed = {0: DIM * DIM, 1: DIM}
     out = []
     for p in preds:
-        if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr) and p.lhs.buf in blocks and p.lhs.dim in fixed:
-            p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[p.lhs.dim])))
+        if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr):
+            buf, dim = p.lhs.buf, p.lhs.dim
+            if buf in one_row and dim == 0:
+                continue
+            if buf in blocks and dim in fixed:
+                p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[dim])))
+            elif buf in tiles and dim == 0:
+                p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), DIM)))
         out.append(p)
     return tuple(out)
 
@@ -60,10 +76,18 @@ class Selection:
         return self.all_patterns[name]
 
 
-def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
-    """Unify every ``@instr`` of ``platform`` with every role of ``g`` (Exo's ``replace``)."""
+def _patterns(modules: tuple[ModuleType, ...], plain_procs: bool = False) -> dict[str, InstrPattern]:
+    out: dict[str, InstrPattern] = {}
+    for module in modules:
+        for p in instr_patterns(module, plain_procs=plain_procs, preconditions=block_layout):
+            out.setdefault(p.name, p)  # a module re-exporting another's procs (ours, exo's) adds nothing
+    return out
+
+
+def select_instructions(g: GemmPattern, modules: tuple[ModuleType, ...]) -> Selection:
+    """Unify every ``@instr`` of ``modules`` with every role of ``g`` (Exo's ``replace``)."""
     buffers = dict(g.buffers)
-    patterns = instr_patterns(platform, preconditions=block_layout)
+    patterns = _patterns(modules).values()
     found, blocks = [], set()
     for pattern in patterns:
         for role, nest in g.roles:
@@ -73,5 +97,5 @@ def select_instructions(g: GemmPattern, platform: ModuleType) -> Selection:
                     blocks.add(binding.instr)
                     role = role.filled
                 found.append((role, binding))
-    every = {p.name: p for p in instr_patterns(platform, plain_procs=True, preconditions=block_layout)}
+    every = _patterns(modules, plain_procs=True)
     return Selection(tuple(found), MappingProxyType(every), frozenset(blocks))

@@ -23,7 +23,7 @@ from exo_egraph.terms import Proc
 from exo_egraph.validate.cpu import CFLAGS
 from exo_egraph.validate.measurement import Measurement
 
-from .config import CONSTANTS, PLATFORM
+from .config import CONSTANTS, INSTRUCTION_MODULES, PLATFORM
 from .model import validate_gemmini
 from .pattern import (
     GemmPattern,
@@ -32,6 +32,7 @@ from .pattern import (
     find_gemm,
     initial_plan,
     role_statement,
+    strided,
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts, extract_pieces, piece_name
@@ -122,6 +123,11 @@ class GemminiTarget:
         session = Session(proc)
         inline_temporaries(session, temporaries)  # Exo's own form: operands copied to i8 temporaries, then widened
         pattern = find_gemm(session.term, cut=True)
+        if (step := strided(pattern)) is not None:
+            var, role, elements = step
+            where = source_of(proc, role_statement(pattern, role)) or "its statement"
+            raise NotGemmini(f"{proc.name()}: loop '{var}' steps {elements} elements per trip in {where}: "
+                             "Gemmini's tile loads and stores move consecutive rows and columns")  # fmt: skip
         if not cuts(pattern):
             return self._problem(proc, proc, term, pattern, temporaries)
         nests = cut_nests(session, pattern)
@@ -134,7 +140,7 @@ class GemminiTarget:
     def _problem(self, user: Procedure, proc: Procedure, term: Proc, pattern: GemmPattern,
                  temporaries: tuple[str, ...] = ()) -> GemminiProblem:  # fmt: skip
         """The problem of one nest ``proc`` (the kernel ``user`` wrote, or a piece of it)."""
-        selection = select_instructions(pattern, importlib.import_module(PLATFORM))
+        selection = select_instructions(pattern, tuple(importlib.import_module(m) for m in INSTRUCTION_MODULES))
         missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
         if missing:
             role, words = missing[0]

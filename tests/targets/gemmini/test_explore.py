@@ -144,6 +144,34 @@ def test_every_selected_instruction_is_sound(name):
         assert {"ld_i8_block", "ld_i8_block_id1", "do_ld_i8_block_id1", "do_ld_i8_block_id2"} <= used
 
 
+def test_a_bias_row_is_broadcast_by_the_vector_load_and_a_moving_point_never_unifies():
+    """``res[i, j] = bias[0, j]`` is ld_acc_i32_vector's body (``dst[i, j] = src[0, j]``): the
+    window is the bias row's innermost dims (``bias[0:1, j0:j0 + 16]``). A kernel whose other
+    index moves with the tile's loops (``bias3[i, 0, j]``) reads a different row each time: no
+    window of it is that body."""
+    import importlib
+
+    from exo_egraph import terms as t
+    from exo_egraph.instrs import instr_patterns, unify
+    from exo_egraph.targets.gemmini.selection import block_layout
+
+    pattern = next(p for p in instr_patterns(importlib.import_module("exo.platforms.gemmini"),
+                                             preconditions=block_layout) if p.name == "ld_acc_i32_vector")  # fmt: skip
+    i, j = t.Aff.var("i"), t.Aff.var("j")
+
+    def nest(read: t.Read) -> t.Block:
+        body = (t.Assign("res", (i, j), read),)
+        return (t.Loop("i", t.Aff(), t.Aff((), 16), "seq", (t.Loop("j", t.Aff(), t.Aff((), 16), "seq", body),)),)
+
+    buffers = {"res": t.Buffer("i32", "GEMM_ACCUM", (16, 16)), "bias": t.Buffer("i32", "DRAM", (1, 64)),
+               "bias3": t.Buffer("i32", "DRAM", (16, 1, 64))}  # fmt: skip
+    row = unify(pattern, nest(t.Read("bias", (t.Aff(), j + t.Aff((), 32)))), buffers)
+    assert row is not None and dict(row.sizes) == {"n": 16}
+    src = dict(row.windows)["src"]
+    assert src.buf == "bias" and src.access == (t.Interval(t.Aff(), t.Aff((), 1)), t.Interval(t.Aff((), 32), t.Aff((), 48)))
+    assert unify(pattern, nest(t.Read("bias3", (i, t.Aff(), j))), buffers) is None
+
+
 def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
     import matmul as cpu_kernels  # the f32 CPU kernels: no i32 accumulator
 
@@ -183,6 +211,32 @@ def matmul_i8_temporaries(scale: f32, act: bool, A: i8[32, 32], B: i8[32, 32], C
 
 
 @proc
+def conv_stride_2(scale: f32, act: bool, inp: i8[33, 33, 16], w: i8[3, 3, 16, 16], out: i8[16, 16, 16]):
+    for oy in seq(0, 16):
+        for ox in seq(0, 16):
+            for oc in seq(0, 16):
+                res: i32
+                res = 0.0
+                for ky in seq(0, 3):
+                    for kx in seq(0, 3):
+                        for ic in seq(0, 16):
+                            a: i32
+                            b: i32
+                            a = inp[2 * oy + ky, 2 * ox + kx, ic]
+                            b = w[ky, kx, ic, oc]
+                            res += a * b
+                src_tmp: i32
+                src_tmp = res
+                tmp: f32
+                acc_scale(src_tmp, tmp, scale)
+                tmp2: i8
+                clamp(tmp, tmp2)
+                if act == True:
+                    tmp2 = relu(tmp2)
+                out[oy, ox, oc] = tmp2
+
+
+@proc
 def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
@@ -196,6 +250,27 @@ def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
                 res += a * b
             tmp: f32
             acc_scale(res, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 32):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            acc_scale(src_tmp, tmp, scale)
             tmp2: i8
             clamp(tmp, tmp2)
             C[i, j] = tmp2
@@ -242,11 +317,44 @@ def test_an_accumulator_that_starts_from_a_bias_loads_it_and_runs_bit_exact():
 
 
 def test_a_role_no_instruction_fills_is_named_with_its_statement():
-    """Not a capacity problem: the message names the statement no instruction matched."""
+    """Not a capacity problem: the message names the statement no instruction matched. A
+    stride-2 convolution reads every other input row: its loop and statement are named."""
+    with pytest.raises(NotGemmini, match="loop 'ox' steps 2 elements per trip in `a = inp") as caught:
+        GemminiTarget().prepare(conv_stride_2)
+    assert "(line" in str(caught.value)
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
         GemminiTarget().prepare(matmul_no_relu)
     assert "epilogue storing the output `C[i, j] = tmp2` (line" in str(caught.value)
     assert "fits" not in str(caught.value)
+
+
+def test_an_epilogue_without_relu_stores_by_an_instruction_without_activation():
+    """No ``if act``: exo's st_acc_i8 always has one; `instructions.st_acc_i8_no_act` is the same
+    mvout with the activation field 0, and the script imports it from there."""
+    import numpy as np
+
+    from exo_egraph import explore
+
+    def reference(v: dict) -> dict:
+        acc = (v["A"].astype(np.int64) @ v["B"].astype(np.int64)).astype(np.int32)
+        return {"C": kernels._epilogue(acc, v["scale"][0], False)}
+
+    result = explore(matmul_no_act, "gemmini", budget=Budget(seconds=30), top_k=1, reference=reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    assert "from exo_egraph.targets.gemmini.instructions import st_acc_i8_no_act" in result.script
+
+
+def test_exos_own_convolution_form_runs_bit_exact():
+    """Exo's apps/gemmini convolution: a batch, ``res = bias[0, och]`` (a bias row, broadcast by
+    ld_acc_i32_vector), i8 temporaries, and an output width (6) short of a tile."""
+    from exo_egraph import explore
+
+    proc = kernels.conv_bias_i8.partial_eval(batch=1, out_dim=6, out_ch=16, in_ch=16)
+    result = explore(proc, "gemmini", budget=Budget(seconds=30), top_k=1, reference=kernels.conv_bias_reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    assert "ld_acc_i32_vector" in "\n".join(result.details[0]["plan"])
 
 
 def test_exos_own_form_with_i8_temporaries_explores_and_runs_bit_exact():
