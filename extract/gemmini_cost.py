@@ -172,6 +172,44 @@ def consistent(writes: list[ConfigWrite]) -> bool:
     return True
 
 
+# Gemmini keeps one load config per mvin id, one store config and one execute config: a command
+# writes the register, the data commands after it read it (the Gemmini ISA; the C model does the same)
+_READS = {"gemmini_extended_mvin": ("ld", "0"), "gemmini_extended_mvin2": ("ld", "1"),
+          "gemmini_extended_mvin3": ("ld", "2"), "gemmini_extended_mvout": ("st", ""),
+          "gemmini_extended_preload": ("ex", ""), "gemmini_extended_compute_preloaded": ("ex", ""),
+          "gemmini_extended_compute_accumulated": ("ex", "")}  # fmt: skip
+
+
+def _register(name: str, args: list[str]) -> tuple[str, str] | None:
+    """The config register a command writes (None: it writes none)."""
+    if name in ("gemmini_extended3_config_ld", "gemmini_extended4_config_ld"):
+        return ("ld", args[-1])  # the last argument is the load id
+    return {"gemmini_extended_config_st": ("st", ""), "gemmini_extended_config_ex": ("ex", "")}.get(name)
+
+
+def clobbers(templates: list[str], hoisted: list[str]) -> bool:
+    """Does an instruction's own config write change a register that another instruction reads
+    as the ``hoisted`` configs set it? Exo cannot tell: ``ld_acc_i32_vector`` and ``zero_acc_i32``
+    write the load config of id 0 (stride 0) in their C, while their bodies declare no config,
+    or another config (ConfigLoadAcc) than the one ``do_ld_i8`` reads (ConfigLoad)."""
+    set_at_top = {}
+    for template in hoisted:
+        for name, args in template_commands(template):
+            if (r := _register(name, args)) is not None:
+                set_at_top[r] = args
+    inline: dict[tuple[str, str], list[list[str]]] = {}
+    relied: set[tuple[str, str]] = set()
+    for template in templates:
+        own = set()
+        for name, args in template_commands(template):
+            if (r := _register(name, args)) is not None:
+                own.add(r)
+                inline.setdefault(r, []).append(args)
+            elif name in _READS and _READS[name] not in own and args[0] != "0":  # "0": the zero writer reads no DRAM
+                relied.add(_READS[name])
+    return any(any(args != set_at_top.get(r) for args in inline.get(r, ())) for r in relied)
+
+
 # ----------------------------------------------------------------------------- plans
 
 
@@ -273,6 +311,9 @@ class GemminiCost:
             if not consistent(writes):
                 continue
             hoisted = tuple(sorted({(w.instr, w.args) for w in writes if w.hoisted}))
+            templates = [self.selection.pattern(b.instr).c_template for b in combo]
+            if clobbers(templates, [self.selection.pattern(name).c_template for name, _ in hoisted]):
+                continue
             out.append(OpChoice(tuple(zip(roles, (b.instr for b in combo))), hoisted))
         return out
 

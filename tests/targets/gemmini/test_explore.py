@@ -277,6 +277,29 @@ def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
 
 
 @proc
+def matmul_bias_row(scale: f32, act: bool, A: i8[32, 48], B: i8[48, 32], bias: i32[1, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = bias[0, j]
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            acc_scale(src_tmp, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
+@proc
 def matmul_bias(scale: f32, act: bool, A: i8[32, 48], B: i8[48, 32], bias: i32[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
@@ -343,6 +366,25 @@ def test_an_epilogue_without_relu_stores_by_an_instruction_without_activation():
     v = result.validation
     assert v.ok and v.cycles == v.model_cycles, v.message
     assert "from exo_egraph.targets.gemmini.instructions import st_acc_i8_no_act" in result.script
+
+
+def test_no_choice_lets_an_instructions_own_config_write_clobber_a_hoisted_one(monkeypatch):
+    """ld_acc_i32_vector's C sets load config 0 to stride 0 (its body declares no config, so Exo
+    cannot tell); do_ld_i8 reads load config 0 as the hoisted config_ld_i8 set it. Together, the
+    operand loads after a bias load read with stride 0: such choices are dropped (`clobbers`),
+    and one forced through is caught by the model (wrong output)."""
+    import exo_egraph.extract.gemmini_cost as gemmini_cost
+
+    SMALL["matmul_bias_row"] = matmul_bias_row
+    proc, pattern, model, sat = explored("matmul_bias_row")
+    kept = model.choices()
+    monkeypatch.setattr(gemmini_cost, "clobbers", lambda *_: False)  # the guard broken
+    dropped = [c for c in model.choices() if c not in kept]
+    assert dropped and all("ld_acc_i32_vector" in c.instr("zero") for c in dropped)
+    choice = next(c for c in dropped if c.instr("zero") == "ld_acc_i32_vector" and c.instr("load_A") == "do_ld_i8")
+    plan = random_plan(sat.view, model, choice, lambda n: 0)
+    v = validate_gemmini(proc, replay_plan(proc, pattern, plan, choice.hoisted, model.selection).proc)
+    assert not v.ok and "differs" in v.message
 
 
 def test_exos_own_convolution_form_runs_bit_exact():
