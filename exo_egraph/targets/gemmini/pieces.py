@@ -14,7 +14,7 @@ from __future__ import annotations
 from exo import Procedure
 
 from exo_egraph import terms as t
-from exo_egraph.script import Session, block_at, loop_cursor, top
+from exo_egraph.script import Session, loop_cursor, top
 
 from .config import DIM
 from .pattern import GemmPattern
@@ -73,4 +73,4 @@ def extract_pieces(proc: Procedure, name: str, nests: int) -> tuple[Procedure, t
     return proc, tuple(out)
 
 
-__all__ = ["block_at", "cut_nests", "cuts", "extract_pieces", "piece_name"]
+__all__ = ["cut_nests", "cuts", "extract_pieces", "piece_name"]
