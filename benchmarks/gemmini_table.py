@@ -37,6 +37,14 @@ from exo_egraph.targets.gemmini.model import validate_gemmini  # noqa: E402
 from exo_egraph.targets.gemmini.target import GemminiTarget  # noqa: E402
 
 
+def explored(name: str, budget_s: float):
+    """(proc, numpy reference, explore's result, its wall seconds) of kernel ``name``."""
+    proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
+    start = time.perf_counter()
+    r = explore(proc, "gemmini", budget=Budget(seconds=budget_s), reference=reference, top_k=1)
+    return proc, reference, r, time.perf_counter() - start
+
+
 def serial_pick_cycles(proc) -> int:
     """Decoupled cycles of the plan the serial model ranks first."""
     target = GemminiTarget()
@@ -67,10 +75,7 @@ def main() -> None:
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     print("\n".join(lines))
     for name in args.kernels:
-        proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
-        start = time.perf_counter()
-        r = explore(proc, "gemmini", budget=Budget(seconds=args.budget_s), reference=reference, top_k=1)
-        seconds = time.perf_counter() - start
+        proc, reference, r, seconds = explored(name, args.budget_s)
         h = validate_gemmini(proc, hand.HAND_SCHEDULES[name](proc), reference=reference)
         h1 = validate_gemmini(proc, hand.VARIANTS[name]["one_tile_mvins"](proc), reference=reference)
         serial_pick = serial_pick_cycles(proc)
@@ -125,10 +130,7 @@ def large(budget_s: float, out: Path) -> None:
     lines, rows = [head, "|---|---:|---:|---:|---:|---:|---:|---|"], []
     print("\n".join(lines))
     for name in kernels.GEMMINI_LARGE:
-        proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
-        start = time.perf_counter()
-        r = explore(proc, "gemmini", budget=Budget(seconds=budget_s), reference=reference, top_k=1)
-        seconds = time.perf_counter() - start
+        proc, reference, r, seconds = explored(name, budget_s)
         v = r.validation
         expert = hand.EXPERT.get(name)
         h = validate_gemmini(proc, expert(proc), reference=reference) if expert else None
@@ -167,10 +169,7 @@ def convolutions(budget_s: float, out: Path) -> None:
     lines, rows = [head, "|---|---:|---:|---:|---:|---:|---|"], []
     print("\n".join(lines))
     for name in kernels.GEMMINI_CONV:
-        proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
-        start = time.perf_counter()
-        r = explore(proc, "gemmini", budget=Budget(seconds=budget_s), reference=reference, top_k=1)
-        seconds = time.perf_counter() - start
+        proc, reference, r, seconds = explored(name, budget_s)
         v = r.validation
         nests = max(1, sum(line.startswith("part ") for line in r.details[0]["plan"]))
         row = {
