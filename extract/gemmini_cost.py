@@ -189,14 +189,17 @@ def _register(name: str, args: list[str]) -> tuple[str, str] | None:
 
 def clobbers(templates: list[str], hoisted: list[str]) -> bool:
     """Does an instruction's own config write change a register that another instruction reads
-    as the ``hoisted`` configs set it? Exo cannot tell: ``ld_acc_i32_vector`` and ``zero_acc_i32``
-    write the load config of id 0 (stride 0) in their C, while their bodies declare no config,
-    or another config (ConfigLoadAcc) than the one ``do_ld_i8`` reads (ConfigLoad)."""
-    set_at_top = {}
+    as the ``hoisted`` configs set it, or do two hoisted configs set one register differently?
+    Exo cannot tell: ``ld_acc_i32_vector`` and ``zero_acc_i32`` write the load config of id 0
+    (stride 0) in their C, while their bodies declare no config, or another config
+    (ConfigLoadAcc, set by ``config_ld_acc_i32_vector``) than the one ``do_ld_i8`` reads
+    (ConfigLoad, set by ``config_ld_i8``)."""
+    set_at_top: dict[tuple[str, str], list[str]] = {}
     for template in hoisted:
         for name, args in template_commands(template):
             if (r := _register(name, args)) is not None:
-                set_at_top[r] = args
+                if set_at_top.setdefault(r, args) != args:
+                    return True  # two hoisted configs (config_ld_acc_i32_vector, config_ld_i8) set one register
     inline: dict[tuple[str, str], list[list[str]]] = {}
     relied: set[tuple[str, str]] = set()
     for template in templates:

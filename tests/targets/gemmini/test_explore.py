@@ -381,6 +381,10 @@ def test_no_choice_lets_an_instructions_own_config_write_clobber_a_hoisted_one(m
     monkeypatch.setattr(gemmini_cost, "clobbers", lambda *_: False)  # the guard broken
     dropped = [c for c in model.choices() if c not in kept]
     assert dropped and all("ld_acc_i32_vector" in c.instr("zero") for c in dropped)
+    # config_ld_acc_i32_vector and config_ld_i8 both set load config 0, at the top: never together
+    both = {"config_ld_acc_i32_vector", "config_ld_i8"}
+    assert any(both <= {n for n, _ in c.hoisted} for c in dropped)
+    assert not any(both <= {n for n, _ in c.hoisted} for c in kept)
     choice = next(c for c in dropped if c.instr("zero") == "ld_acc_i32_vector" and c.instr("load_A") == "do_ld_i8")
     plan = random_plan(sat.view, model, choice, lambda n: 0)
     v = validate_gemmini(proc, replay_plan(proc, pattern, plan, choice.hoisted, model.selection).proc)
