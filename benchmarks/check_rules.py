@@ -22,7 +22,7 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -49,10 +49,12 @@ _CHECKS: dict[str, Callable[..., RuleReport]] = {}
 
 
 def run_chunk(rule: str, examples: int, seed: int) -> RuleReport:
-    """One chunk of one rule's examples (in a worker process)."""
+    """One chunk of one rule's examples (in a worker process), reported under the sweep's name for
+    the rule: a target reports its rules by their bare names, which two targets can share
+    (``reorder_loops``, ``all``), and the log must tell them apart."""
     if not _CHECKS:
         _CHECKS.update(rule_checks())
-    return _CHECKS[rule](examples, seed, None)
+    return replace(_CHECKS[rule](examples, seed, None), rule=rule)
 
 
 @dataclass
