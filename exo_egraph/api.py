@@ -178,12 +178,13 @@ def _replay(
     tgt: Target, problem: Any, picks: list[Pick], deadline: Deadline, stop: StopReason
 ) -> tuple[tuple[Candidate, ...], tuple[str, ...], StopReason]:
     """Replay the picks in order; one Exo rejects is a soundness failure, recorded, and the next is
-    tried. Past the deadline, or on Ctrl-C, the ones replayed so far."""
-    done, unsound = [], []
+    tried. On Ctrl-C, or when the next would end past the deadline, the ones replayed so far."""
+    done, unsound, took = [], [], 0.0
     for pick in picks:
-        if done and deadline.passed():
+        if done and not deadline.room_for(took):  # the next would end past the deadline, judging by the last
             stop = StopReason.TIME if not stop.budget_reached else stop
             break
+        began = time.perf_counter()
         try:
             done.append(Candidate(pick.cost, pick, tgt.replay(problem, pick)))
         except ReplayError as e:
@@ -191,6 +192,7 @@ def _replay(
         except KeyboardInterrupt:
             stop = StopReason.INTERRUPTED
             break
+        took = time.perf_counter() - began
     return tuple(done), tuple(unsound), stop
 
 

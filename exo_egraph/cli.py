@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Callable
 
 from exo import Procedure
@@ -128,8 +129,33 @@ def _sizes(text: str | None) -> dict[str, int] | None:
     return out
 
 
-def _stop_on_sigterm(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: best so far written, exit 130
+FINALIZER_RETRY_S = 0.01  # how soon an interrupt that landed in a finalizer is raised again
+
+
+def _catch_interrupts() -> None:
+    """Ctrl-C and SIGTERM end a run as `KeyboardInterrupt`: the best so far is written, exit 130.
+    Also when the run was started with SIGINT ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+
+
+def _interrupt(_signum: int, frame: FrameType | None) -> None:
+    # Raised inside a finalizer, the interrupt would be printed and swallowed there (pysmt's Z3
+    # converter has a __del__, and Exo's checks drop converters all the time): the run would go on.
+    # There, it is raised again a moment later, outside.
+    if _in_finalizer(frame):
+        signal.signal(signal.SIGALRM, _interrupt)
+        signal.setitimer(signal.ITIMER_REAL, FINALIZER_RETRY_S)
+        return
+    raise KeyboardInterrupt
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class Progress:
@@ -274,8 +300,7 @@ def _run_and_write(args: argparse.Namespace, proc: Procedure, run: Callable[[Pro
     out.check(proc.name(), force=args.force)
     start = time.perf_counter()
     progress = Progress()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _catch_interrupts()
     with out.lock():
         out.retire_previous()
         try:

@@ -64,11 +64,12 @@ def instr_patterns(
     module: ModuleType,
     *,
     plain_procs: bool = False,
-    preconditions: Callable[[tuple[t.Arg, ...], tuple[t.Expr, ...]], tuple[t.Expr, ...]] | None = None,
+    preconditions: Callable[[tuple[t.Arg, ...], tuple[t.Expr, ...], str], tuple[t.Expr, ...]] | None = None,
 ) -> tuple[InstrPattern, ...]:
     """Every ``@instr`` proc defined in ``module``, lowered (those our terms cannot express are
     skipped); ``plain_procs``: the other procs too (a ``*_v2`` twin need not be an instr);
-    ``preconditions(args, preds)``: a target's correction of an instruction's assertions."""
+    ``preconditions(args, preds, c)``: a target's correction of an instruction's assertions, given
+    the C it emits (what the hardware is told, which its body may not say)."""
     out, seen = [], set()
     for value in vars(module).values():
         if not isinstance(value, Procedure) or value.name() in seen:
@@ -81,9 +82,10 @@ def instr_patterns(
         except UnsupportedConstruct:
             continue
         body = tuple(s for s in term.body if not isinstance(s, t.Pass))
-        preds = preconditions(term.args, term.preds) if preconditions else term.preds
         instr = value.INTERNAL_proc().instr
-        out.append(InstrPattern(value.name(), term.args, preds, body, instr.c_instr if instr else "", value))
+        c_instr = instr.c_instr if instr else ""
+        preds = preconditions(term.args, term.preds, c_instr) if preconditions else term.preds
+        out.append(InstrPattern(value.name(), term.args, preds, body, c_instr, value))
     return tuple(out)
 
 

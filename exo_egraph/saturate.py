@@ -96,6 +96,15 @@ class Deadline:
     def passed(self) -> bool:
         return self.left() <= 0
 
+    def room_for(self, seconds: float) -> bool:
+        """Would a step of ``seconds`` (as long as the last one took) end before the deadline?"""
+        return self.left() > seconds
+
+    def part(self, fraction: float) -> "Deadline":
+        """The deadline ``fraction`` of the time left from now: a step's share, leaving the rest to
+        the steps after it."""
+        return Deadline(time.monotonic() + max(self.left(), 0.0) * fraction, self.max_memory_mb)
+
     def check(self, step: str) -> None:
         """Raise `TimeUp` when the deadline has passed or the process holds more than its memory."""
         if self.passed():

@@ -245,6 +245,8 @@ class GemminiCost:
     consts: dict[str, int]
     _costs: dict[tuple[str, int | None, str | None], InstrCost] = field(default_factory=dict)
     _commands: dict[tuple[str, int | None, str | None], tuple[Command, ...]] = field(default_factory=dict)
+    # a plan is timed once: extraction times its shortlist, then prices the picks it keeps
+    _timings: dict[tuple[Plan, tuple], Timing] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # a load fills both load roles, with other sizes when an operand's tile is partial
@@ -435,7 +437,9 @@ class GemminiCost:
 
     def timing(self, plan: Plan, hoisted: tuple = ()) -> Timing:
         """The plan through the decoupled model (`exo_egraph.extract.gemmini_timeline`)."""
-        return plan_timing(self, plan, hoisted)
+        if (known := self._timings.get((plan, hoisted))) is None:
+            known = self._timings[(plan, hoisted)] = plan_timing(self, plan, hoisted)
+        return known
 
     def cycles(self, plan: Plan, hoisted: tuple = ()) -> int:
         """Cycles under the decoupled model: what the simulator's ``cycles`` counter reads (for a

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .gemmini_cost import GemminiCost
 
 LD, EX, ST = 0, 1, 2  # the controllers, as the C model numbers them
+_OTHERS = ((EX, ST), (LD, ST), (LD, EX))  # per controller, the two it waits on
 
 
 def template_commands(template: str) -> list[tuple[str, list[str]]]:
@@ -126,28 +127,41 @@ class Timeline:
         self.read: list[dict] = [{}, {}, {}]
 
     def run(self, cmd: Command, reads: tuple = (), writes: tuple = ()) -> None:
+        # the hot loop of extraction's timed shortlist (hundreds of thousands of commands a plan):
+        # plain comparisons on locals, the other two controllers named once
         q = cmd.queue
         slot = self.issued[q] % self.entries[q]
-        self.host = dispatch = max(self.host + self.issue, self.ring[q][slot])
+        dispatch = self.host + self.issue
+        if self.ring[q][slot] > dispatch:
+            dispatch = self.ring[q][slot]
+        self.host = dispatch
         start = max(dispatch, self.free_at[q], self.drained[EX] if cmd.drains else 0)
-        others = [o for o in (LD, EX, ST) if o != q]
+        o1, o2 = _OTHERS[q]
+        w1, w2 = self.written[o1], self.written[o2]
         for tile in reads:
-            for o in others:
-                start = max(start, self.written[o].get(tile, 0))
-        for tile in writes:
-            for o in others:
-                start = max(start, self.written[o].get(tile, 0), self.read[o].get(tile, 0))
+            start = max(start, w1.get(tile, 0), w2.get(tile, 0))
+        if writes:
+            r1, r2 = self.read[o1], self.read[o2]
+            for tile in writes:
+                start = max(start, w1.get(tile, 0), w2.get(tile, 0), r1.get(tile, 0), r2.get(tile, 0))
         done = start + max(cmd.occupancy, cmd.read_end, cmd.done_end)
-        mine_r, mine_w = self.read[q], self.written[q]
-        for tile in reads:
-            mine_r[tile] = max(mine_r.get(tile, 0), start + cmd.read_end)
-        for tile in writes:
-            mine_w[tile] = max(mine_w.get(tile, 0), done)
+        if reads:
+            mine_r, read_at = self.read[q], start + cmd.read_end
+            for tile in reads:
+                if mine_r.get(tile, 0) < read_at:
+                    mine_r[tile] = read_at
+        if writes:
+            mine_w = self.written[q]
+            for tile in writes:
+                if mine_w.get(tile, 0) < done:
+                    mine_w[tile] = done
         self.free_at[q] = start + cmd.occupancy
         self.ring[q][slot] = done
         self.issued[q] += 1
-        self.drained[q] = max(self.drained[q], done)
-        self.end = max(self.end, done)
+        if done > self.drained[q]:
+            self.drained[q] = done
+        if done > self.end:
+            self.end = done
         self.busy[q] += cmd.occupancy
 
     def call(self, cmds: tuple[Command, ...], tiles: dict[str, tuple]) -> None:

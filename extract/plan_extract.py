@@ -18,13 +18,14 @@ cheapest per distinct serial cost, and random plans of the e-graph — and ranks
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, replace
 
 import networkx as nx
 
 from exo_egraph.saturate import Deadline, EGraphView
 from exo_egraph.targets.gemmini.config import DIM
-from exo_egraph.targets.gemmini.pattern import GemmPattern, first_step_ok
+from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
 from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, decode
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
@@ -54,6 +55,7 @@ class _Entry:
     acc: int
     plan: Plan
     deep: tuple = (None, None)  # per operand A, B: trips of the loop below over single column tiles
+    peel: Peel = Peel.REDUCING  # whether an accumulator over this plan may peel its first step
 
 
 def extract_plans(
@@ -75,10 +77,13 @@ def extract_plans(
     instrs = _op_instrs(view, values)
     order = _bottom_up(view)
     found: dict[Plan, Extracted] = {}
+    took = 0.0
     for choice in model.distinct_choices() if choices is None else choices:
-        if found and deadline is not None and deadline.passed():
+        if found and not _in_time(deadline, took):
             break  # anytime: the plans of the choices done so far
+        began = time.perf_counter()
         table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles, hide_buffered)
+        took = time.perf_counter() - began
         hoist = model.hoisted_cycles(choice.hoisted)
         for e in table.get(view.root, []):
             plan = e.plan
@@ -111,15 +116,18 @@ def extract_timed(
     those the serial model finds distinct (under overlap, an inline config can beat a hoisted
     one); for small e-graphs."""
     choices = held_choices(view, model) if every_choice else None
+    began = time.perf_counter()
     pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
-    for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline, choices=choices):
-        pool.setdefault((x.plan, x.choice), x)
-    hidden = extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices) if buffered else []
-    for x in hidden:
-        pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
+    took = time.perf_counter() - began  # each list below costs about as much: none is begun without room for it
+    if _in_time(deadline, took):  # anytime: out of time, time what the first list gave
+        for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline, choices=choices):
+            pool.setdefault((x.plan, x.choice), x)
+    if buffered and _in_time(deadline, took):
+        for x in extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices):
+            pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
     rng, choices, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
-        if drawn >= samples or (deadline is not None and deadline.passed()):
+        if drawn >= samples or not _in_time(deadline):
             break
         choice = choices[rng.randrange(len(choices))]
         plan = random_plan(view, model, choice, rng.randrange)
@@ -127,12 +135,18 @@ def extract_timed(
             continue
         drawn += 1
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
-    timed = []
+    timed, took = [], 0.0
     for x in sorted(pool.values(), key=lambda x: x.cycles):  # the serially cheapest first
-        if timed and deadline is not None and deadline.passed():
+        if timed and not _in_time(deadline, took):
             break  # anytime: the plans timed so far
+        began = time.perf_counter()
         timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
+        took = time.perf_counter() - began
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
+
+
+def _in_time(deadline: Deadline | None, step: float = 0.0) -> bool:
+    return deadline is None or deadline.room_for(step)
 
 
 def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:
@@ -190,22 +204,22 @@ def _programme(
     accumulator's zeroes and stores, cost nothing — they overlap the previous iteration)."""
     loops: dict[str, dict[str, int]] = {}  # plan e-class → iterator → trips below (shared by the class)
     table: dict[str, list[_Entry]] = {}
+    columns = tuple(model.g.columns(x) for x in OPERANDS)
     for c in order:
         entries: list[_Entry] = []
         for nid in view.classes[c]:
             op, kids = view.nodes[nid]
             if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), Role.MAC)):
-                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac)))
+                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac), peel=Peel.REDUCING))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
                 var, stride, extent = (values[x] for x in kids[:3])
                 inner = loops[kids[3]]
                 loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
                 for e in table[kids[3]]:
-                    deep = tuple(
-                        extent if var == model.g.columns(x) and stride == DIM else d for x, d in zip(OPERANDS, e.deep)
-                    )
-                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, PLoop(var, stride, extent, e.plan), deep))
+                    deep = tuple(extent if var == col and stride == DIM else d for col, d in zip(columns, e.deep))
+                    plan = PLoop(var, stride, extent, e.plan)
+                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, plan, deep, peel_above(model.g, plan, e.peel)))
             elif (
                 op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
@@ -223,7 +237,8 @@ def _programme(
                         continue
                     load = 0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1], operand).cycles
                     plan = PStage(operand, instr, e.plan, buffers)
-                    entries.append(_Entry(e.cycles + load, e.sp + buffers * DIM * tiles, e.acc, plan, e.deep))
+                    entries.append(_Entry(e.cycles + load, e.sp + buffers * DIM * tiles, e.acc, plan, e.deep,
+                                          peel_above(model.g, plan, e.peel)))  # fmt: skip
             elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
                 buffers = ACCS[op]
                 inner = loops[kids[2]]
@@ -235,17 +250,17 @@ def _programme(
                     extra = tiles * (model.zero_cycles(zero, choice.instr(Role.MAC)) + model.cost_of(store).cycles)
                     extra = 0 if hide and buffers == 2 else extra
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + buffers * DIM * tiles, PAcc(zero, store, e.plan, buffers), e.deep)
+                        _Entry(e.cycles + extra, e.sp, e.acc + buffers * DIM * tiles, PAcc(zero, store, e.plan, buffers), e.deep, Peel.NO)
                         for e in table[kids[2]]
-                        if not model.overwrites(zero) or first_step_ok(model.g, e.plan)
+                        if not model.overwrites(zero) or e.peel is not Peel.NO
                     ]
         fits = [e for e in entries if Footprint(e.sp, e.acc).fits(model.consts)]
         if fits:
-            table[c] = _prune(fits, keep, distinct, model.g)
+            table[c] = _prune(fits, keep, distinct)
     return table
 
 
-def _prune(entries: list[_Entry], keep: int, distinct: bool, g: GemmPattern) -> list[_Entry]:
+def _prune(entries: list[_Entry], keep: int, distinct: bool) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
     unique = {(e.cycles, e.sp, e.acc, e.deep) if distinct else e.plan: e for e in entries}.values()
@@ -254,7 +269,7 @@ def _prune(entries: list[_Entry], keep: int, distinct: bool, g: GemmPattern) -> 
     for deep in {e.deep for e in unique}:
         cheapest += sorted((e for e in unique if e.deep == deep), key=lambda e: e.cycles)[:4]
     # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
-    cheapest += sorted((e for e in unique if first_step_ok(g, e.plan)), key=lambda e: e.cycles)[:keep]
+    cheapest += sorted((e for e in unique if e.peel is not Peel.NO), key=lambda e: e.cycles)[:keep]
     smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
     return list({e.plan: e for e in cheapest + smallest}.values())
 

@@ -16,7 +16,7 @@ import pytest
 
 from exo_egraph import Budget, StopReason, explore
 from exo_egraph.api import exit_code
-from exo_egraph.cli import load_procs, main
+from exo_egraph.cli import _catch_interrupts, load_procs, main
 from exo_egraph.extract.cost import CpuCost, buffers_of
 from exo_egraph.extract.extractors import extract
 from exo_egraph.lower import lower
@@ -119,6 +119,26 @@ def test_an_interrupt_writes_the_best_so_far_and_exits_130(tmp_path, sig):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["stop_reason"] == "interrupted"
     assert "def schedule(p):" in (tmp_path / "schedule.py").read_text()
+
+
+def test_an_interrupt_that_lands_in_a_finalizer_still_ends_the_run():
+    # pysmt's Z3 converter has a __del__ that Exo's checks run all the time: Python prints an
+    # exception raised there and goes on, so a Ctrl-C landing in one was lost
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10_000))  # the handler runs here, inside the finalizer
+
+    try:
+        _catch_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            Finalized()  # dropped at once
+            time.sleep(5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_out_is_checked_before_any_work(tmp_path, capsys):

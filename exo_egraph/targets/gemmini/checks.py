@@ -2,7 +2,7 @@
 ``exo-egraph check-rules`` runs as ``gemmini:<rule>``.
 
 An example is a random Gemmini kernel (`gemmini_kernels`: an i8 matmul or 3×3 convolution whose
-sizes are 1–6 tiles of 16) and a plan drawn node by node (`random_plan`) from the e-graph that the
+sizes are 1–6 tiles of 16, or one partial tile) and a plan drawn node by node (`random_plan`) from the e-graph that the
 rule under check saturates, with ``replace`` and ``first_step``, which fill the plan's roles with
 instructions (the ``replace`` and ``all`` checks saturate every rule). The draw is repeated, up to
 `PLAN_TRIES` times, until the plan fits the scratchpad and accumulator and shows the rule's effect
@@ -120,7 +120,9 @@ def {name}(scale: f32, act: bool, inp: i8[{OH} + 2, {OW} + 2, {IC}] @ DRAM, w: i
 
 CONV += _epilogue(" " * 16, "out[oy, ox, oc]")
 
-TILES = (32, 16, 48, 64)  # 1–4 tiles of 16 (shrinking tends to the first)
+# 1–4 tiles of 16, or one partial tile (the instructions' n, m, K < 16 arguments; staged tiles keep
+# 16 rows, which a load must agree with); shrinking tends to the first
+TILES = (32, 16, 48, 64, 8, 12)
 LOOPED = (32, 48, 64)  # at least two tiles: a loop over tiles
 SPLITTABLE = (64, 96)  # 4 and 6 tiles: a tile loop that divide_loop splits
 # per check, the sizes a dimension is drawn from (others: TILES): what lets the rule apply
@@ -136,7 +138,8 @@ MATMUL_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
 @st.composite
 def gemmini_kernels(draw, for_rule: str | None = None) -> KernelSpec:
     """A random kernel the Gemmini target takes: an i8 matmul (three times in four) or a 3×3
-    convolution, sized in whole tiles, and shaped so that the plan rule ``for_rule`` applies."""
+    convolution, sized in whole tiles or one partial tile, and shaped so that the plan rule
+    ``for_rule`` applies."""
     sizes = MATMUL_SIZES.get(for_rule or "", {})
     if draw(st.integers(0, 3)) < 3:
         dims = {d: draw(st.sampled_from(sizes.get(d, TILES))) for d in ("N", "M", "K")}
@@ -146,7 +149,7 @@ def gemmini_kernels(draw, for_rule: str | None = None) -> KernelSpec:
         return KernelSpec(name, MATMUL.format(name=name, **dims))
     dims = {
         "OH": draw(st.sampled_from((2, 1, 3))),  # a loop of single rows (not tiled)
-        "OW": 16,
+        "OW": draw(st.sampled_from((16, 14))),  # 14: ResNet's last 3x3 layers, partial row tiles
         "OC": draw(st.sampled_from(SPLITTABLE if for_rule == "divide_loop" else (32, 16, 64))),
         "IC": draw(st.sampled_from((16, 32))),
     }

@@ -17,6 +17,7 @@ selection (`rewrites.gemmini`) unifies the instructions with these nests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
 from exo_egraph import terms as t
@@ -372,14 +373,28 @@ def _tile_loop(g: GemmPattern, v: str, body: Plan) -> Plan:
     return PLoop(v, 1, g.extent(v), body)
 
 
+class Peel(Enum):
+    """Whether an accumulator body's first reduction step can be peeled (`first_step_ok`), kept
+    link by link from the `PMac` up, so extraction knows it of each plan it builds in O(1)."""
+
+    REDUCING = "reducing"  # reduction loops only, down to the multiply
+    OK = "ok"  # parallel loops and stagings over reduction loops only
+    NO = "no"
+
+
+def peel_above(g: GemmPattern, link: Plan, below: Peel) -> Peel:
+    """The `Peel` of ``link`` over a chain whose state is ``below``."""
+    if isinstance(link, PLoop) and link.var in g.reduction:
+        return Peel.REDUCING if below is Peel.REDUCING else Peel.NO
+    if isinstance(link, PStage) or (isinstance(link, PLoop) and link.var in g.parallel):
+        return Peel.OK if below is not Peel.NO else Peel.NO
+    return Peel.NO  # an accumulator, or a loop over an iterator the pattern does not know
+
+
 def first_step_ok(g: GemmPattern, body: Plan) -> bool:
     """The accumulator's body is parallel loops (stagings among them) over reduction loops only,
     so the first reduction step is one region that can be peeled and fused with the zero."""
-    links = chain(body)
-    reducing = False
-    for x in links[:-1]:
-        if isinstance(x, PLoop) and x.var in g.reduction:
-            reducing = True
-        elif reducing or isinstance(x, PAcc) or (isinstance(x, PLoop) and x.var not in g.parallel):
-            return False
-    return True
+    state = Peel.REDUCING
+    for link in reversed(chain(body)[:-1]):
+        state = peel_above(g, link, state)
+    return state is not Peel.NO

@@ -72,32 +72,55 @@ class Role(StrEnum):
 _LOAD_ROLES = {Operand.A: Role.LOAD_A, Operand.B: Role.LOAD_B}
 
 
-@dataclass(frozen=True)
-class PLoop:
+class _Link:
+    """A plan link whose hash is computed once, from its fields and its body's (cached in turn):
+    extraction keys tables by plans of every depth in its hot loops, where a dataclass's own hash
+    would walk the whole chain each time. It pickles by its fields, so a hash made in one process
+    (strings hash differently in each) never reaches another."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((type(self), *vars(self).values())))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple:
+        return type(self), tuple(v for k, v in vars(self).items() if k != "_hash")
+
+
+def _link(cls: type) -> type:
+    """A frozen dataclass that keeps `_Link`'s cached hash (``dataclass`` would write its own)."""
+    cls = dataclass(frozen=True)(cls)
+    cls.__hash__ = _Link.__hash__
+    return cls
+
+
+@_link
+class PLoop(_Link):
     var: str
     stride: int
     extent: int
     body: "Plan"
 
 
-@dataclass(frozen=True)
-class PStage:
+@_link
+class PStage(_Link):
     operand: str
     op: str
     body: "Plan"
     buffers: int = 1  # 2: alternating across the iterations of the loop right around it
 
 
-@dataclass(frozen=True)
-class PAcc:
+@_link
+class PAcc(_Link):
     zero: str
     store: str
     body: "Plan"
     buffers: int = 1
 
 
-@dataclass(frozen=True)
-class PMac:
+@_link
+class PMac(_Link):
     op: str
 
 

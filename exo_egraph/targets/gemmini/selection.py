@@ -6,6 +6,7 @@ instruction can fill which role, under which binding of its arguments (`exo_egra
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Mapping
@@ -18,15 +19,20 @@ from .pattern import GemmPattern
 from .plans import Role
 
 
-def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.Expr, ...]:
+def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...], c_instr: str = "") -> tuple[t.Expr, ...]:
     """The stride preconditions of a scratchpad block ``[m, n, DIM]`` argument, as the hardware needs them.
 
-    An mvin wider than DIM columns writes its j-th DIM-column block DIM rows after the previous
-    one (Gemmini ISA; the model in ``validate/gemmini`` does the same). exo 1.0's block loads
-    declare ``stride(dst, 0) == 16`` and ``stride(dst, 1) == 1``, copied from the 2-D loads: no
-    tiled buffer meets them, and Exo does not check them. The block loads' own bodies
-    (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when blocks are DIM
-    rows apart and rows DIM elements apart, so those are the preconditions checked here.
+    An mvin wider than DIM columns writes its j-th DIM-column block a *block stride* of rows after
+    the previous one (Gemmini ISA; the model in ``validate/gemmini`` does the same): DIM rows as
+    ``gemmini_extended3_config_ld`` configures it, the stride given to
+    ``gemmini_extended4_config_ld`` otherwise (`block_rows`: exo 1.0's ``ld_i8_block_id2`` passes
+    its ``n``). exo 1.0's block loads declare ``stride(dst, 0) == 16`` and ``stride(dst, 1) == 1``,
+    copied from the 2-D loads: no tiled buffer meets them, and Exo does not check them. The block
+    loads' own bodies (``dst[j, i, k] = src[i, 16 * j + k]``) and the hardware agree exactly when
+    blocks are a block stride of rows apart and rows DIM elements apart, so those are the
+    preconditions checked here. Staged tiles keep DIM rows, so a block stride of ``n`` holds
+    only for whole tiles: a partial tile loaded that way would land its blocks ``n`` rows apart
+    and be read DIM rows apart (the ResNet convolution's 14-row tiles ran wrong so).
 
     Two more of exo 1.0's declarations cannot hold for any use, and Exo does not check them:
     ``ld_acc_i32_vector`` (a bias row broadcast to the accumulator: ``dst[i, j] = src[0, j]``,
@@ -39,7 +45,8 @@ def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.
     blocks = {a.name for a in args if a.name in gemm and len(a.shape) == 3 and a.shape[2] == t.Aff((), DIM)}
     tiles = {a.name for a in args if a.name in gemm and len(a.shape) == 2 and a.shape[1] == t.Aff((), DIM)}
     one_row = {a.name for a in args if a.name not in gemm and len(a.shape) == 2 and a.shape[0] == t.Aff((), 1)}
-    fixed = {0: DIM * DIM, 1: DIM}
+    rows = block_rows(c_instr)
+    fixed = {0: rows.scale(DIM) if rows is not None else t.Aff((), -1), 1: t.Aff((), DIM)}  # -1: never holds
     out = []
     for p in preds:
         if isinstance(p, t.BinOp) and isinstance(p.lhs, t.StrideExpr):
@@ -47,11 +54,27 @@ def block_layout(args: tuple[t.Arg, ...], preds: tuple[t.Expr, ...]) -> tuple[t.
             if buf in one_row and dim == 0:
                 continue
             if buf in blocks and dim in fixed:
-                p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), fixed[dim])))
+                p = t.BinOp(p.op, p.lhs, t.IdxExpr(fixed[dim]))
             elif buf in tiles and dim == 0:
                 p = t.BinOp(p.op, p.lhs, t.IdxExpr(t.Aff((), DIM)))
         out.append(p)
     return tuple(out)
+
+
+def block_rows(c_instr: str) -> t.Aff | None:
+    """Rows between the DIM-column blocks of the wide mvin ``c_instr`` configures: the block stride
+    argument of ``gemmini_extended4_config_ld`` (a number, or one of the instruction's size
+    arguments, ``{n}``), else DIM; None when that argument is anything else (the load is then
+    never selected)."""
+    call = re.search(r"gemmini_extended4_config_ld\(([^;]*)\)\s*;", c_instr)
+    if call is None:
+        return t.Aff((), DIM)
+    stride = call.group(1).split(",")[3].strip()
+    if stride.isdigit():
+        return t.Aff((), int(stride))
+    if (name := re.fullmatch(r"\{(\w+)\}", stride)) is not None:
+        return t.Aff(((name.group(1), 1),), 0)
+    return None
 
 
 @dataclass(frozen=True)

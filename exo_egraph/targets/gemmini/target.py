@@ -107,6 +107,13 @@ class GemminiVerdict:
 WIDE_SHORTLIST = 64  # plans the second phase's (small) e-graph gives the timed shortlist
 BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
+# How a run spends its deadline past egglog (whose part is seconds at most): extraction's
+# programme and timeline are what grow with a kernel, so each extraction is anytime within a share
+# of the time left, and replay (Exo's scheduling calls) and validation (the C model runs the
+# kernel once) get the rest. The first phase's seed plans take a third of what is left after it;
+# final extraction half of what is left then.
+SEED_SHARE = 1 / 3
+EXTRACT_SHARE = 1 / 2
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ class GemminiTarget:
         if not self.staged or plans.stats.stop_reason is StopReason.INTERRUPTED or deadline.passed():
             return plans
         try:
-            kept = extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline)
+            kept = extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE))
         except KeyboardInterrupt:
             return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
         if not kept or deadline.passed():
@@ -189,13 +196,14 @@ class GemminiTarget:
     ) -> SaturatedPieces:
         done: list[Saturated] = []
         for i, piece in enumerate(problem.pieces):
-            share = Deadline(min(deadline.at, time.monotonic() + deadline.left() / (len(problem.pieces) - i)),
-                             deadline.max_memory_mb)  # fmt: skip
-            done.append(self.saturate(piece, budget, progress, share))
+            done.append(self.saturate(piece, budget, progress, deadline.part(1 / (len(problem.pieces) - i))))
             if done[-1].stats.stop_reason is StopReason.INTERRUPTED:
-                raise KeyboardInterrupt  # no piece may go unsaturated: nothing to return
+                break  # the pieces after it have no e-graph: extraction finds no schedule, the input stands
         stats = [x.stats for x in done]
-        stop = next((x.stop_reason for x in stats if x.stop_reason.budget_reached), stats[0].stop_reason)
+        interrupted = stats[-1].stop_reason is StopReason.INTERRUPTED
+        stop = StopReason.INTERRUPTED if interrupted else next(
+            (x.stop_reason for x in stats if x.stop_reason.budget_reached), stats[0].stop_reason
+        )
         stages = tuple(Stage(piece_name(problem.proc.name(), i), x.enodes, x.schedules, x.seconds, x.stop_reason)
                        for i, x in enumerate(stats))  # fmt: skip
         combined = SaturationStats(
@@ -210,8 +218,17 @@ class GemminiTarget:
         return host_cycles(problem.term)
 
     def extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
+        """The ``k`` fastest plans the e-graph's timed shortlist holds, found within `EXTRACT_SHARE` of
+        the time left (a cut kernel's pieces share that in turn)."""
+        return self._extract(problem, saturated, k, deadline.part(EXTRACT_SHARE))
+
+    def _extract(self, problem: GemminiProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
         if problem.pieces:  # each piece's best; then the biggest piece's next best with the others' best
-            per = [self.extract(p, x, k, deadline) for p, x in zip(problem.pieces, saturated.pieces)]
+            n = len(problem.pieces)
+            if len(saturated.pieces) < n:
+                return []  # interrupted before every piece had an e-graph: no whole schedule
+            per = [self._extract(p, x, k, deadline.part(1 / (n - i)))
+                   for i, (p, x) in enumerate(zip(problem.pieces, saturated.pieces))]  # fmt: skip
             vary = max(range(len(per)), key=lambda i: len(per[i]))
             combos = [[picks[0] for picks in per]] + [
                 [alt if i == vary else picks[0] for i, picks in enumerate(per)] for alt in per[vary][1:k]
@@ -303,7 +320,7 @@ class GemminiTarget:
             plan = random_plan(saturated.view, model, choice, rng.randrange)
             if plan is not None and model.footprint(plan).fits(model.consts):
                 return self._pick(problem, plan, choice.hoisted)
-        return self.extract(problem, saturated, 1, Deadline.after(math.inf))[0]
+        return self._extract(problem, saturated, 1, Deadline.after(math.inf))[0]
 
     def _pick(self, problem: GemminiProblem, plan: Any, hoisted: tuple) -> Pick:
         timing = problem.model.timing(plan, hoisted)

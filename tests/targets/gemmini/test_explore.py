@@ -391,6 +391,30 @@ def test_no_choice_lets_an_instructions_own_config_write_clobber_a_hoisted_one(m
     assert not v.ok and "differs" in v.message
 
 
+def test_a_block_load_whose_block_stride_is_its_row_count_never_loads_a_partial_tile(monkeypatch):
+    """exo's ld_i8_block_id2 configures its blocks ``n`` rows apart (gemmini_extended4_config_ld),
+    the other block loads DIM rows apart; staged tiles keep DIM rows. So it may load B's whole
+    tiles here but not A's 8-row ones (the ResNet convolution's 14-row tiles ran wrong so); forced
+    through with the guard broken, the model catches it."""
+    import exo_egraph.targets.gemmini.selection as selection
+    from exo_egraph import terms as t
+
+    proc = kernels.gemm_i8.partial_eval(N=8, M=32, K=64)
+    problem = GemminiTarget().prepare(proc)
+    by_role = {r: {b.instr for b in problem.selection.for_role(r)} for r in ("load_A", "load_B")}
+    assert "ld_i8_block_id2" in by_role["load_B"] and "ld_i8_block_id2" not in by_role["load_A"]
+    assert {"ld_i8_block_id1", "do_ld_i8_block_id2"} <= by_role["load_A"]  # blocks DIM rows apart
+
+    monkeypatch.setattr(selection, "block_rows", lambda c: t.Aff((), 16))  # the guard broken
+    SMALL["matmul_8x32x64_block_rows_unguarded"] = proc
+    _, pattern, model, sat = explored("matmul_8x32x64_block_rows_unguarded")
+    choices = [c for c in model.choices() if c.instr("load_A") == "ld_i8_block_id2"]
+    x = extract_plans(sat.view, model, k=1, choices=choices)[0]
+    assert "instr:ld_i8_block_id2" in {f"instr:{y.op}" for y in chain(x.plan) if isinstance(y, PStage) and y.operand == "A"}
+    v = validate_gemmini(proc, replay_plan(proc, pattern, x.plan, x.choice.hoisted, model.selection).proc)
+    assert not v.ok and "differs" in v.message
+
+
 def test_exos_own_convolution_form_runs_bit_exact():
     """Exo's apps/gemmini convolution: a batch, ``res = bias[0, och]`` (a bias row, broadcast by
     ld_acc_i32_vector), i8 temporaries, and an output width (6) short of a tile."""
@@ -584,6 +608,26 @@ def test_large_plans_are_timed_on_a_few_trips_and_extrapolated():
             sampled += 1
             assert abs(estimate.cycles - exact.cycles) <= 0.05 * exact.cycles, (estimate, exact, show(x.plan))
     assert sampled >= 3
+
+
+def test_an_interrupt_before_every_piece_has_an_e_graph_hands_back_the_input_as_written():
+    """A cut kernel's schedule needs every piece's plan: interrupted before the last piece is
+    saturated, the run ends as interrupted (exit 130) with the input as written, not a traceback."""
+    from exo_egraph import StopReason, explore
+    from exo_egraph.api import exit_code
+
+    firsts = []
+
+    def progress(it) -> None:
+        firsts.append(it.index == 1)
+        if sum(firsts) == 2:  # the first piece's second phase, or the second piece: Ctrl-C
+            raise KeyboardInterrupt
+
+    proc = kernels.gemm_i8.partial_eval(N=24, M=40, K=32)
+    result = explore(proc, "gemmini", budget=Budget(seconds=30), top_k=1, progress=progress)
+    assert result.stop_reason is StopReason.INTERRUPTED and exit_code(result) == 130
+    assert len(result.stats.stages) < 4  # not every piece
+    assert result.candidates[0].pick.term is None  # the input as written
 
 
 def test_a_kernel_cut_into_whole_and_partial_tiles_runs_bit_exact_and_its_script_too():
