@@ -72,7 +72,7 @@ def run(label: str, spec: str, target: str, budget_s: float, max_memory: int | N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-s", type=float, default=10.0)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 1024, 4096])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[128, 256, 1024, 4096])
     ap.add_argument("--gemmini", nargs="*", default=list(GEMMINI), help="kernels of benchmarks/kernels/gemmini.py")
     ap.add_argument("--gemmini-budget-s", type=float, default=30.0, help="(explore's default)")
     ap.add_argument("--max-memory", type=int, default=None, help="MB (default: the explorer's own, half the machine)")
