@@ -251,11 +251,19 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if report.failure is None else "FAILED"
             print(f"[{entry.wall:7.0f} s] {rule}: chunk of {n} {status} "
                   f"({done:,}/{per_rule * len(rules):,} examples)", file=sys.stderr, flush=True)  # fmt: skip
-    text = markdown([tallies[r] for r in rules], args, wall_of(logged), len({e.run for e in logged}), fixed(logged))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+            write_report([tallies[r] for r in rules], args, logged)  # a stopped sweep's report is current
+    print(write_report([tallies[r] for r in rules], args, logged))
     return 0 if all(t.report().ok for t in tallies.values()) else 1
+
+
+def write_report(tallies: list[Tally], args: argparse.Namespace, logged: list[Logged]) -> str:
+    """The report of every chunk the log holds, written to ``args.out`` (whole, then renamed)."""
+    text = markdown(tallies, args, wall_of(logged), len({e.run for e in logged}), fixed(logged))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(args.out)
+    return text
 
 
 if __name__ == "__main__":
