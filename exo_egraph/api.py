@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 from exo import Procedure
 
 from .report import html_table, markdown_table, plot_result, to_json
-from .saturate import Budget, Deadline, Iteration, SaturationStats, StopReason, TimeUp
+from .saturate import Budget, Deadline, Iteration, Pace, SaturationStats, StopReason, TimeUp
 from .script import Replayed, ReplayError, script_text
 from .target import NotValidated, Pick, Target, Verdict, create
 
@@ -179,20 +179,19 @@ def _replay(
 ) -> tuple[tuple[Candidate, ...], tuple[str, ...], StopReason]:
     """Replay the picks in order; one Exo rejects is a soundness failure, recorded, and the next is
     tried. On Ctrl-C, or when the next would end past the deadline, the ones replayed so far."""
-    done, unsound, took = [], [], 0.0
+    done, unsound, pace = [], [], Pace(deadline)
     for pick in picks:
-        if done and not deadline.room_for(took):  # the next would end past the deadline, judging by the last
+        if done and not pace.room():  # the next would end past the deadline, judging by the last
             stop = StopReason.TIME if not stop.budget_reached else stop
             break
-        began = time.perf_counter()
         try:
-            done.append(Candidate(pick.cost, pick, tgt.replay(problem, pick)))
+            with pace.step():
+                done.append(Candidate(pick.cost, pick, tgt.replay(problem, pick)))
         except ReplayError as e:
             unsound.append(str(e))
         except KeyboardInterrupt:
             stop = StopReason.INTERRUPTED
             break
-        took = time.perf_counter() - began
     return tuple(done), tuple(unsound), stop
 
 

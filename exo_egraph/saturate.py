@@ -113,6 +113,24 @@ class Deadline:
             raise TimeUp(step, StopReason.MEMORY)
 
 
+@dataclass
+class Pace:
+    """The steps of an anytime loop against a deadline (None: no deadline): the next is begun only
+    when one as long as the last would still end in time."""
+
+    deadline: Deadline | None
+    last: float = 0.0
+
+    def room(self) -> bool:
+        return self.deadline is None or self.deadline.room_for(self.last)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        began = time.perf_counter()
+        yield
+        self.last = time.perf_counter() - began  # a step that raised is not a measure
+
+
 # What the rest of a run costs per e-graph row after saturation: serializing, counting and extracting
 # run in Python over every row (about 5e-5 s per row on the f32 and i8 128³ matmuls on this project's
 # 2-core machines, doubled: a loaded machine runs slower). Saturation stops early enough to leave that much of the deadline

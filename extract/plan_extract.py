@@ -18,12 +18,11 @@ cheapest per distinct serial cost, and random plans of the e-graph — and ranks
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from exo_egraph.saturate import Deadline, EGraphView
+from exo_egraph.saturate import Deadline, EGraphView, Pace
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
 from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, decode
@@ -77,13 +76,12 @@ def extract_plans(
     instrs = _op_instrs(view, values)
     order = _bottom_up(view)
     found: dict[Plan, Extracted] = {}
-    took = 0.0
+    pace = Pace(deadline)
     for choice in model.distinct_choices() if choices is None else choices:
-        if found and not _in_time(deadline, took):
+        if found and not pace.room():
             break  # anytime: the plans of the choices done so far
-        began = time.perf_counter()
-        table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles, hide_buffered)
-        took = time.perf_counter() - began
+        with pace.step():
+            table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles, hide_buffered)
         hoist = model.hoisted_cycles(choice.hoisted)
         for e in table.get(view.root, []):
             plan = e.plan
@@ -116,18 +114,18 @@ def extract_timed(
     those the serial model finds distinct (under overlap, an inline config can beat a hoisted
     one); for small e-graphs."""
     choices = held_choices(view, model) if every_choice else None
-    began = time.perf_counter()
-    pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
-    took = time.perf_counter() - began  # each list below costs about as much: none is begun without room for it
-    if _in_time(deadline, took):  # anytime: out of time, time what the first list gave
+    lists = Pace(deadline)  # each list below costs about as much as the first: none is begun without room for it
+    with lists.step():
+        pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
+    if lists.room():  # anytime: out of time, time what the first list gave
         for x in extract_plans(view, model, k=2 * shortlist, distinct_cycles=True, deadline=deadline, choices=choices):
             pool.setdefault((x.plan, x.choice), x)
-    if buffered and _in_time(deadline, took):
+    if buffered and lists.room():
         for x in extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices):
             pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
     rng, choices, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
-        if drawn >= samples or not _in_time(deadline):
+        if drawn >= samples or not Pace(deadline).room():
             break
         choice = choices[rng.randrange(len(choices))]
         plan = random_plan(view, model, choice, rng.randrange)
@@ -135,18 +133,13 @@ def extract_timed(
             continue
         drawn += 1
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
-    timed, took = [], 0.0
+    timed, timing = [], Pace(deadline)
     for x in sorted(pool.values(), key=lambda x: x.cycles):  # the serially cheapest first
-        if timed and not _in_time(deadline, took):
+        if timed and not timing.room():
             break  # anytime: the plans timed so far
-        began = time.perf_counter()
-        timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
-        took = time.perf_counter() - began
+        with timing.step():
+            timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
-
-
-def _in_time(deadline: Deadline | None, step: float = 0.0) -> bool:
-    return deadline is None or deadline.room_for(step)
 
 
 def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:

@@ -16,7 +16,7 @@ from exo_egraph.extract.plan_extract import SHORTLIST, extract_timed, random_pla
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.extract.gemmini_timeline import pieces_timing
-from exo_egraph.saturate import Budget, Deadline, Iteration, Saturated, SaturationStats, Stage, StopReason, saturate
+from exo_egraph.saturate import Budget, Deadline, Iteration, Pace, Saturated, SaturationStats, Stage, StopReason, saturate
 from exo_egraph.script import Piece, Replayed, Session, Step, script_text, top
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
@@ -235,13 +235,12 @@ class GemminiTarget:
             combos = [[picks[0] for picks in per]] + [
                 [alt if i == vary else picks[0] for i, picks in enumerate(per)] for alt in per[vary][1:k]
             ]
-            joined, took = [], 0.0
+            joined, pace = [], Pace(deadline)
             for combo in combos:
-                if joined and not deadline.room_for(took):
+                if joined and not pace.room():
                     break  # anytime: the combinations timed so far
-                began = time.perf_counter()
-                joined.append(self._joined(problem, combo))
-                took = time.perf_counter() - began
+                with pace.step():
+                    joined.append(self._joined(problem, combo))
             return sorted(joined, key=lambda x: x.cost)
         # staged, the e-graph holds the first phase's best plans and their double buffers: a
         # small one, whose every plan the wide shortlist times (the kept plans among them)
