@@ -16,7 +16,7 @@ from exo import Procedure
 from .report import html_table, markdown_table, plot_result, to_json
 from .saturate import Budget, Deadline, Iteration, Pace, SaturationStats, StopReason, TimeUp
 from .script import Replayed, ReplayError, script_text
-from .target import NotValidated, Pick, Target, Verdict, create
+from .target import Ahead, NotValidated, Pick, Target, Verdict, create
 
 DEFAULT_TOP_K = 3
 
@@ -134,18 +134,19 @@ def explore(
     phases = Phases()
     with phases("lower"):
         problem = tgt.prepare(proc)
-    with phases("saturate"):
-        saturated = tgt.saturate(problem, budget, progress, deadline)
-    with phases("extract"):
-        picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
-    with phases("replay"):
-        candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
-    naive = tgt.naive_cost(problem)
-    candidates = candidates or (unscheduled(proc, naive),)  # nothing replayed: the input as written
-    verdict = None
-    if validate and stop is not StopReason.INTERRUPTED:
-        with phases("validate"):
-            verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop)
+    with _validation_ahead(tgt, problem, sizes, validate) as ahead:
+        with phases("saturate"):
+            saturated = tgt.saturate(problem, budget, progress, deadline)
+        with phases("extract"):
+            picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
+        with phases("replay"):
+            candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
+        naive = tgt.naive_cost(problem)
+        candidates = candidates or (unscheduled(proc, naive),)  # nothing replayed: the input as written
+        verdict = None
+        if validate and stop is not StopReason.INTERRUPTED:
+            with phases("validate"):
+                verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop, ahead)
     notes = tuple(getattr(problem, "notes", ()))
     measured = getattr(verdict, "speedup", None)  # a timed verdict's speed-up over the input
     if verdict is not None and verdict.ok and measured is not None and measured < 1.0:
@@ -157,6 +158,18 @@ def explore(
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
                   stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb(),
                   build=tgt.build)  # fmt: skip
+
+
+@contextmanager
+def _validation_ahead(tgt: Target, problem: Any, sizes: Mapping[str, int] | None, validate: bool) -> Iterator[Ahead | None]:
+    """What the target's validation begins before the search (the input's own run, in the
+    background), closed however the run ends."""
+    ahead = tgt.begin_validation(problem, sizes=sizes) if validate else None
+    try:
+        yield ahead
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def unscheduled(proc: Procedure, cost: float) -> Candidate:
@@ -197,13 +210,16 @@ def _replay(
 
 def _validate(
     tgt: Target, problem: Any, best: Candidate, reference: Callable | None, sizes: Mapping[str, int] | None,
-    deadline: Deadline, stop: StopReason,
+    deadline: Deadline, stop: StopReason, ahead: Ahead | None,
 ) -> tuple[Verdict | None, StopReason]:
     """The target's verdict on ``best``; a crash is recorded as the verdict, not raised."""
     if best.pick.term is None:
         return NotValidated("the schedule is the input as written"), stop
     try:
-        return tgt.validate(problem, best.replayed, best.pick, reference=reference, sizes=sizes, deadline=deadline), stop
+        verdict = tgt.validate(
+            problem, best.replayed, best.pick, reference=reference, sizes=sizes, deadline=deadline, ahead=ahead
+        )
+        return verdict, stop
     except KeyboardInterrupt:
         return NotValidated("interrupted"), StopReason.INTERRUPTED
     except Exception as e:  # a late failure keeps the exploration: the report says what broke

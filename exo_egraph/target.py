@@ -73,6 +73,12 @@ class Verdict(Protocol):
     def summary(self) -> list[tuple[str, str]]: ...
 
 
+class Ahead(Protocol):
+    """Validation work begun ahead of the schedule (a child process, its files): closed once."""
+
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class Target(Protocol):
     """The steps of the line for one target. ``problem`` is whatever ``prepare`` returned."""
@@ -99,6 +105,11 @@ class Target(Protocol):
 
     def replay(self, problem: Any, pick: Pick) -> Replayed: ...
 
+    def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> Ahead | None:
+        """Begin what validation can do before there is a schedule — the input's own run, in the
+        background while the schedule is searched — or None. ``explore`` closes it at the end."""
+        ...
+
     def validate(
         self,
         problem: Any,
@@ -108,9 +119,11 @@ class Target(Protocol):
         reference: Callable | None,
         sizes: Mapping[str, int] | None,
         deadline: Deadline,
+        ahead: Ahead | None = None,
     ) -> Verdict:
         """Run the schedule against the input (and ``reference``; size arguments from ``sizes``);
-        time it within the ``deadline``. Returns `NotValidated` when it cannot judge."""
+        time it within the ``deadline``; ``ahead`` is what `begin_validation` began. Returns
+        `NotValidated` when it cannot judge."""
         ...
 
     def describe(self, pick: Pick) -> dict[str, Any]:

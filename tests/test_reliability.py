@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from exo_egraph import Budget, StopReason, explore
@@ -23,7 +24,7 @@ from exo_egraph.lower import lower
 from exo_egraph.saturate import Deadline, TimeUp
 from exo_egraph.script import ReplayError
 from exo_egraph.targets.cpu import create as cpu, saturate_term
-from exo_egraph.validate.cpu import validate_cpu
+from exo_egraph.validate.cpu import CFLAGS, ReferenceCall, begin_reference, random_inputs, run_proc, validate_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 MATMUL = ROOT / "benchmarks" / "kernels" / "matmul.py"
@@ -93,6 +94,50 @@ def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
     assert v.ok and v.timed_runs == 1 and v.naive_seconds > 0
     assert "timed once, by the comparison's own calls" in v.message  # no time for a calibrated round
     assert 7 <= validate_cpu(proc, proc).timed_runs <= 28  # at least `repeats` rounds, more until the ratio is stable
+
+
+def test_the_inputs_compared_call_runs_ahead_and_validation_takes_its_outputs(tmp_path):
+    proc = _matmul(64, tmp_path)
+    ahead = begin_reference(proc)
+    try:
+        outputs, seconds = ahead.result()
+        want = run_proc(proc, random_inputs(proc))  # the same random arguments, the same call
+        assert seconds > 0 and outputs.keys() == want.keys()
+        assert all(np.array_equal(outputs[k], want[k]) for k in want)
+        v = validate_cpu(proc, proc, ahead=ahead, time_runs=False)
+        assert v.ok and "ran ahead" in v.message
+        assert "ran ahead" not in validate_cpu(proc, proc, ahead=ahead, seed=1, time_runs=False).message  # not its call
+        # its outputs are what the schedule is compared with: spoil them and the comparison fails
+        np.savez(ahead.folder / "outputs.npz", **(outputs | {"C": outputs["C"] + 1}))
+        assert not validate_cpu(proc, proc, ahead=ahead, time_runs=False).ok
+    finally:
+        ahead.close()
+    assert ahead.process.poll() is not None and not ahead.folder.exists()
+
+
+def test_a_reference_call_that_failed_is_made_in_process_and_explore_always_closes_it(tmp_path):
+    proc = _matmul(16, tmp_path)
+    folder = tmp_path / "failed"
+    folder.mkdir()
+    failed = ReferenceCall(proc, (), 0, tuple(CFLAGS), folder, subprocess.Popen(["false"]))
+    v = validate_cpu(proc, proc, ahead=failed, time_runs=False)
+    assert v.ok and "ran ahead" not in v.message
+
+    from exo_egraph.targets.cpu import CpuTarget
+
+    begun = []
+
+    class Failing(CpuTarget):
+        def begin_validation(self, problem, *, sizes):
+            begun.append(super().begin_validation(problem, sizes=sizes))
+            return begun[-1]
+
+        def saturate(self, *args, **kwargs):
+            raise RuntimeError("saturation broke")
+
+    with pytest.raises(RuntimeError):
+        explore(proc, Failing(), budget=Budget(seconds=30))
+    assert begun[0].process.poll() is not None and not begun[0].folder.exists()  # stopped and removed
 
 
 # ----------------------------------------------------------------------------- nothing is lost

@@ -23,7 +23,9 @@ from ..saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason
 from ..script import Replayed
 from ..target import NotValidated, Pick
 from ..validate.measurement import Measurement
-from ..validate.cpu import CFLAGS, Validation, cannot_validate, contracts, measure_cpu, validate_cpu
+from ..validate.cpu import (
+    CFLAGS, ReferenceCall, Validation, begin_reference, cannot_validate, contracts, measure_cpu, validate_cpu,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from ..checks import RuleCheck
@@ -216,6 +218,10 @@ class CpuTarget:
     def replay(self, problem: CpuProblem, pick: Pick) -> Replayed:
         return replay(problem.proc, pick.term)
 
+    def begin_validation(self, problem: CpuProblem, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
+        """The input's compared call, begun in a child process (a naive 1024³ matmul's takes 10 s)."""
+        return None if cannot_validate(problem.proc) else begin_reference(problem.proc, sizes, cflags=self.cflags)
+
     def validate(
         self,
         problem: CpuProblem,
@@ -225,6 +231,7 @@ class CpuTarget:
         reference: Callable | None,
         sizes: Mapping[str, int] | None,
         deadline: Deadline,
+        ahead: ReferenceCall | None = None,
     ) -> Validation | NotValidated:
         why = cannot_validate(problem.proc)
         if why:
@@ -236,6 +243,7 @@ class CpuTarget:
             sizes=sizes,
             seconds=max(deadline.left(), 0.0),
             cflags=self.cflags,
+            ahead=ahead,
         )
 
     def measure(

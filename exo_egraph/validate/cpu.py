@@ -10,9 +10,11 @@ from __future__ import annotations
 import atexit
 import ctypes
 import hashlib
+import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from exo.stdlib.scheduling import rename
 
 from exo_egraph.lower import type_name
 from .measurement import Measurement
+from .reference_call import c_arg, random_values
 
 # Exo's C spells its types so: R (a real of unspecified precision) is float, f16 is gcc's _Float16
 C_TYPES = {
@@ -149,27 +152,26 @@ def _eval_size(e: Any, sizes: Mapping[str, int]) -> int:
     raise ValidationError(f"cannot evaluate size expression {e}")
 
 
-def random_inputs(proc: Procedure, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
-    """Seeded random values for every argument (size arguments from ``sizes``, default 16)."""
-    rng = np.random.default_rng(seed)
-    values: dict[str, Any] = {}
+def _param_values(proc: Procedure, sizes: Mapping[str, int] | None) -> list[dict[str, Any]]:
+    """``proc``'s arguments as `reference_call.random_values` takes them (size arguments from
+    ``sizes``, default 16; array shapes evaluated at those sizes)."""
     params = _params(proc)
+    index = {p.name: int((sizes or {}).get(p.name, 16)) for p in params if p.is_index}
+    out: list[dict[str, Any]] = []
     for p in params:
         if p.is_index:
-            values[p.name] = int((sizes or {}).get(p.name, 16))
-    for p in params:
-        if p.is_flag:
-            values[p.name] = bool(rng.integers(0, 2))
-        if p.is_index or p.is_flag:
-            continue
-        shape = tuple(_eval_size(e, values) for e in p.shape) or (1,)
-        dtype = NP_TYPES[p.typ]
-        if np.issubdtype(dtype, np.integer):
-            bound = 8 if np.dtype(dtype).itemsize == 1 else 100
-            values[p.name] = rng.integers(-bound if np.issubdtype(dtype, np.signedinteger) else 0, bound, shape).astype(dtype)
+            out.append({"name": p.name, "kind": "index", "value": index[p.name]})
+        elif p.is_flag:
+            out.append({"name": p.name, "kind": "flag"})
         else:
-            values[p.name] = rng.uniform(-1, 1, shape).astype(dtype)
-    return values
+            shape = [_eval_size(e, index) for e in p.shape] or [1]
+            out.append({"name": p.name, "kind": "array", "dtype": np.dtype(NP_TYPES[p.typ]).name, "shape": shape})
+    return out
+
+
+def random_inputs(proc: Procedure, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Seeded random values for every argument (size arguments from ``sizes``, default 16)."""
+    return random_values(_param_values(proc, sizes), seed)
 
 
 # one library per distinct C source, for the life of the process
@@ -190,16 +192,21 @@ def _harness(name: str, params: list[_Param]) -> str:
     )
 
 
+def _source(procs: list[Procedure], prelude: str = "") -> tuple[str, str]:
+    """The C of ``procs`` with a timing harness each, and the header it includes (``kernels.h``)."""
+    c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
+    src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + prelude + c_src + "\n"
+    src += f"static char exo_egraph_ctxt[{CONTEXT_BYTES}] __attribute__((aligned(64)));\n"
+    return src + "".join(_harness(p.name(), _params(p)) for p in procs), h_src
+
+
 def library(
     procs: list[Procedure], *, include_dirs: Sequence[Path] = (), prelude: str = "", cflags: Sequence[str] = CFLAGS
 ) -> ctypes.CDLL:
     """Compile ``procs`` (plus a timing harness each) with gcc ``cflags`` into one shared library, cached by source.
     ``include_dirs`` go to gcc as ``-I``; ``prelude`` is C placed before Exo's code (it is part of
     the cache key, so callers can fold the contents of their headers into it as a comment)."""
-    c_src, h_src = exo.compile_procs_to_strings(procs, "kernels.h")
-    src = "#define _POSIX_C_SOURCE 199309L\n#include <time.h>\n" + prelude + c_src + "\n"
-    src += f"static char exo_egraph_ctxt[{CONTEXT_BYTES}] __attribute__((aligned(64)));\n"
-    src += "".join(_harness(p.name(), _params(p)) for p in procs)
+    src, h_src = _source(procs, prelude)
     includes = [f"-I{d}" for d in include_dirs]
     key = hashlib.sha256((src + h_src + "\0".join(includes)).encode()).hexdigest()[:16]
     return compile_shared(key, src, includes, {"kernels.h": h_src}, cflags)
@@ -236,16 +243,7 @@ def compile_shared(
 
 def call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
     """ctypes arguments for calling ``proc``'s C function on ``values`` (sizes by value, buffers by pointer)."""
-    out = []
-    for p in _params(proc):
-        v = values[p.name]
-        if p.is_index:
-            out.append(ctypes.c_int64(v))
-        elif p.is_flag:
-            out.append(ctypes.c_bool(v))
-        else:
-            out.append(ctypes.c_void_p(v.ctypes.data))
-    return out
+    return [c_arg("index" if p.is_index else "flag" if p.is_flag else "array", values[p.name]) for p in _params(proc)]
 
 
 def context() -> ctypes.Array:
@@ -363,6 +361,62 @@ def time_interleaved(
     return [_timing(t) for t in runs]
 
 
+@dataclass
+class ReferenceCall:
+    """The input's one compared call, begun ahead in a child process (`begin_reference`) so that
+    validation waits only for what is left of it. A handle to a running process: `close` it."""
+
+    original: Procedure
+    sizes: tuple[tuple[str, int], ...]
+    seed: int
+    cflags: tuple[str, ...]
+    folder: Path
+    process: subprocess.Popen
+
+    def serves(self, original: Procedure, sizes: Mapping[str, int] | None, seed: int, cflags: Sequence[str]) -> bool:
+        """Whether this is the call validation of ``original`` with these arguments would make."""
+        return (self.original is original and self.sizes == tuple(sorted((sizes or {}).items()))
+                and self.seed == seed and self.cflags == tuple(cflags))  # fmt: skip
+
+    def result(self) -> tuple[dict[str, np.ndarray], float] | None:
+        """Wait for the call: every array after it and its seconds; None when the child failed
+        (then the caller makes the call itself, and sees why)."""
+        if self.process.wait() != 0 or not (self.folder / "seconds").exists():
+            return None
+        with np.load(self.folder / "outputs.npz") as arrays:
+            outputs = {k: arrays[k] for k in arrays.files}
+        return outputs, float((self.folder / "seconds").read_text())
+
+    def close(self) -> None:
+        """Stop the child if it still runs, and remove its files."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def begin_reference(
+    original: Procedure, sizes: Mapping[str, int] | None = None, seed: int = 0, cflags: Sequence[str] = CFLAGS
+) -> ReferenceCall:
+    """Start ``original``'s one compared call (as `validate_cpu` would make it) in a child process,
+    which compiles it with gcc ``cflags`` and runs it on ``random_inputs(original, sizes, seed)``."""
+    naive = rename(original, f"{original.name()}_naive")
+    folder = Path(tempfile.mkdtemp(prefix="reference-", dir=_WORKDIR))
+    src, h_src = _source([naive])
+    (folder / "unit.c").write_text(src)
+    (folder / "kernels.h").write_text(h_src)
+    job = {"cflags": list(cflags), "function": naive.name(), "seed": seed, "context_bytes": CONTEXT_BYTES,
+           "params": _param_values(original, sizes)}  # fmt: skip
+    (folder / "job.json").write_text(json.dumps(job))
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("reference_call.py")), str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C at the terminal is the parent's to handle: it stops the child
+    )
+    return ReferenceCall(original, tuple(sorted((sizes or {}).items())), seed, tuple(cflags), folder, process)
+
+
 @dataclass(frozen=True)
 class _Compared:
     lib: ctypes.CDLL
@@ -374,6 +428,7 @@ class _Compared:
     max_abs_err: float
     message: str
     seconds: tuple[float, float] = (0.0, 0.0)  # the one compared call of each, cold
+    ran_ahead: bool = False  # the input's call was a `ReferenceCall`'s, made during the search
 
 
 def _compare(
@@ -383,21 +438,25 @@ def _compare(
     sizes: Mapping[str, int] | None,
     seed: int,
     cflags: Sequence[str],
+    ahead: ReferenceCall | None = None,
 ) -> _Compared:
     """Compile both procs into one library, run each once on the same random inputs and compare:
     integers must match bit for bit, floats too unless ``require_exact`` is False (then within
-    rtol 1e-4)."""
+    rtol 1e-4). The input's call is ``ahead``'s when that serves (begun earlier, in a child)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
     lib = library([a, b], cflags=cflags)
     inputs = random_inputs(original, sizes, seed)
-    outs, took = [], []
-    for proc in (a, b):
+
+    def call(proc: Procedure) -> tuple[dict[str, Any], float]:
         values = copy_inputs(inputs)
         began = time.perf_counter()
         getattr(lib, proc.name())(context(), *call_args(proc, values))
-        took.append(time.perf_counter() - began)
-        outs.append(values)
+        return values, time.perf_counter() - began
+
+    ours = call(b)
+    theirs = ahead.result() if ahead is not None and ahead.serves(original, sizes, seed, cflags) else None
+    (outs, took) = zip(theirs or call(a), ours)
     exact, ok, worst, message = True, True, 0.0, "ok"
     for name, want in outs[0].items():
         if not isinstance(want, np.ndarray):
@@ -415,7 +474,7 @@ def _compare(
             message = f"output {name} differs (max abs error {err:g})"
     if ok and not exact:
         message = f"ok within tolerance (float rounding differs: reassociation or FMA; max abs error {worst:g})"
-    return _Compared(lib, a, b, inputs, ok, exact, worst, message, (took[0], took[1]))
+    return _Compared(lib, a, b, inputs, ok, exact, worst, message, (took[0], took[1]), theirs is not None)
 
 
 def validate_cpu(
@@ -429,18 +488,22 @@ def validate_cpu(
     time_runs: bool = True,
     seconds: float = float("inf"),
     cflags: Sequence[str] = CFLAGS,
+    ahead: ReferenceCall | None = None,
 ) -> Validation:
     """Run both procs on the same random inputs; integers must match bit for bit, floats too
     unless ``require_exact`` is False (then within rtol 1e-4); time both, interleaved
     (`time_interleaved`: at least ``repeats`` rounds when ``seconds`` holds them, at least one
     always). The speed-up is the median of the rounds' ratios, which cancels the machine's drift
-    (what decides whether explore hands the schedule back). Both are built with gcc ``cflags``."""
-    c = _compare(original, scheduled, require_exact, sizes, seed, cflags)
+    (what decides whether explore hands the schedule back). Both are built with gcc ``cflags``;
+    ``ahead`` (`begin_reference`) has made the input's compared call already, or is making it."""
+    began = time.perf_counter()
+    c = _compare(original, scheduled, require_exact, sizes, seed, cflags, ahead)
+    seconds -= time.perf_counter() - began
     naive = sched = 0.0
     runs = 0
     speedup = 1.0
-    message = c.message
-    if time_runs and seconds - sum(c.seconds) < 2 * sum(c.seconds):
+    message = c.message + ("; the input's compared call ran ahead, during the search" if c.ran_ahead else "")
+    if time_runs and seconds < 2 * sum(c.seconds):
         # a timed round costs about a compared call of each, and calibrating another: no time for
         # one, so the comparison's own calls are the one timing (cold, single: said in the message)
         naive, sched, runs = c.seconds[0], c.seconds[1], 1

@@ -23,7 +23,9 @@ from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed
 from exo_egraph.target import NotValidated, Pick, Target, create as create_target
-from exo_egraph.validate.cpu import NATIVE_CFLAGS, Validation, cannot_validate, measure_cpu, validate_cpu
+from exo_egraph.validate.cpu import (
+    NATIVE_CFLAGS, ReferenceCall, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
+)  # fmt: skip
 from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
@@ -132,6 +134,11 @@ class X86Target:
             return self.portable.replay(problem.problem, pick)
         return replay_plan(problem.proc, problem.kernel, problem.isa, pick.term)
 
+    def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
+        if isinstance(problem, Portable):
+            return self.portable.begin_validation(problem.problem, sizes=sizes)
+        return None if cannot_validate(problem.proc) else begin_reference(problem.proc, sizes, cflags=self.cflags)
+
     def validate(
         self,
         problem: Any,
@@ -141,16 +148,20 @@ class X86Target:
         reference: Callable | None,
         sizes: Mapping[str, int] | None,
         deadline: Deadline,
+        ahead: ReferenceCall | None = None,
     ) -> Validation | NotValidated:
         if isinstance(problem, Portable):
-            return self.portable.validate(problem.problem, replayed, pick, reference=reference, sizes=sizes, deadline=deadline)
+            return self.portable.validate(
+                problem.problem, replayed, pick, reference=reference, sizes=sizes, deadline=deadline, ahead=ahead
+            )
         why = cannot_validate(problem.proc)
         if why:
             return NotValidated(why)
         # the tile's FMA rounds a * b + c once: results match the input within tolerance, not bit for bit
         return validate_cpu(
-            problem.proc, replayed.proc, require_exact=False, sizes=sizes, seconds=max(deadline.left(), 0.0), cflags=self.cflags
-        )
+            problem.proc, replayed.proc, require_exact=False, sizes=sizes, seconds=max(deadline.left(), 0.0),
+            cflags=self.cflags, ahead=ahead,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ what ``tune`` needs (`Tunes`)
 
