@@ -147,6 +147,8 @@ def explore(
         if validate and stop is not StopReason.INTERRUPTED:
             with phases("validate"):
                 verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop, ahead)
+    if deadline.passed() and not stop.budget_reached:
+        stop = StopReason.TIME  # a step that cannot stop midway (one Exo replay, one call) ended past the budget
     notes = tuple(getattr(problem, "notes", ()))
     measured = getattr(verdict, "speedup", None)  # a timed verdict's speed-up over the input
     if verdict is not None and verdict.ok and measured is not None and measured < 1.0:

@@ -88,6 +88,19 @@ def test_extraction_past_the_deadline_raises_and_explore_keeps_the_input():
     assert result.validation.ok is None and exit_code(result) == 0  # the input as written: nothing to judge
 
 
+def test_a_run_that_ends_past_its_budget_says_time_even_when_saturation_finished():
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class SlowReplay(CpuTarget):
+        def replay(self, problem, pick):
+            time.sleep(5)  # one step that cannot stop midway, as Exo's replay of a large kernel
+            return super().replay(problem, pick)
+
+    result = explore(load_procs(MATMUL)["matmul_f32_16"], SlowReplay(), budget=Budget(seconds=5))
+    assert result.stats.stop_reason is StopReason.SATURATED  # saturation itself finished
+    assert result.stop_reason is StopReason.TIME and exit_code(result) == 0
+
+
 def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
     proc = load_procs(MATMUL)["matmul_f32_16"]
     v = validate_cpu(proc, proc, seconds=0.0)
