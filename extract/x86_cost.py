@@ -15,6 +15,11 @@ measurements):
 - operands come from L1 when the reused panel of the innermost loop over tiles fits in half of
   L1, else from L2 (or memory when the operand's block does not fit in L2); hardware prefetch
   overlaps that traffic with compute, so a visit costs the longer of the two, not their sum.
+
+A matrix-vector tile (`DotCost`) is priced the same way per reduction step, plus adding its
+partial sums' lanes into the output: one chain of scalar adds per output (``add_latency`` each),
+the chains of a tile's rows overlapping; the matrix streams once from where it fits (L2 or
+memory), which bounds the whole kernel from below.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from exo_egraph.targets.x86.pattern import MicroKernel, Plan
+from exo_egraph.targets.x86.pattern import DotKernel, Kernel, MicroKernel, Plan
 
 F32 = 4
 
@@ -59,6 +64,7 @@ class X86Machine:
     l2_bytes_per_cycle: float = 16.0  # L1 refills from L2, sustained (half the peak line rate)
     memory_bytes_per_cycle: float = 8.0  # one core's share from L3 / DRAM
     visit_overhead: float = 12.0  # cycles per tile visit: loop control and address arithmetic
+    add_latency: float = 4.0  # a scalar f32 add's latency (Intel 4, AMD Zen 3 cycles): lanes summed in a chain
 
     @staticmethod
     def host(width: int) -> "X86Machine":
@@ -108,3 +114,41 @@ class X86Cost:
         if mk.loops[-1] == mk.y:
             return steps / m.width  # the output's store limits it to a vector a cycle
         return steps * m.fma_latency
+
+
+@dataclass(frozen=True)
+class DotCost:
+    """Prices matrix-vector plans (partial sums along the reduction) and the naive nest, in cycles."""
+
+    dk: DotKernel
+    machine: X86Machine
+
+    def plan(self, plan: Plan) -> float:
+        """Cycles of the kernel scheduled by ``plan``."""
+        dk, m = self.dk, self.machine
+        rows, vectors, lanes = plan.rows, plan.vectors, plan.vectors * m.width
+        step = max(rows * vectors / m.fma_ports, (vectors + rows * vectors) / m.load_ports, m.fma_latency)
+        add_back = max(lanes * m.add_latency, rows * lanes / m.fma_ports)  # the rows' chains overlap
+        tile = (dk.steps // lanes) * step + add_back + m.visit_overhead
+        tiles = dk.repeats * dk.extent(dk.x) // rows
+        return max(tiles * tile, self._streaming())
+
+    def _streaming(self) -> float:
+        """Cycles to bring the matrix in once (from L2 when it fits in half of it, else from memory)."""
+        dk, m = self.dk, self.machine
+        matrix = dk.repeats * dk.extent(dk.x) * dk.steps * F32
+        return matrix / (m.l2_bytes_per_cycle if matrix <= m.l2_bytes / 2 else m.memory_bytes_per_cycle)
+
+    def naive(self) -> float:
+        """Cycles of the nest as written: with the reduction innermost, one FMA chain per output
+        (gcc keeps a float sum's order, so it does not vectorise it); otherwise the matrix read
+        across its rows, an element per load."""
+        dk, m = self.dk, self.machine
+        steps = dk.repeats * dk.extent(dk.x) * dk.steps
+        chains = steps * m.fma_latency if dk.loops[-1] == dk.y else steps / m.load_ports
+        return max(chains, self._streaming())
+
+
+def cost_model(kernel: Kernel, machine: X86Machine) -> X86Cost | DotCost:
+    """The model that prices ``kernel``'s plans."""
+    return DotCost(kernel, machine) if isinstance(kernel, DotKernel) else X86Cost(kernel, machine)

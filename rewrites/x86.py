@@ -15,7 +15,7 @@ from egglog import Expr as EggExpr
 from egglog import StringLike, i64Like, rewrite, ruleset, var
 
 from exo_egraph.targets.x86.isa import Isa
-from exo_egraph.targets.x86.pattern import MicroKernel, NotMicroKernel, Plan
+from exo_egraph.targets.x86.pattern import Kernel, NotMicroKernel, Plan
 
 from . import Rules, named
 
@@ -37,11 +37,12 @@ class XP(EggExpr):
 
 
 def registers_needed(rows: int, vectors: int) -> int:
-    """Vector registers a tile holds live: its accumulators, one row of the column operand, one broadcast."""
+    """Vector registers a tile holds live: its accumulators, one row of the column operand, one
+    broadcast (a matrix-vector tile: its partial sums, the vector's ``vectors``, one of the matrix)."""
     return rows * vectors + vectors + 1
 
 
-def fits(mk: MicroKernel, isa: Isa, rows: int, vectors: int) -> bool:
+def fits(mk: Kernel, isa: Isa, rows: int, vectors: int) -> bool:
     """Guard of the tile rules: whole tiles cover the output (``perfect`` divides), in the register file."""
     return (
         mk.extent(mk.x) % rows == 0
@@ -50,7 +51,7 @@ def fits(mk: MicroKernel, isa: Isa, rows: int, vectors: int) -> bool:
     )
 
 
-def tiles(mk: MicroKernel, isa: Isa) -> list[tuple[int, int]]:
+def tiles(mk: Kernel, isa: Isa) -> list[tuple[int, int]]:
     """Every (rows, vectors) that `fits`."""
     return [
         (r, v)
@@ -60,16 +61,17 @@ def tiles(mk: MicroKernel, isa: Isa) -> list[tuple[int, int]]:
     ]
 
 
-def reduction_blocks(mk: MicroKernel) -> list[int]:
+def reduction_blocks(mk: Kernel) -> list[int]:
     """Guard of `divide_reduction_rules`: one reduction loop (several, as in a convolution, stay
     whole), and the block divides it and is at least `MIN_KC`."""
     k = mk.steps
     return [kc for kc in range(MIN_KC, k) if k % kc == 0] if mk.blockable else []
 
 
-def tile_rules(mk: MicroKernel, isa: Isa) -> tuple[list, list]:
+def tile_rules(mk: Kernel, isa: Isa) -> tuple[list, list]:
     """Exo ``divide_loop(p, x, rows, perfect=True)`` / ``divide_loop(p, y, vectors * width, perfect=True)``,
-    then the staging and ``unroll_loop`` of the register tile (`replay`): grow the tile by a factor
+    then the staging and ``unroll_loop`` of the register tile (`replay`; a matrix-vector product's
+    tile holds partial sums along ``y``: ``stage_mem(..., accum=True)``): grow the tile by a factor
     along rows, or along vectors. Guard: the grown tile `fits`."""
     legal = set(tiles(mk, isa))
     kcs = [mk.steps, *reduction_blocks(mk)]
@@ -82,7 +84,7 @@ def tile_rules(mk: MicroKernel, isa: Isa) -> tuple[list, list]:
     return rows, vectors
 
 
-def divide_reduction_rules(mk: MicroKernel, isa: Isa) -> list:
+def divide_reduction_rules(mk: Kernel, isa: Isa) -> list:
     """Exo ``divide_loop(p, r, kc, perfect=True)`` and ``reorder_loops`` of its outer part out of the
     tile: the register tile is loaded and stored once per block of ``kc`` steps. Guard: `reduction_blocks`.
     Every output element still sums its reduction in order, so results stay as the input computes them."""
@@ -97,12 +99,12 @@ def divide_reduction_rules(mk: MicroKernel, isa: Isa) -> list:
     return out
 
 
-def reorder_rules(mk: MicroKernel) -> list:
+def reorder_rules(mk: Kernel) -> list:
     """Exo ``reorder_loops(p, "a b")`` of two adjacent loops over tiles. Guard: always legal here —
     the tile loops over ``x`` and ``y`` are parallel, and moving the loop over reduction blocks
     keeps each output element's blocks in order."""
     out = []
-    for names in ([mk.x, mk.y], [mk.r, mk.x, mk.y]) if mk.blockable else ([mk.x, mk.y],):
+    for names in mk.orders:
         for order in permutations(names):
             for i in range(len(order) - 1):
                 swapped = list(order)
@@ -112,14 +114,14 @@ def reorder_rules(mk: MicroKernel) -> list:
     return [rewrite(XP.plan(a, tile)).to(XP.plan(b, tile)) for a, b in out]
 
 
-def initial_plan(mk: MicroKernel, isa: Isa) -> Plan:
+def initial_plan(mk: Kernel, isa: Isa) -> Plan:
     """The smallest tile (one row, one vector, the whole reduction), tiles in the order written."""
     if mk.extent(mk.y) % isa.width:
         raise NotMicroKernel(
             f"{mk.proc}: {mk.y} runs {mk.extent(mk.y)}, not a multiple of the {isa.name} vector width {isa.width} "
             "(vector tails are not tiled yet)"
         )
-    order = tuple(v for v in mk.loops if v in (mk.x, mk.y))
+    order = tuple(v for v in mk.loops if v in mk.orders[0])
     return Plan(1, 1, mk.steps, order)
 
 
@@ -127,7 +129,7 @@ def to_egg(plan: Plan) -> XP:
     return XP.plan(" ".join(plan.order), XT.tile(plan.rows, plan.vectors, plan.kc))
 
 
-def x86_rules(mk: MicroKernel, isa: Isa) -> Rules:
+def x86_rules(mk: Kernel, isa: Isa) -> Rules:
     """The micro-kernel rules for ``mk`` on ``isa``, named by the Exo calls they stand for."""
     rows, vectors = tile_rules(mk, isa)
     groups = [

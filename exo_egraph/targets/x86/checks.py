@@ -1,7 +1,7 @@
 """Soundness checks of the x86 micro-kernel rules, for ``exo-egraph check-rules`` (as ``x86:<rule>``).
 
-An example is a random matmul-like kernel: a matmul or a 2-D convolution, with random sizes, the
-order its loops are written in and (matmuls) the order of the product's factors. Its plan e-graph is saturated, and for each rule:
+An example is a random kernel the x86 rules tile: a matmul, a 2-D convolution or a matrix-vector
+product, with random sizes, the order its loops are written in and the order of the product's factors. Its plan e-graph is saturated, and for each rule:
 - counting: the e-graph holds exactly the plans the guards allow (counted independently);
 - soundness: plans that show the rule's effect (and a random one) replay through Exo and compute
   the input's outputs at `NATIVE_CFLAGS`, within float tolerance (FMA rounds once).
@@ -9,6 +9,7 @@ order its loops are written in and (matmuls) the order of the product's factors.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -25,13 +26,13 @@ from exo_egraph.testing import KernelSpec
 from exo_egraph.validate.cpu import NATIVE_CFLAGS, random_inputs, run_many
 
 from .isa import default_isa, select_isa
-from .pattern import MicroKernel, Plan, find_micro_kernel
+from .pattern import Kernel, Plan, find_kernel
 from .replay import replay_plan
 
 PLANS_CHECKED = 2  # plans replayed per example: one that shows the rule, one at random
 
 
-def _shows(rule: str, mk: MicroKernel, plan: Plan) -> bool:
+def _shows(rule: str, mk: Kernel, plan: Plan) -> bool:
     """Whether ``plan`` shows ``rule``'s effect on the initial plan."""
     match rule:
         case "divide_loop(rows)":
@@ -50,11 +51,14 @@ RULES = ("divide_loop(rows)", "divide_loop(vectors)", "divide_loop(reduction)", 
 
 
 def micro_kernel_specs(width: int, rule: str = "") -> st.SearchStrategy:
-    """Random matmuls and 2-D convolutions (`matmul_specs`, `conv2d_specs`); the reduction-block
-    rule needs one reduction loop, so its examples are matmuls."""
+    """Random matmuls, 2-D convolutions and matrix-vector products (`matmul_specs`,
+    `conv2d_specs`, `gemv_specs`); the reduction-block rule needs one reduction loop, so its
+    examples are matmuls; a matrix-vector plan has one loop over tiles, so nothing to reorder."""
     if rule == "divide_loop(reduction)":
         return matmul_specs(width, rule)
-    return st.one_of(matmul_specs(width, rule), conv2d_specs(width, rule))
+    if rule == "reorder_loops":
+        return st.one_of(matmul_specs(width, rule), conv2d_specs(width, rule))
+    return st.one_of(matmul_specs(width, rule), conv2d_specs(width, rule), gemv_specs(width, rule))
 
 
 def _source(args: str, loops: list[str], extent: dict[str, int], statement: str) -> str:
@@ -97,16 +101,34 @@ def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
     return KernelSpec("mm", _source(args, loops, {"i": m, "j": n, "k": k}, f"C[i, j] += {product}"))
 
 
+@st.composite
+def gemv_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
+    """A random f32 matrix-vector product ``y[i] += A[i, j] * x[j]`` (sometimes batched over
+    ``b``), its loops in a random order and its factors either way round, sized so that ``rule``
+    applies (more than one row, or vector of partial sums)."""
+    m = draw(st.sampled_from((2, 3, 4, 6, 8) if rule == "divide_loop(rows)" else (1, 2, 3, 4, 8)))
+    n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4)))
+    batch = draw(st.sampled_from((0, 2)))
+    b, bi = ("b, ", "b, ") if batch else ("", "")
+    ext = {"i": m, "j": n} | ({"b": batch} if batch else {})
+    loops = (["b"] if batch else []) + draw(st.permutations(["i", "j"]))
+    product = f"A[{bi}i, j] * x[{bi}j]" if draw(st.booleans()) else f"x[{bi}j] * A[{bi}i, j]"
+    shape = f"{batch}, " if batch else ""
+    args = f"A: f32[{shape}{m}, {n}] @ DRAM, x: f32[{shape}{n}] @ DRAM, y: f32[{shape}{m}] @ DRAM"
+    return KernelSpec("mm", _source(args, loops, ext, f"y[{b}i] += {product}"))
+
+
 def check_example(rule: str, spec: KernelSpec, isa_name: str, seed: int) -> Outcome:
     """The properties of ``rule`` on one kernel; raises `RuleViolation` on the first that fails."""
     isa = select_isa(isa_name)
     kernel = spec.proc()
-    mk = find_micro_kernel(lower(kernel))
+    mk = find_kernel(lower(kernel))
     sat = saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget(seconds=60))
     from .target import plans_of  # the target's reader of the plan e-graph
 
     plans = plans_of(sat.view)
-    expected = len(tiles(mk, isa)) * (2 + 6 * len(reduction_blocks(mk)))
+    orders = math.factorial(len(mk.orders[0])) + math.factorial(3) * len(reduction_blocks(mk))  # x y, then r x y per block
+    expected = len(tiles(mk, isa)) * orders
     if not (sat.stats.schedules == len(plans) == len(set(plans)) == expected):
         raise RuleViolation(f"counting: {sat.stats.schedules} counted, {len(plans)} listed, {expected} allowed by the guards")
     rng = random.Random(seed)

@@ -1,6 +1,6 @@
 """The vector ISA the x86 target schedules for: detected from the host, its instructions selected by unification.
 
-Which instruction fills which role (vector load, store, broadcast, fused multiply-add) is found by
+Which instruction fills which role (vector load, store, broadcast, fused multiply-add, zero) is found by
 unifying every ``@instr`` of ``exo.platforms.x86`` with a small template nest per role
 (`exo_egraph.instrs.unify`, as for Gemmini), so no instruction name appears in the rules.
 """
@@ -24,6 +24,7 @@ class Role(StrEnum):
     STORE = "store"  # mem[l] = reg[l]
     BROADCAST = "broadcast"  # reg[l] = mem[0]
     FMA = "fma"  # acc[l] += a[l] * b[l]
+    ZERO = "zero"  # reg[l] = 0 (a matrix-vector tile's partial sums start from it)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def _templates(memory: str, width: int) -> dict[Role, tuple[t.Block, dict[str, t
             {"reg": reg, "src": t.Buffer("f32", "DRAM", (1,))},
         ),
         Role.FMA: (loop(fma), {"acc": reg, "a": reg, "b": reg}),
+        Role.ZERO: (loop(t.Assign("reg", (lane,), t.Const("0.0", "R"))), {"reg": reg}),
     }
 
 
@@ -115,7 +117,7 @@ def select_isa(name: str, platform: ModuleType | None = None) -> Isa:
                 chosen[role] = found[0]
         if len(chosen) == len(Role):
             return Isa(name, width, facts.registers, facts.memory, tuple(sorted(chosen.items())), platform.__name__)
-    raise Unsupported(f"{platform.__name__} has no f32 load, store, broadcast and FMA for {facts.memory}")
+    raise Unsupported(f"{platform.__name__} has no f32 load, store, broadcast, FMA and zero for {facts.memory}")
 
 
 def default_isa() -> str:

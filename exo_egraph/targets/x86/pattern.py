@@ -15,6 +15,16 @@ constant loops, in any order, around one f32 reduction
 
 A `Plan` holds ``rows`` × ``vectors`` output registers across ``kc`` steps of the reduction (the
 register tile), with the loops over tiles in ``order``.
+
+A matrix-vector product has no output index to put in the lanes, so its lanes go along the
+reduction instead (`DotKernel`, `find_dot_kernel`):
+
+    out[..., x] += mat[..., x, y] * vec[y]        (either factor order)
+
+Each of ``rows`` outputs keeps ``vectors`` registers of partial sums along ``y`` (Exo's
+``stage_mem(..., accum=True)``: zeroed, accumulated, added back), and adds their lanes into the
+output at the end. That sums in another order than the input: Exo allows it (it reasons over the
+reals) and validation compares within float tolerance.
 """
 
 from __future__ import annotations
@@ -60,6 +70,11 @@ class MicroKernel:
         return len(self.reductions) == 1
 
     @property
+    def orders(self) -> tuple[tuple[str, ...], ...]:
+        """The loops over tiles a plan may order: ``x`` and ``y``, and the reduction's blocks when blockable."""
+        return ((self.x, self.y), (self.r, self.x, self.y)) if self.blockable else ((self.x, self.y),)
+
+    @property
     def steps(self) -> int:
         """Reduction steps per output element."""
         return math.prod(self.extent(r) for r in self.reductions)
@@ -97,15 +112,16 @@ def _uses(e: t.Read, var: str) -> bool:
     return any(var in a.vars for a in e.idx)
 
 
-def find_micro_kernel(p: t.Proc) -> MicroKernel:
-    """The micro-kernel of ``p``, or `NotMicroKernel` naming what does not fit."""
+def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
+    """The perfect nest of constant loops (``least`` or more) around ``out[...] += a[...] * b[...]``
+    over f32 arguments; `NotMicroKernel` naming what does not fit."""
     body = tuple(s for s in p.body if not isinstance(s, t.Pass))
     loops: list[t.Loop] = []
     while len(body) == 1 and isinstance(body[0], t.Loop):
         loops.append(body[0])
         body = body[0].body
-    if len(loops) < 3 or len(body) != 1:
-        raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under three or more loops (found {len(loops)} loops around {len(body)} statements)")
+    if len(loops) < least or len(body) != 1:
+        raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under {least} or more loops (found {len(loops)} loops around {len(body)} statements)")
     for loop in loops:
         if loop.lo != t.Aff() or not loop.hi.is_const:
             raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
@@ -118,6 +134,13 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
     types = {a.name: a.typ for a in p.args}
     if any(types.get(b) != "f32" for b in (s.buf, factors[0].buf, factors[1].buf)):
         raise NotMicroKernel(f"{p.name}: the x86 micro-kernel is f32 (out, and both factors, must be f32 arguments)")
+    return loops, s
+
+
+def find_micro_kernel(p: t.Proc) -> MicroKernel:
+    """The micro-kernel of ``p``, or `NotMicroKernel` naming what does not fit."""
+    loops, s = _nest(p, least=3)
+    factors = (s.rhs.lhs, s.rhs.rhs)
     out_vars = [_var(a) for a in s.idx]
     names = [lp.var for lp in loops]
     if len(out_vars) < 2 or None in out_vars or len(set(out_vars)) != len(out_vars):
@@ -148,3 +171,93 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
         p.name, tuple(names), x, y, reductions, outer, tuple((lp.var, lp.hi.const) for lp in loops),
         s.buf, s.idx, row.buf, col.buf, col.idx,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DotKernel:
+    """A matrix-vector product in a kernel, in the kernel's own names: ``x`` the outputs a tile
+    holds rows of, ``y`` the reduction whose lanes fill the vectors (contiguous in both factors).
+    It answers the rules as `MicroKernel` does: tiles of ``rows`` × ``vectors`` over ``x`` and ``y``."""
+
+    proc: str
+    loops: tuple[str, ...]
+    x: str
+    y: str
+    outer: tuple[str, ...]
+    extents: tuple[tuple[str, int], ...]
+    out: str
+    out_idx: tuple[t.Aff, ...]
+    mat: str  # the factor indexed by x and y
+    mat_idx: tuple[t.Aff, ...]
+    vec: str  # the factor indexed by y alone
+    vec_idx: tuple[t.Aff, ...]
+
+    blockable = False  # the whole reduction is one tile's: nothing to block
+
+    @property
+    def reductions(self) -> tuple[str, ...]:
+        return (self.y,)
+
+    def extent(self, var: str) -> int:
+        return dict(self.extents)[var]
+
+    @property
+    def steps(self) -> int:
+        return self.extent(self.y)
+
+    @property
+    def repeats(self) -> int:
+        return math.prod(self.extent(v) for v in self.outer)
+
+    @property
+    def orders(self) -> tuple[tuple[str, ...], ...]:
+        """One loop over tiles (the rows): a tile runs the whole reduction."""
+        return ((self.x,),)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.repeats * self.extent(self.x) * self.steps
+
+
+def find_dot_kernel(p: t.Proc) -> DotKernel:
+    """The matrix-vector product of ``p``, or `NotMicroKernel` naming what does not fit."""
+    loops, s = _nest(p)
+    factors = (s.rhs.lhs, s.rhs.rhs)
+    out_vars = [_var(a) for a in s.idx]
+    names = [lp.var for lp in loops]
+    reductions = [v for v in names if v not in out_vars]
+    if None in out_vars or len(reductions) != 1:
+        raise NotMicroKernel(f"{p.name}: a matrix-vector product reduces one loop into an output indexed by loop iterators")
+    y = reductions[0]
+
+    def along_y(f: t.Read) -> bool:  # contiguous along y: last index exactly y, y nowhere else
+        *rest, last = f.idx
+        return _var(last) == y and not any(y in a.vars for a in rest)
+
+    if not out_vars:
+        raise NotMicroKernel(f"{p.name}: the output {s.buf} has no index to hold rows of")
+    x = out_vars[-1]
+    vec = next((f for f in factors if along_y(f) and not _uses(f, x)), None)
+    mat = next((f for f in factors if f is not vec), None)
+    if vec is None or mat is None or not along_y(mat) or not _uses(mat, x):
+        raise NotMicroKernel(f"{p.name}: needs {s.buf}[..., {x}] += a[..., {x}, {y}] * b[..., {y}] (both contiguous along {y}, b not using {x})")
+    outer = tuple(v for v in names if v in out_vars and v != x)
+    return DotKernel(
+        p.name, tuple(names), x, y, outer, tuple((lp.var, lp.hi.const) for lp in loops),
+        s.buf, s.idx, mat.buf, mat.idx, vec.buf, vec.idx,
+    )  # fmt: skip
+
+
+Kernel = MicroKernel | DotKernel  # what the x86 rules tile
+
+
+def find_kernel(p: t.Proc) -> Kernel:
+    """The kernel the x86 rules tile: a matmul-like micro-kernel, else a matrix-vector product;
+    `NotMicroKernel` says why it is neither."""
+    try:
+        return find_micro_kernel(p)
+    except NotMicroKernel as tile:
+        try:
+            return find_dot_kernel(p)
+        except NotMicroKernel as dot:
+            raise NotMicroKernel(f"{tile}; nor is it a matrix-vector product ({str(dot).split(': ', 1)[-1]})") from None

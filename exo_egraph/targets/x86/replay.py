@@ -4,7 +4,9 @@ The calls are those of Exo's own x86 sgemm example, derived from the plan: divid
 into tiles, order the loops over tiles, stage the output tile and a row of the column operand in
 vector registers (``stage_mem``, ``divide_dim``, ``set_memory``), broadcast the row operand
 (``bind_expr`` + ``expand_dim``), ``replace_all`` with the ISA's instructions, then unroll the
-tile so its registers stay registers.
+tile so its registers stay registers. A matrix-vector product's tile holds partial sums along the
+reduction instead (``stage_mem(..., accum=True)``, ``expand_dim``, ``lift_alloc``, ``fission``),
+zeroed, accumulated and stored to memory to be added into the output lane by lane.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from exo_egraph import terms as t
 from exo_egraph.script import Ref, Replayed, Session, find, script_text
 
 from .isa import Isa, Role
-from .pattern import MicroKernel, Plan
+from .pattern import DotKernel, Kernel, MicroKernel, Plan
 
 ACC, COL, ROW = "acc_reg", "col_reg", "row_reg"  # the register buffers the replay allocates
+VEC, MAT, LANES = "vec_reg", "mat_reg", "lanes"  # a matrix-vector tile's (lanes: in memory, to add up)
 
 
 def _nest_order(term: t.Proc) -> list[str]:
@@ -52,8 +55,77 @@ def _window(idx: tuple[t.Aff, ...], ranges: dict[int, tuple[str, int]], at: dict
     return ", ".join(dims)
 
 
-def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
-    """Schedule ``proc`` as ``plan``; raises `ReplayError` when Exo rejects a step."""
+def replay_plan(proc: Procedure, kernel: Kernel, isa: Isa, plan: Plan) -> Replayed:
+    """Schedule ``proc`` as ``plan`` of its ``kernel``; raises `ReplayError` when Exo rejects a step."""
+    if isinstance(kernel, DotKernel):
+        return _replay_dot(proc, kernel, isa, plan)
+    return _replay_tile(proc, kernel, isa, plan)
+
+
+def _into_order(s: Session, want: list[str]) -> None:
+    """Adjacent ``reorder_loops`` swaps until the perfect nest runs in the order ``want``."""
+    while (have := _nest_order(s.term)) != want:
+        a, b = next((a, b) for a, b in zip(have, have[1:]) if want.index(a) > want.index(b))
+        s.do("reorder_loops", f"{a} {b}")
+
+
+def _unroll_all(s: Session, names: tuple[str, ...]) -> None:
+    """Unroll every loop of these names: a tile's registers then are plain register variables."""
+    for name in names:
+        for _ in range(_count(s.term, name)):
+            s.do("unroll_loop", name)
+
+
+def _replay_dot(proc: Procedure, dk: DotKernel, isa: Isa, plan: Plan) -> Replayed:
+    """A matrix-vector tile: ``rows`` outputs, each summing ``vectors`` registers of partial sums
+    along ``y`` (``stage_mem(..., accum=True)`` zeroes them, accumulates and adds them back),
+    the vector's registers loaded once per step for every row, the lanes added into the output."""
+    s = Session(proc)
+    w, rows, lanes = isa.width, plan.rows, plan.vectors * isa.width
+    xo, xi, yo, yi = f"{dk.x}o", f"{dk.x}i", f"{dk.y}o", f"{dk.y}i"
+    s.do("divide_loop", dk.x, rows, [xo, xi], perfect=True)
+    s.do("divide_loop", dk.y, lanes, [yo, yi], perfect=True)
+    _into_order(s, [*dk.outer, xo, xi, yi, yo])
+    at = {dk.x: f"{rows} * {xo} + {xi}"}
+    s.do("stage_mem", f"for {yo} in _:_", f"{dk.out}[{', '.join(_text(a, at) for a in dk.out_idx)}]", ACC, accum=True)
+    s.do("expand_dim", ACC, lanes, yi)
+    s.do("expand_dim", ACC, rows, xi)
+    s.do("lift_alloc", ACC, n_lifts=2)
+    s.do("fission", find(f"{ACC}[_] = _").then("after"), n_lifts=2)  # zero | accumulate | add back
+    s.do("fission", find(f"for {yo} in _:_").then("after"), n_lifts=2)
+    s.do("reorder_loops", f"{yi} {yo}")
+    s.do("reorder_loops", f"{xi} {yo}")
+    for _ in range(3):  # each nest's lanes, a vector at a time
+        s.do("divide_loop", yi, w, ["vo", "vi"], perfect=True)
+    memory = Ref(isa.module, isa.memory)
+    s.do("divide_dim", ACC, 1, w)
+    s.do("simplify")
+    s.do("set_memory", ACC, memory)
+    # the vector's lanes of this step, for every row; then the matrix's, one register at a time
+    y_lanes = len(dk.vec_idx) - 1
+    vec_window = _window(dk.vec_idx, {y_lanes: (f"{lanes} * {yo}", lanes)}, at)
+    s.do("stage_mem", find(f"for {yo} in _:_").body(0), f"{dk.vec}[{vec_window}]", VEC)
+    s.do("divide_loop", find(f"{VEC}[_] = _").then("parent"), w, ["vo", "vi"], perfect=True)
+    s.do("divide_dim", VEC, 0, w)
+    s.do("simplify")
+    s.do("set_memory", VEC, memory)
+    mat_window = _window(dk.mat_idx, {len(dk.mat_idx) - 1: (f"{lanes} * {yo} + {w} * vo", w)}, at)
+    s.do("stage_mem", find(f"{ACC}[_] += _").then("parent"), f"{dk.mat}[{mat_window}]", MAT)
+    s.do("set_memory", MAT, memory)
+    # the partial sums leave the registers through memory, lane by lane into the output
+    s.do("stage_mem", find(f"{dk.out}[_] += _").then("parent"), f"{ACC}[{xi}, vo, 0:{w}]", LANES)
+    s.do("set_memory", LANES, Ref("exo", "DRAM"))
+    s.do("simplify")  # the staged sizes, as constants: an alloc lifts only past loops its size does not use
+    for one in (MAT, LANES):  # one buffer each for every row and vector: unrolled, none is declared twice
+        s.do("lift_alloc", one, n_lifts=2)
+    s.do("replace_all", [Ref(isa.module, isa.instr(role)) for role in (Role.LOAD, Role.STORE, Role.ZERO, Role.FMA)])
+    _unroll_all(s, ("vo", xi))
+    s.do("simplify")
+    return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps), None)
+
+
+def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
+    """A register tile of the output, broadcasting the row operand (Exo's x86 sgemm example)."""
     s = Session(proc)
     w, rows, cols = isa.width, plan.rows, plan.vectors * isa.width
     xo, xi, yo, yi = f"{mk.x}o", f"{mk.x}i", f"{mk.y}o", f"{mk.y}i"
@@ -65,10 +137,7 @@ def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Repla
         ro, ri = f"{mk.r}o", f"{mk.r}i"
         s.do("divide_loop", mk.r, plan.kc, [ro, ri], perfect=True)
         tiles[mk.r], reductions, at[mk.r] = ro, [ri], f"{plan.kc} * {ro} + {ri}"
-    want = [*mk.outer, *(tiles[v] for v in plan.order), *reductions, xi, yi]
-    while (have := _nest_order(s.term)) != want:  # adjacent swaps into the plan's order
-        a, b = next((a, b) for a, b in zip(have, have[1:]) if want.index(a) > want.index(b))
-        s.do("reorder_loops", f"{a} {b}")
+    _into_order(s, [*mk.outer, *(tiles[v] for v in plan.order), *reductions, xi, yi])
     # the output tile in registers across the reduction, and the column operand's lanes per step
     x_dim = next(d for d, a in enumerate(mk.out_idx) if a.vars == {mk.x})
     lanes = len(mk.out_idx) - 1
@@ -97,8 +166,6 @@ def replay_plan(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Repla
     s.do("remove_loop", find(f"{ROW}[_] = _").then("parent").then("parent"))
     s.do("set_memory", ROW, memory)
     s.do("replace_all", [Ref(isa.module, isa.instr(role)) for role in (Role.LOAD, Role.STORE, Role.BROADCAST, Role.FMA)])
-    for name in ("vo", "i0", xi):  # unrolled, the tile's registers are plain register variables
-        for _ in range(_count(s.term, name)):
-            s.do("unroll_loop", name)
+    _unroll_all(s, ("vo", "i0", xi))
     s.do("simplify")
     return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps), None)

@@ -1,6 +1,7 @@
 """The ``x86`` target object: register-tiled micro-kernels with AVX2 / AVX-512 instructions, built as users build.
 
-A matmul-like kernel (`pattern.find_micro_kernel`) becomes a plan e-graph under the micro-kernel
+A matmul-like kernel (`pattern.find_micro_kernel`), or a matrix-vector product
+(`pattern.find_dot_kernel`: partial sums along the reduction), becomes a plan e-graph under the micro-kernel
 rules (`rewrites.x86`), priced in cycles by `extract.x86_cost`, replayed as Exo's own x86
 scheduling calls (`replay`), and validated at ``-O3 -march=native`` (`NATIVE_CFLAGS`) against the
 input within float tolerance (FMA rounds once where ``a * b + c`` rounds twice). Any other kernel
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from exo import Procedure
 
-from exo_egraph.extract.x86_cost import X86Cost, X86Machine
+from exo_egraph.extract.x86_cost import DotCost, X86Cost, X86Machine, cost_model
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
@@ -29,7 +30,7 @@ from exo_egraph.validate.cpu import (
 from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
-from .pattern import MicroKernel, NotMicroKernel, Plan, find_micro_kernel
+from .pattern import Kernel, NotMicroKernel, Plan, find_kernel
 from .replay import replay_plan
 
 
@@ -48,9 +49,9 @@ class Portable:
 @dataclass(frozen=True)
 class X86Problem:
     proc: Procedure
-    kernel: MicroKernel
+    kernel: Kernel
     isa: Isa
-    model: X86Cost
+    model: X86Cost | DotCost
     notes: tuple[str, ...] = ()
 
 
@@ -98,13 +99,13 @@ class X86Target:
         isa = select_isa(self.isa_name)
         term = lower(proc)
         try:
-            mk = find_micro_kernel(term)
+            mk = find_kernel(term)
             initial_plan(mk, isa)  # says why when the kernel's sizes do not tile
         except NotMicroKernel as e:
             problem = self.portable.prepare(proc)
             why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
             return Portable(problem, (*getattr(problem, "notes", ()), why))
-        return X86Problem(proc, mk, isa, X86Cost(mk, X86Machine.host(isa.width)))
+        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)))
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
