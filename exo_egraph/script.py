@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import exo.stdlib.scheduling as scheduling
 from exo import Procedure
@@ -139,6 +139,36 @@ class Piece:
 
     def calls(self) -> set[str]:
         return {"extract_subproc", "call_eqv", *(s.call for s in self.steps)}
+
+
+def piece_name(proc: str, i: int) -> str:
+    """The name of the proc ``extract_pieces`` makes of the ``i``-th nest of ``proc``."""
+    return f"{proc}_part{i}"
+
+
+def extract_pieces(proc: Procedure, name: str, nests: int) -> tuple[Procedure, tuple[Procedure, ...]]:
+    """The first ``nests`` top-level nests of ``proc`` made procs of their own (``extract_subproc``):
+    (``proc`` calling them, the nests' procs)."""
+    out = []
+    for i in range(nests):
+        proc, piece = scheduling.extract_subproc(proc, top(i).resolve(proc), piece_name(name, i))
+        out.append(piece)
+    return proc, tuple(out)
+
+
+def replay_pieces(
+    proc: Procedure, prelude: Sequence[Step], calls: Procedure, done: Sequence[tuple[Procedure, Replayed]], what: str = ""
+) -> Replayed:
+    """``proc`` cut by the ``prelude`` into ``calls`` (as `extract_pieces` made it) and pieces, each
+    piece scheduled on its own (``done``: the piece and its replay) and put back by ``call_eqv``."""
+    s = Session(proc)
+    for x in prelude:
+        s.apply(x)
+    main = calls
+    for i, (piece, replayed) in enumerate(done):
+        main = scheduling.call_eqv(main, f"{piece.name()}(_)", replayed.proc)
+        s.record(Piece(top(i), piece.name(), replayed.steps), main)
+    return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps, what))
 
 
 def step(call: str, *args: Any, **kwargs: Any) -> Step:

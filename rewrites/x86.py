@@ -119,7 +119,7 @@ def initial_plan(mk: Kernel, isa: Isa) -> Plan:
     if mk.extent(mk.y) % isa.width:
         raise NotMicroKernel(
             f"{mk.proc}: {mk.y} runs {mk.extent(mk.y)}, not a multiple of the {isa.name} vector width {isa.width} "
-            "(vector tails are not tiled yet)"
+            "(the target cuts a tail off a loop of one vector or more)"
         )
     order = tuple(v for v in mk.loops if v in mk.orders[0])
     return Plan(1, 1, mk.steps, order)

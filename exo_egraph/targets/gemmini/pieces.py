@@ -11,8 +11,6 @@ steps share one accumulator).
 
 from __future__ import annotations
 
-from exo import Procedure
-
 from exo_egraph import terms as t
 from exo_egraph.script import Session, loop_cursor, top
 
@@ -57,20 +55,4 @@ def _loop_path(x: t.Stmt, var: str) -> tuple[tuple[int, int], ...] | None:
     return None
 
 
-def piece_name(proc: str, i: int) -> str:
-    """The name of the proc ``extract_subproc`` makes of the ``i``-th nest of ``proc``."""
-    return f"{proc}_part{i}"
-
-
-def extract_pieces(proc: Procedure, name: str, nests: int) -> tuple[Procedure, tuple[Procedure, ...]]:
-    """Each top-level nest of ``proc`` made a proc of its own: (``proc`` calling them, the nests' procs)."""
-    from exo.stdlib.scheduling import extract_subproc
-
-    out = []
-    for i in range(nests):
-        proc, piece = extract_subproc(proc, top(i).resolve(proc), piece_name(name, i))
-        out.append(piece)
-    return proc, tuple(out)
-
-
-__all__ = ["cut_nests", "cuts", "extract_pieces", "piece_name"]
+__all__ = ["cut_nests", "cuts"]

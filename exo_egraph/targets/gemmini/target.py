@@ -17,7 +17,7 @@ from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.extract.gemmini_timeline import pieces_timing
 from exo_egraph.saturate import Budget, Deadline, Iteration, Pace, Saturated, SaturationStats, Stage, StopReason, saturate
-from exo_egraph.script import Piece, Replayed, Session, Step, script_text, top
+from exo_egraph.script import Replayed, Session, Step, extract_pieces, piece_name, replay_pieces
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
 from exo_egraph.validate.cpu import CFLAGS
@@ -35,7 +35,7 @@ from .pattern import (
     strided,
     unfilled_roles,
 )
-from .pieces import cut_nests, cuts, extract_pieces, piece_name
+from .pieces import cut_nests, cuts
 from .plans import show, to_egg
 from .replay import inline_temporaries, replay_plan
 from .selection import Selection, select_instructions
@@ -256,17 +256,9 @@ class GemminiTarget:
             return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection,
                                problem.temporaries)  # fmt: skip
         # the cut, then each piece scheduled on its own and put back (`exo_egraph.script.Piece`)
-        from exo.stdlib.scheduling import call_eqv
-
-        s = Session(problem.proc)
-        for x in problem.prelude:
-            s.apply(x)
-        main = problem.calls
-        for i, (piece, plan, hoisted) in enumerate(zip(problem.pieces, pick.term, pick.detail["hoisted"])):
-            done = replay_plan(piece.proc, piece.pattern, plan, hoisted, piece.selection)
-            main = call_eqv(main, f"{piece.proc.name()}(_)", done.proc)
-            s.record(Piece(top(i), piece.proc.name(), done.steps), main)
-        return Replayed(s.proc, tuple(s.steps), script_text(problem.proc.name(), s.steps, "Gemmini schedule"))
+        done = [(piece.proc, replay_plan(piece.proc, piece.pattern, plan, hoisted, piece.selection))
+                for piece, plan, hoisted in zip(problem.pieces, pick.term, pick.detail["hoisted"])]  # fmt: skip
+        return replay_pieces(problem.proc, problem.prelude, problem.calls, done, "Gemmini schedule")
 
     def begin_validation(self, problem: GemminiProblem, *, sizes: Mapping[str, int] | None) -> None:
         """Nothing runs ahead: the model's run of the input is short beside the plan's."""

@@ -22,7 +22,7 @@ from exo_egraph.extract.x86_cost import DotCost, X86Cost, X86Machine, cost_model
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
-from exo_egraph.script import Replayed
+from exo_egraph.script import Replayed, replay_pieces
 from exo_egraph.target import NotValidated, Pick, Target, create as create_target
 from exo_egraph.validate.cpu import (
     NATIVE_CFLAGS, ReferenceCall, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
@@ -32,6 +32,7 @@ from exo_egraph.validate.measurement import Measurement
 from .isa import Isa, default_isa, select_isa
 from .pattern import Kernel, NotMicroKernel, Plan, find_kernel
 from .replay import replay_plan
+from .tails import CutTail, cut_vector_tail, whole_lanes
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class X86Problem:
     isa: Isa
     model: X86Cost | DotCost
     notes: tuple[str, ...] = ()
+    tail: CutTail | None = None  # lanes past the last whole vector, cut off and left as written
+
+    @property
+    def tiled(self) -> Procedure:
+        """The proc the plans tile: the kernel, or its nest of whole vectors."""
+        return self.tail.piece if self.tail else self.proc
+
+    def priced(self, plan: Plan) -> float:
+        """The plan's cycles, and the tail's as written."""
+        return self.model.plan(plan) + self.tail_cycles
+
+    @property
+    def tail_cycles(self) -> float:
+        return self.model.naive() * self.tail.share if self.tail else 0.0
 
 
 def _value(op: str) -> Any:
@@ -98,14 +113,20 @@ class X86Target:
     def prepare(self, proc: Procedure) -> X86Problem | Portable:
         isa = select_isa(self.isa_name)
         term = lower(proc)
+        tail = None
         try:
             mk = find_kernel(term)
+            if mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
+                tail = cut_vector_tail(proc, mk, isa.width)
+                mk = find_kernel(lower(tail.piece))
             initial_plan(mk, isa)  # says why when the kernel's sizes do not tile
         except NotMicroKernel as e:
             problem = self.portable.prepare(proc)
             why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
             return Portable(problem, (*getattr(problem, "notes", ()), why))
-        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)))
+        notes = (f"{mk.y}: the last {tail.share * mk.extent(mk.y):.0f} lanes are not a whole vector: cut off "
+                 "(cut_loop, fission) and left as written",) if tail else ()  # fmt: skip
+        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, tail)
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -118,7 +139,7 @@ class X86Target:
     def naive_cost(self, problem: Any) -> float:
         if isinstance(problem, Portable):
             return self.portable.naive_cost(problem.problem)
-        return problem.model.naive()
+        return problem.model.naive() + problem.tail_cycles
 
     def extract(self, problem: Any, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
         if isinstance(problem, Portable):
@@ -126,14 +147,17 @@ class X86Target:
         # ties broken towards more rows: on the machines measured, 8 and 16 rows ran at the FMA peak
         # where tiles the model prices the same with 4 or fewer ran 1.3-2x slower (cause not modelled yet)
         priced = sorted(
-            ((problem.model.plan(p), p) for p in plans_of(saturated.view)), key=lambda cp: (cp[0], -cp[1].rows, cp[1].show())
+            ((problem.priced(p), p) for p in plans_of(saturated.view)), key=lambda cp: (cp[0], -cp[1].rows, cp[1].show())
         )
         return [Pick(cost, plan) for cost, plan in priced[:k]]
 
     def replay(self, problem: Any, pick: Pick) -> Replayed:
         if isinstance(problem, Portable):
             return self.portable.replay(problem.problem, pick)
-        return replay_plan(problem.proc, problem.kernel, problem.isa, pick.term)
+        done = replay_plan(problem.tiled, problem.kernel, problem.isa, pick.term)
+        if problem.tail is None:
+            return done
+        return replay_pieces(problem.proc, problem.tail.prelude, problem.tail.calls, [(problem.tail.piece, done)])
 
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         if isinstance(problem, Portable):
@@ -199,7 +223,7 @@ class X86Target:
         if isinstance(problem, Portable):
             return self.portable.sample(problem.problem, saturated, rng)
         plan = rng.choice(plans_of(saturated.view))
-        return Pick(problem.model.plan(plan), plan)
+        return Pick(problem.priced(plan), plan)
 
     def measure(
         self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float

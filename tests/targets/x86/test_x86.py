@@ -259,3 +259,54 @@ def test_the_tile_rules_are_sound_on_a_matrix_vector_product_and_a_broken_guard_
     with pytest.raises((RuleViolation, ReplayError)):
         for seed in range(4):
             check_example("divide_loop(vectors)", spec, _isa().name, seed=seed)
+
+
+TAIL_SOURCE = """from __future__ import annotations
+from exo import proc, DRAM
+
+
+@proc
+def mm_tail(A: f32[16, 16] @ DRAM, B: f32[16, {n}] @ DRAM, C: f32[16, {n}] @ DRAM):
+    for i in seq(0, 16):
+        for j in seq(0, {n}):
+            for k in seq(0, 16):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+@proc
+def gemv_tail(A: f32[12, {n}] @ DRAM, x: f32[{n}] @ DRAM, y: f32[12] @ DRAM):
+    for i in seq(0, 12):
+        for j in seq(0, {n}):
+            y[i] += A[i, j] * x[j]
+
+
+@proc
+def gemv_short(A: f32[12, {short}] @ DRAM, x: f32[{short}] @ DRAM, y: f32[12] @ DRAM):
+    for i in seq(0, 12):
+        for j in seq(0, {short}):
+            y[i] += A[i, j] * x[j]
+"""
+
+
+@pytest.mark.parametrize("kernel", ["mm_tail", "gemv_tail"])
+def test_lanes_past_the_last_whole_vector_are_cut_off_and_the_rest_is_tiled(kernel, tmp_path):
+    w = _isa().width
+    f = tmp_path / "tails.py"
+    f.write_text(TAIL_SOURCE.format(n=2 * w + 3, short=w - 1))
+    code = main(["explore", f"{f}::{kernel}", "--target", "x86", "--out", str(tmp_path / "out")])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["validation"]["ok"] and any("the last 3 lanes are not a whole vector" in n for n in report["notes"])
+    script = (tmp_path / "out" / "schedule.py").read_text()
+    assert f'cut_loop(p, p.find_loop("j"), {2 * w})' in script and "extract_subproc" in script
+    assert _isa().instr(Role.FMA) in script  # the whole vectors are tiled with the ISA's FMA
+
+
+def test_fewer_lanes_than_a_vector_take_the_loop_rules_and_say_why(tmp_path):
+    w = _isa().width
+    f = tmp_path / "tails.py"
+    f.write_text(TAIL_SOURCE.format(n=2 * w + 3, short=w - 1))
+    code = main(["explore", f"{f}::gemv_short", "--target", "x86", "--out", str(tmp_path / "out"), "--budget-s", "20"])
+    assert code == 0
+    notes = json.loads((tmp_path / "out" / "report.json").read_text())["notes"]
+    assert any(f"not a multiple of the {_isa().name} vector width" in n and "cpu loop rules" in n for n in notes)

@@ -1,0 +1,47 @@
+"""lower (x86): a kernel whose lanes do not fill whole vectors, cut into the whole vectors and a tail.
+
+The lanes loop ``y`` of ``16 q + r`` trips (or ``8 q + r`` at AVX2's width) is cut where its
+whole vectors end (``cut_loop``), and the loops around it split there (``fission``), so the
+kernel becomes two nests: the whole vectors, which ``extract_subproc`` makes a proc of its own for
+the plans to tile, and the tail of ``r`` lanes, left as written (gcc's code at the build's flags).
+The replay puts the scheduled nest back with ``call_eqv`` (`exo_egraph.script.replay_pieces`).
+Either nest covers disjoint lanes: outputs for a matmul, reduction steps for a matrix-vector
+product (whose partial sums Exo lets be added in any order, as it reasons over the reals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exo import Procedure
+
+from exo_egraph.script import Session, Step, extract_pieces, find_loop
+
+from .pattern import Kernel
+
+
+@dataclass(frozen=True)
+class CutTail:
+    """A kernel cut at its last whole vector of lanes."""
+
+    prelude: tuple[Step, ...]  # cut_loop, then fission of the loops around it
+    calls: Procedure  # the kernel calling the nest of whole vectors, the tail inline as written
+    piece: Procedure  # the nest of whole vectors: what the plans tile
+    share: float  # the tail's work over the piece's (lanes r over 16 q)
+
+
+def whole_lanes(kernel: Kernel, width: int) -> int:
+    """The lanes of ``kernel`` that fill whole vectors of ``width``."""
+    return kernel.extent(kernel.y) - kernel.extent(kernel.y) % width
+
+
+def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> CutTail:
+    """``proc`` cut into its whole vectors of lanes and the tail (Exo calls, each checked)."""
+    at = whole_lanes(kernel, width)
+    s = Session(proc)
+    s.do("cut_loop", find_loop(kernel.y), at)
+    depth = kernel.loops.index(kernel.y)  # the loops around the lanes loop: each splits at the cut
+    if depth:
+        s.do("fission", find_loop(f"{kernel.y} #0").then("after"), n_lifts=depth)
+    calls, (piece,) = extract_pieces(s.proc, proc.name(), 1)
+    return CutTail(tuple(s.steps), calls, piece, (kernel.extent(kernel.y) - at) / at)
