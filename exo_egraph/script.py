@@ -160,10 +160,11 @@ def replay_pieces(
     proc: Procedure, prelude: Sequence[Step], calls: Procedure, done: Sequence[tuple[Procedure, Replayed]], what: str = ""
 ) -> Replayed:
     """``proc`` cut by the ``prelude`` into ``calls`` (as `extract_pieces` made it) and pieces, each
-    piece scheduled on its own (``done``: the piece and its replay) and put back by ``call_eqv``."""
+    piece scheduled on its own (``done``: the piece and its replay) and put back by ``call_eqv``.
+    The prelude is recorded, not run again: Exo checked it when ``calls`` was made."""
     s = Session(proc)
     for x in prelude:
-        s.apply(x)
+        s.record(x, calls)
     main = calls
     for i, (piece, replayed) in enumerate(done):
         main = scheduling.call_eqv(main, f"{piece.name()}(_)", replayed.proc)

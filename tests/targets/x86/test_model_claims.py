@@ -16,12 +16,12 @@ import pytest
 
 from exo_egraph.cli import load_proc
 from exo_egraph.extract.calibrate import kendall_tau
-from exo_egraph.extract.x86_cost import X86Cost, X86Machine
+from exo_egraph.extract.x86_cost import DotCost, X86Cost, X86Machine, cost_model
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, saturate
 from exo_egraph.targets.x86.isa import select_isa
-from exo_egraph.targets.x86.pattern import Plan, find_micro_kernel
+from exo_egraph.targets.x86.pattern import Plan, find_kernel
 from exo_egraph.targets.x86.target import plans_of
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,11 +42,11 @@ def _plan(row: dict) -> Plan:
 
 
 @lru_cache(maxsize=None)
-def _model_and_pick(spec: str) -> tuple[X86Cost, Plan]:
+def _model_and_pick(spec: str) -> tuple[X86Cost | DotCost, Plan]:
     """The current model for the recorded machine, and its best plan over the whole plan e-graph."""
     row = next(r for r in ROWS if r["kernel"] == spec)
-    mk, isa = find_micro_kernel(lower(load_proc(str(ROOT / spec)))), select_isa(row["isa"])
-    model = X86Cost(mk, X86Machine(**row["machine"]))
+    mk, isa = find_kernel(lower(load_proc(str(ROOT / spec)))), select_isa(row["isa"])
+    model = cost_model(mk, X86Machine(**row["machine"]))
     sat = saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget())
     return model, min(plans_of(sat.view), key=lambda p: (model.plan(p), -p.rows))
 
