@@ -5,7 +5,8 @@ manuals and uops.info, and are fields of `X86Machine` so a test or a calibration
 measurements):
 - issue rates per vector width: Intel's server cores (Skylake-X and later) run two 512-bit FMAs
   and two loads a cycle; AMD's Zen 4 splits a 512-bit operation over its two 256-bit pipes, so
-  one 512-bit FMA and one 512-bit load a cycle (two of each at 256 bits);
+  one 512-bit FMA and one 512-bit load a cycle (two of each at 256 bits); Zen and Zen+ split a
+  256-bit one over their 128-bit pipes, so one 256-bit FMA and load a cycle (`datapath_bits`);
 - the build is ``gcc -O3 -march=native``: the tile's vector registers stay in registers (the
   replay unrolls the tile completely), and the naive proc gets gcc's own vectorisation only where
   its innermost loop is contiguous and not a float reduction (gcc keeps a float sum's order);
@@ -25,7 +26,7 @@ memory), which bounds the whole kernel from below.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exo_egraph.targets.x86.pattern import DotKernel, Kernel, MicroKernel, Plan
 
@@ -43,12 +44,22 @@ def _cache_bytes(level: int, default: int) -> int:
     return int(text.rstrip("KM")) * scale if text.rstrip("KM").isdigit() else default
 
 
-def _vendor() -> str:
+def _cpuinfo(field: str) -> str:
+    """The first value of ``field`` in /proc/cpuinfo ("" when there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "")
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == field), "")
     except OSError:
         return ""
+
+
+def datapath_bits(vendor: str, family: int, model: int) -> int:
+    """The widest vector one FMA pipe executes as a single operation (wider ones are split): Zen
+    and Zen+ (AMD family 23, models below 0x30) have 128-bit pipes, later AMD cores 256-bit (Zen 4
+    double-pumps 512-bit operations), Intel's AVX-512 server cores 512-bit."""
+    if vendor == "AuthenticAMD":
+        return 128 if family == 23 and model < 0x30 else 256
+    return 512
 
 
 @dataclass(frozen=True)
@@ -68,12 +79,16 @@ class X86Machine:
 
     @staticmethod
     def host(width: int) -> "X86Machine":
-        """The model of this machine: its vendor's issue rates at ``width``, its cache sizes from sysfs."""
-        ports = 1.0 if width == 16 and _vendor() == "AuthenticAMD" else 2.0  # Zen 4 double-pumps 512 bits
-        return X86Machine(
-            width, fma_ports=ports, load_ports=ports,
-            l1_bytes=_cache_bytes(1, 32 * 1024), l2_bytes=_cache_bytes(2, 1024 * 1024),
-        )  # fmt: skip
+        """The model of this machine: its core's issue rates at ``width``, its cache sizes from sysfs."""
+        number = lambda field: int(_cpuinfo(field)) if _cpuinfo(field).isdigit() else 0  # noqa: E731
+        core = X86Machine.core(width, _cpuinfo("vendor_id"), number("cpu family"), number("model"))
+        return replace(core, l1_bytes=_cache_bytes(1, 32 * 1024), l2_bytes=_cache_bytes(2, 1024 * 1024))
+
+    @staticmethod
+    def core(width: int, vendor: str, family: int, model: int) -> "X86Machine":
+        """The issue rates of that core at ``width``: two pipes; an operation wider than a pipe takes both."""
+        ports = 2.0 * min(1.0, datapath_bits(vendor, family, model) / (32 * width))
+        return X86Machine(width, fma_ports=ports, load_ports=ports)
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,18 @@ def test_the_model_predicts_its_picks_speed_up_within_a_stated_factor(spec: str)
     measured = next(r["measured"] for r in ROWS if r["kernel"] == spec and _plan(r) == pick)
     predicted = model.naive() / model.plan(pick)
     assert 1 / PREDICTION_FACTOR <= predicted / measured <= PREDICTION_FACTOR, (predicted, measured)
+
+
+@pytest.mark.parametrize(
+    "core, width, ports",
+    [
+        (("GenuineIntel", 6, 0x55), 16, 2.0),  # Skylake-X: two 512-bit FMAs a cycle
+        (("AuthenticAMD", 25, 0x11), 16, 1.0),  # Zen 4: a 512-bit operation takes both 256-bit pipes
+        (("AuthenticAMD", 25, 0x11), 8, 2.0),
+        (("AuthenticAMD", 23, 0x31), 8, 2.0),  # Zen 2: 256-bit pipes
+        (("AuthenticAMD", 23, 0x01), 8, 1.0),  # Zen: a 256-bit operation takes both 128-bit pipes
+    ],
+)
+def test_the_model_issues_as_many_vectors_a_cycle_as_the_cores_pipes_allow(core, width, ports):
+    machine = X86Machine.core(width, *core)
+    assert (machine.fma_ports, machine.load_ports) == (ports, ports)
