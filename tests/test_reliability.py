@@ -88,6 +88,18 @@ def test_extraction_past_the_deadline_raises_and_explore_keeps_the_input():
     assert result.validation.ok is None and exit_code(result) == 0  # the input as written: nothing to judge
 
 
+def test_extraction_past_the_deadline_hands_back_the_sketchs_best_when_there_is_one():
+    target = cpu()
+    problem = target.prepare(load_procs(MATMUL)["matmul_f32_64"])
+    sat = target.saturate(problem, Budget(), None, Deadline.after(60))
+    assert sat.kept  # the sketch phase priced its cheapest schedules before the refine phase
+    late = Deadline(time.monotonic() - 1)
+    picks = target.extract(problem, sat, 2, late)  # the refined e-graph is never priced: too late
+    assert [p.term for p in picks] == [x.proc for x in sat.kept[:2]]
+    with pytest.raises(TimeUp):  # an e-graph of one phase has nothing priced to fall back on
+        target.extract(problem, saturate_term(problem.term), 2, late)
+
+
 def test_a_run_that_ends_past_its_budget_says_time_even_when_saturation_finished():
     from exo_egraph.targets.cpu import CpuTarget
 

@@ -15,7 +15,7 @@ from .. import ir
 from .. import terms as t
 from ..extract.calibrate import Calibration, Features
 from ..extract.cost import CpuCost, buffers_of, calibrated_cpu_cost, cpu_features, program_cost
-from ..extract.extractors import extract, sample
+from ..extract.extractors import Extracted, extract, sample
 from ..lower import lower
 from ..replay import replay
 from ..rewrites.loops import LoopRuleConfig, loop_rules
@@ -109,7 +109,15 @@ def staged_saturate(
     stop = s.stop_reason if s.stop_reason.budget_reached else sketch.stats.stop_reason
     stats = replace(s, seconds=first.seconds + last.seconds, stop_reason=stop, history=sketch.stats.history + s.history,
                     stages=(first, last))  # fmt: skip
-    return replace(refined, stats=stats)
+    return StagedSaturated(refined.egraph, refined.view, stats, tuple(kept))
+
+
+@dataclass(frozen=True)
+class StagedSaturated(Saturated):
+    """The refined e-graph, and the sketch's cheapest schedules (priced already): what extraction
+    hands back when the deadline passes before it has priced the refined one."""
+
+    kept: tuple[Extracted, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,14 @@ class CpuTarget:
         return self.price(problem, problem.term)
 
     def extract(self, problem: CpuProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
-        picks = extract(saturated.view, problem.model, k=k, deadline=deadline)
+        """The ``k`` cheapest schedules; past the deadline, the sketch's cheapest (`StagedSaturated`),
+        else `TimeUp`."""
+        try:
+            picks = extract(saturated.view, problem.model, k=k, deadline=deadline)
+        except TimeUp:
+            picks = list(saturated.kept[:k]) if isinstance(saturated, StagedSaturated) else []
+            if not picks:
+                raise
         return [Pick(self.price(problem, x.proc), x.proc) for x in picks]
 
     def replay(self, problem: CpuProblem, pick: Pick) -> Replayed:
