@@ -134,7 +134,14 @@ def explore(
     phases = Phases()
     with phases("lower"):
         problem = tgt.prepare(proc)
-    with _validation_ahead(tgt, problem, sizes, validate) as ahead:
+    try:
+        ahead = tgt.begin_validation(problem, sizes=sizes) if validate else None
+    except KeyboardInterrupt:  # nothing searched yet: the best so far is the input as written
+        naive = tgt.naive_cost(problem)
+        return Result(proc.name(), tgt.name, tgt.cost_unit, None, naive, (unscheduled(proc, naive),),
+                      NotValidated("interrupted"), ({},), StopReason.INTERRUPTED, (), (), phases=dict(phases.seconds),
+                      peak_rss_mb=peak_rss_mb(), build=tgt.build)  # fmt: skip
+    with _closing(ahead):
         with phases("saturate"):
             saturated = tgt.saturate(problem, budget, progress, deadline)
         with phases("extract"):
@@ -163,12 +170,11 @@ def explore(
 
 
 @contextmanager
-def _validation_ahead(tgt: Target, problem: Any, sizes: Mapping[str, int] | None, validate: bool) -> Iterator[Ahead | None]:
-    """What the target's validation begins before the search (the input's own run, in the
+def _closing(ahead: Ahead | None) -> Iterator[None]:
+    """What the target's validation began before the search (the input's own run, in the
     background), closed however the run ends."""
-    ahead = tgt.begin_validation(problem, sizes=sizes) if validate else None
     try:
-        yield ahead
+        yield
     finally:
         if ahead is not None:
             ahead.close()

@@ -191,6 +191,19 @@ def test_an_interrupt_writes_the_best_so_far_and_exits_130(tmp_path, sig):
     assert "def schedule(p):" in (tmp_path / "schedule.py").read_text()
 
 
+def test_an_interrupt_while_validation_begins_hands_back_the_input_as_written():
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class InterruptedEarly(CpuTarget):
+        def begin_validation(self, problem, *, sizes):
+            raise KeyboardInterrupt  # Ctrl-C while the input's reference call is being set up
+
+    result = explore(load_procs(MATMUL)["matmul_f32_16"], InterruptedEarly())
+    assert result.stop_reason is StopReason.INTERRUPTED and exit_code(result) == 130
+    assert result.best.replayed.steps == () and result.stats is None
+    assert '"stop_reason": "interrupted"' in json.dumps(result.to_json())
+
+
 def test_an_interrupt_that_lands_in_a_finalizer_still_ends_the_run():
     # pysmt's Z3 converter has a __del__ that Exo's checks run all the time: Python prints an
     # exception raised there and goes on, so a Ctrl-C landing in one was lost
