@@ -140,6 +140,18 @@ def test_the_inputs_compared_call_runs_ahead_and_validation_takes_its_outputs(tm
     assert ahead.process.poll() is not None and not ahead.folder.exists()
 
 
+def test_validation_waits_for_the_inputs_call_only_until_its_time_is_up(tmp_path):
+    proc = _matmul(1024, tmp_path)  # the naive nest runs about 10 s a call
+    ahead = begin_reference(proc)
+    try:
+        began = time.monotonic()
+        v = validate_cpu(proc, proc, ahead=ahead, seconds=0.0)
+        assert v.ok is None and "was still running" in v.message  # not judged, and says why
+        assert time.monotonic() - began < 8  # waited its grace, never ran either call itself
+    finally:
+        ahead.close()
+
+
 def test_a_reference_call_that_failed_is_made_in_process_and_explore_always_closes_it(tmp_path):
     proc = _matmul(16, tmp_path)
     folder = tmp_path / "failed"

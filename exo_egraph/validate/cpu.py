@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +28,7 @@ from exo.core.LoopIR import LoopIR
 from exo.stdlib.scheduling import rename
 
 from exo_egraph.lower import type_name
+from exo_egraph.target import NotValidated
 from .measurement import Measurement
 from .reference_call import c_arg, random_values
 
@@ -58,6 +59,18 @@ INDEX_TYPES = ("size", "index", "int")
 
 class ValidationError(Exception):
     """The procs could not be compiled or run."""
+
+
+class Unfinished(Exception):
+    """The input's call, begun ahead (`ReferenceCall`), was still running when validation's time was up."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the input's own call (begun with the search) was still running after {seconds:.0f} s")
+        self.seconds = seconds
+
+
+# validation waits for the input's call begun ahead until the deadline, and at least this long
+REFERENCE_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -372,16 +385,21 @@ class ReferenceCall:
     cflags: tuple[str, ...]
     folder: Path
     process: subprocess.Popen
+    began: float = field(default_factory=time.monotonic)
 
     def serves(self, original: Procedure, sizes: Mapping[str, int] | None, seed: int, cflags: Sequence[str]) -> bool:
         """Whether this is the call validation of ``original`` with these arguments would make."""
         return (self.original is original and self.sizes == tuple(sorted((sizes or {}).items()))
                 and self.seed == seed and self.cflags == tuple(cflags))  # fmt: skip
 
-    def result(self) -> tuple[dict[str, np.ndarray], float] | None:
-        """Wait for the call: every array after it and its seconds; None when the child failed
-        (then the caller makes the call itself, and sees why)."""
-        if self.process.wait() != 0 or not (self.folder / "seconds").exists():
+    def result(self, timeout: float | None = None) -> tuple[dict[str, np.ndarray], float] | None:
+        """Wait for the call (at most ``timeout`` seconds, else `Unfinished`): every array after it
+        and its seconds; None when the child failed (then the caller makes the call itself, and sees why)."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Unfinished(time.monotonic() - self.began) from None
+        if code != 0 or not (self.folder / "seconds").exists():
             return None
         with np.load(self.folder / "outputs.npz") as arrays:
             outputs = {k: arrays[k] for k in arrays.files}
@@ -439,10 +457,12 @@ def _compare(
     seed: int,
     cflags: Sequence[str],
     ahead: ReferenceCall | None = None,
+    wait: float | None = None,
 ) -> _Compared:
     """Compile both procs into one library, run each once on the same random inputs and compare:
     integers must match bit for bit, floats too unless ``require_exact`` is False (then within
-    rtol 1e-4). The input's call is ``ahead``'s when that serves (begun earlier, in a child)."""
+    rtol 1e-4). The input's call is ``ahead``'s when that serves (begun earlier, in a child;
+    waited for ``wait`` seconds at most, else `Unfinished`, and the schedule is not run either)."""
     a = rename(original, f"{original.name()}_naive")
     b = rename(scheduled, f"{scheduled.name()}_scheduled")
     lib = library([a, b], cflags=cflags)
@@ -454,9 +474,8 @@ def _compare(
         getattr(lib, proc.name())(context(), *call_args(proc, values))
         return values, time.perf_counter() - began
 
-    ours = call(b)
-    theirs = ahead.result() if ahead is not None and ahead.serves(original, sizes, seed, cflags) else None
-    (outs, took) = zip(theirs or call(a), ours)
+    theirs = ahead.result(wait) if ahead is not None and ahead.serves(original, sizes, seed, cflags) else None
+    (outs, took) = zip(theirs or call(a), call(b))
     exact, ok, worst, message = True, True, 0.0, "ok"
     for name, want in outs[0].items():
         if not isinstance(want, np.ndarray):
@@ -489,15 +508,20 @@ def validate_cpu(
     seconds: float = float("inf"),
     cflags: Sequence[str] = CFLAGS,
     ahead: ReferenceCall | None = None,
-) -> Validation:
+) -> Validation | NotValidated:
     """Run both procs on the same random inputs; integers must match bit for bit, floats too
     unless ``require_exact`` is False (then within rtol 1e-4); time both, interleaved
     (`time_interleaved`: at least ``repeats`` rounds when ``seconds`` holds them, at least one
     always). The speed-up is the median of the rounds' ratios, which cancels the machine's drift
     (what decides whether explore hands the schedule back). Both are built with gcc ``cflags``;
-    ``ahead`` (`begin_reference`) has made the input's compared call already, or is making it."""
+    ``ahead`` (`begin_reference`) has made the input's compared call already, or is making it:
+    validation waits for it until ``seconds`` are up (at least `REFERENCE_GRACE_S`), else it
+    says so and judges nothing (a 4096³ naive nest runs for an hour)."""
     began = time.perf_counter()
-    c = _compare(original, scheduled, require_exact, sizes, seed, cflags, ahead)
+    try:
+        c = _compare(original, scheduled, require_exact, sizes, seed, cflags, ahead, max(seconds, REFERENCE_GRACE_S))
+    except Unfinished as e:
+        return NotValidated(f"{e}, when the budget ran out: a larger budget validates it")
     seconds -= time.perf_counter() - began
     naive = sched = 0.0
     runs = 0
