@@ -24,7 +24,7 @@ from ..script import Replayed
 from ..target import NotValidated, Pick
 from ..validate.measurement import Measurement
 from ..validate.cpu import (
-    CFLAGS, ReferenceCall, Validation, begin_reference, cannot_validate, contracts, measure_cpu, validate_cpu,
+    CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, contracts, measure_cpu, validate_cpu,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -251,15 +251,18 @@ class CpuTarget:
         why = cannot_validate(problem.proc)
         if why:
             return NotValidated(why)
-        return validate_cpu(
-            problem.proc,
-            replayed.proc,
-            require_exact=self.exact,
-            sizes=sizes,
-            seconds=max(deadline.left(), 0.0),
-            cflags=self.cflags,
-            ahead=ahead,
-        )
+        try:
+            return validate_cpu(
+                problem.proc,
+                replayed.proc,
+                require_exact=self.exact,
+                sizes=sizes,
+                seconds=max(deadline.left(), 0.0),
+                cflags=self.cflags,
+                ahead=ahead,
+            )
+        except Unfinished as e:
+            return NotValidated(f"{e}, when the budget ran out: a larger budget validates it")
 
     def measure(
         self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float

@@ -25,7 +25,7 @@ from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturat
 from exo_egraph.script import Replayed, replay_pieces
 from exo_egraph.target import NotValidated, Pick, Target, create as create_target
 from exo_egraph.validate.cpu import (
-    NATIVE_CFLAGS, ReferenceCall, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
+    NATIVE_CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
 )  # fmt: skip
 from exo_egraph.validate.measurement import Measurement
 
@@ -183,10 +183,13 @@ class X86Target:
         if why:
             return NotValidated(why)
         # the tile's FMA rounds a * b + c once: results match the input within tolerance, not bit for bit
-        return validate_cpu(
-            problem.proc, replayed.proc, require_exact=False, sizes=sizes, seconds=max(deadline.left(), 0.0),
-            cflags=self.cflags, ahead=ahead,
-        )  # fmt: skip
+        try:
+            return validate_cpu(
+                problem.proc, replayed.proc, require_exact=False, sizes=sizes, seconds=max(deadline.left(), 0.0),
+                cflags=self.cflags, ahead=ahead,
+            )  # fmt: skip
+        except Unfinished as e:
+            return NotValidated(f"{e}, when the budget ran out: a larger budget validates it")
 
     # ------------------------------------------------------------------ what ``tune`` needs (`Tunes`)
 
