@@ -129,6 +129,11 @@ class _Param:
     def is_flag(self) -> bool:
         return self.typ == "bool"  # passed by value, like sizes
 
+    @property
+    def kind(self) -> str:
+        """How `reference_call` passes it: "index", "flag" or "array"."""
+        return "index" if self.is_index else "flag" if self.is_flag else "array"
+
     def c_decl(self) -> str:
         if self.is_index:
             return f"int_fast32_t {self.name}"
@@ -172,12 +177,12 @@ def _param_values(proc: Procedure, sizes: Mapping[str, int] | None) -> list[dict
     out: list[dict[str, Any]] = []
     for p in params:
         if p.is_index:
-            out.append({"name": p.name, "kind": "index", "value": index[p.name]})
+            out.append({"name": p.name, "kind": p.kind, "value": index[p.name]})
         elif p.is_flag:
-            out.append({"name": p.name, "kind": "flag"})
+            out.append({"name": p.name, "kind": p.kind})
         else:
             shape = [_eval_size(e, index) for e in p.shape] or [1]
-            out.append({"name": p.name, "kind": "array", "dtype": np.dtype(NP_TYPES[p.typ]).name, "shape": shape})
+            out.append({"name": p.name, "kind": p.kind, "dtype": np.dtype(NP_TYPES[p.typ]).name, "shape": shape})
     return out
 
 
@@ -255,7 +260,7 @@ def compile_shared(
 
 def call_args(proc: Procedure, values: dict[str, Any]) -> list[Any]:
     """ctypes arguments for calling ``proc``'s C function on ``values`` (sizes by value, buffers by pointer)."""
-    return [c_arg("index" if p.is_index else "flag" if p.is_flag else "array", values[p.name]) for p in _params(proc)]
+    return [c_arg(p.kind, values[p.name]) for p in _params(proc)]
 
 
 def context() -> ctypes.Array:
