@@ -141,11 +141,15 @@ def explore(
         return Result(proc.name(), tgt.name, tgt.cost_unit, None, naive, (unscheduled(proc, naive),),
                       NotValidated("interrupted"), ({},), StopReason.INTERRUPTED, (), (), phases=dict(phases.seconds),
                       peak_rss_mb=peak_rss_mb(), build=tgt.build)  # fmt: skip
+    # the search ends early enough for replay and validation to end by the deadline
+    after_search = tgt.after_search(problem)
+    search = deadline.less(after_search)
+    notes = _short_budget(search, after_search, budget)
     with _closing(ahead):
         with phases("saturate"):
-            saturated = tgt.saturate(problem, budget, progress, deadline)
+            saturated = tgt.saturate(problem, budget, progress, search)
         with phases("extract"):
-            picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, deadline), [], saturated.stats.stop_reason)
+            picks, stop = _until_stopped(lambda: tgt.extract(problem, saturated, top_k, search), [], saturated.stats.stop_reason)
         with phases("replay"):
             candidates, unsound, stop = _replay(tgt, problem, picks, deadline, stop)
         naive = tgt.naive_cost(problem)
@@ -156,7 +160,7 @@ def explore(
                 verdict, stop = _validate(tgt, problem, candidates[0], reference, sizes, deadline, stop, ahead)
     if deadline.passed() and not stop.budget_reached:
         stop = StopReason.TIME  # a step that cannot stop midway (one Exo replay, one call) ended past the budget
-    notes = tuple(getattr(problem, "notes", ()))
+    notes = tuple(getattr(problem, "notes", ())) + notes
     measured = getattr(verdict, "speedup", None)  # a timed verdict's speed-up over the input
     if verdict is not None and verdict.ok and measured is not None and measured < 1.0:
         # never hand back a schedule slower than the input: the input as written goes first
@@ -167,6 +171,15 @@ def explore(
     return Result(proc.name(), tgt.name, tgt.cost_unit, saturated.stats, naive, candidates, verdict, details,
                   stop, unsound, notes, phases=dict(phases.seconds), peak_rss_mb=peak_rss_mb(),
                   build=tgt.build)  # fmt: skip
+
+
+def _short_budget(search: Deadline, after_search: float, budget: Budget) -> tuple[str, ...]:
+    """A note when the budget leaves the search (almost) no time: what replay and validation
+    are expected to take of it. The search still runs its first steps (a schedule, however plain)."""
+    if search.left() >= min(after_search, 0.25 * budget.seconds):
+        return ()
+    return (f"the budget ({budget.seconds:g} s) leaves the search {max(search.left(), 0.0):.0f} s: replay and "
+            f"validation of this kernel are expected to take about {after_search:.0f} s of it here",)  # fmt: skip
 
 
 @contextmanager

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from .validate.measurement import Measurement
 
 ENTRY_POINT_GROUP = "exo_egraph.targets"
+# Replay and validation of a small kernel (a few dozen Exo calls; compile, run, time once): what a
+# target keeps past its search when nothing about the kernel says more.
+AFTER_SEARCH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ class Target(Protocol):
         ...
 
     def replay(self, problem: Any, pick: Pick) -> Replayed: ...
+
+    def after_search(self, problem: Any) -> float:
+        """Seconds the run keeps for replay and validation: the search (saturate and extract) is
+        given the run's deadline less this. An estimate; a step that cannot stop midway may overrun it."""
+        ...
 
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> Ahead | None:
         """Begin what validation can do before there is a schedule — the input's own run, in the

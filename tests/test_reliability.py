@@ -113,6 +113,34 @@ def test_a_run_that_ends_past_its_budget_says_time_even_when_saturation_finished
     assert result.stop_reason is StopReason.TIME and exit_code(result) == 0
 
 
+def test_the_search_ends_early_enough_for_the_targets_replay_and_validation():
+    """The search's deadline is the run's less what the target keeps past it (`after_search`);
+    when that leaves the search almost nothing, the report says so."""
+    from exo_egraph.targets.cpu import CpuTarget
+
+    seen: dict[str, float] = {}
+
+    class KeepsTime(CpuTarget):
+        def after_search(self, problem):
+            return 25.0
+
+        def saturate(self, problem, budget, progress, deadline):
+            seen["saturate"] = deadline.left()
+            return super().saturate(problem, budget, progress, deadline)
+
+        def extract(self, problem, saturated, k, deadline):
+            seen["extract"] = deadline.left()
+            return super().extract(problem, saturated, k, deadline)
+
+    proc = load_procs(MATMUL)["matmul_f32_16"]
+    result = explore(proc, KeepsTime(), budget=Budget(seconds=60), validate=False)
+    assert seen["saturate"] <= 35.0 and seen["extract"] <= 35.0
+    assert not any("leaves the search" in n for n in result.notes)
+    result = explore(proc, KeepsTime(), budget=Budget(seconds=26), validate=False)
+    assert any("leaves the search" in n and "about 25 s" in n for n in result.notes), result.notes
+    assert exit_code(result) == 0
+
+
 def test_validation_times_at_least_once_and_fewer_runs_near_the_deadline():
     proc = load_procs(MATMUL)["matmul_f32_16"]
     v = validate_cpu(proc, proc, seconds=0.0)

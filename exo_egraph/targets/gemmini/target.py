@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from exo import Procedure
 
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
-from exo_egraph.extract.plan_extract import SHORTLIST, extract_timed, random_plan
+from exo_egraph.extract.plan_extract import SHORTLIST, Extracted, extract_timed, random_plan
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.extract.gemmini_timeline import pieces_timing
@@ -55,6 +55,15 @@ class GemminiProblem:
     pieces: tuple["GemminiProblem", ...] = ()
     prelude: tuple[Step, ...] = ()
     calls: Procedure | None = None
+
+
+@dataclass(frozen=True)
+class StagedPlans(Saturated):
+    """The e-graph of a staged saturation, and the first phase's fastest plans (timed already):
+    what extraction hands back when the search has no time left to extract again."""
+
+    kept: tuple[Extracted, ...] = ()
+    kept_seconds: float = 0.0  # what finding them took: a second extraction takes about as long
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,17 @@ class GemminiVerdict:
 WIDE_SHORTLIST = 64  # plans the second phase's (small) e-graph gives the timed shortlist
 BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
-# How a run spends its deadline past egglog (whose part is seconds at most): extraction's
+# What a run keeps past its search (`GemminiTarget.after_search`): replay is Exo re-checking some
+# 70-90 scheduling calls a nest, whose analyses grow with the nest. Measured on this project's
+# 2-core machine with the other core busy: 12.6 s for 512³'s one nest, 16.0 s for ResNet's
+# 14x14x256 convolution (one nest), 20.3 and 21.0 s for the 28x28 and 56x56 ones (two nests each);
+# the model's run of the schedule, 3-5 s.
+REPLAY_S_PER_NEST = 10.0
+VALIDATE_S = 4.0
+# How the search spends its deadline past egglog (whose part is seconds at most): extraction's
 # programme and timeline are what grow with a kernel, so each extraction is anytime within a share
-# of the time left, and replay and validation get the rest. Replay is Exo re-checking some 90
-# scheduling calls a nest (13 s of a 30 s run on ResNet's 14x14x256 convolution here), about as
-# long as both extractions: the first phase's seed plans take a quarter of what is left after
-# egglog, final extraction a third of what is left then.
+# of the time left: the first phase's seed plans take a quarter of what is left after egglog,
+# final extraction a third of what is left then (the rest is slack for an anytime step's overrun).
 SEED_SHARE = 1 / 4
 EXTRACT_SHARE = 1 / 3
 
@@ -173,12 +187,14 @@ class GemminiTarget:
         plans = saturate(expr, rules, budget, progress, deadline)
         if not self.staged or plans.stats.stop_reason is StopReason.INTERRUPTED or deadline.passed():
             return plans
+        seeding = Pace(None)
         try:
-            kept = extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE))
+            with seeding.step():
+                kept = tuple(extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE)))
         except KeyboardInterrupt:
             return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
         if not kept or deadline.passed():
-            return plans
+            return StagedPlans(plans.egraph, plans.view, plans.stats, kept, seeding.last)
         p = plans.stats
         first = Stage("plans", p.enodes, p.schedules, time.perf_counter() - began, p.stop_reason,
                       kept=len(kept))  # fmt: skip
@@ -190,7 +206,7 @@ class GemminiTarget:
         stop = b.stop_reason if b.stop_reason.budget_reached else p.stop_reason
         stats = replace(b, seconds=first.seconds + last.seconds, stop_reason=stop, history=p.history + b.history,
                         stages=(first, last))  # fmt: skip
-        return replace(buffered, stats=stats)
+        return StagedPlans(buffered.egraph, buffered.view, stats, kept, seeding.last)
 
     def _saturate_pieces(
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -242,6 +258,9 @@ class GemminiTarget:
                 with pace.step():
                     joined.append(self._joined(problem, combo))
             return sorted(joined, key=lambda x: x.cost)
+        if isinstance(saturated, StagedPlans) and saturated.kept and not deadline.room_for(saturated.kept_seconds):
+            # anytime: no time to extract again, the first phase's fastest plans stand
+            return [self._pick(problem, x.plan, x.choice.hoisted) for x in saturated.kept[:k]]
         # staged, the e-graph holds the first phase's best plans and their double buffers: a
         # small one, whose every plan the wide shortlist times (the kept plans among them)
         shortlist = WIDE_SHORTLIST if self.staged else SHORTLIST
@@ -259,6 +278,9 @@ class GemminiTarget:
         done = [(piece.proc, replay_plan(piece.proc, piece.pattern, plan, hoisted, piece.selection))
                 for piece, plan, hoisted in zip(problem.pieces, pick.term, pick.detail["hoisted"])]  # fmt: skip
         return replay_pieces(problem.proc, problem.prelude, problem.calls, done, "Gemmini schedule")
+
+    def after_search(self, problem: GemminiProblem) -> float:
+        return REPLAY_S_PER_NEST * max(len(problem.pieces), 1) + VALIDATE_S
 
     def begin_validation(self, problem: GemminiProblem, *, sizes: Mapping[str, int] | None) -> None:
         """Nothing runs ahead: the model's run of the input is short beside the plan's."""

@@ -647,3 +647,32 @@ def test_a_kernel_cut_into_whole_and_partial_tiles_runs_bit_exact_and_its_script
     assert script.count("extract_subproc(") == 4 and "def schedule_gemm_i8_part3(p):" in script
     again = validate_gemmini(proc, apply_script(proc, script), reference=kernels.matmul_reference)
     assert again.ok and again.cycles == v.cycles
+
+
+def test_with_no_time_left_to_extract_again_the_first_phases_plans_stand(monkeypatch):
+    """Anytime extraction: when the search's deadline leaves no room for a second extraction (as
+    long as the first phase's took), the first phase's fastest plans, timed already, are the picks."""
+    from exo_egraph.targets.gemmini import target as gemmini_target
+
+    target = GemminiTarget()
+    problem = target.prepare(kernels.gemmini_matmul_64)
+    staged = target.saturate(problem, Budget(seconds=300), None, Deadline.after(300))
+    assert staged.kept and staged.kept_seconds > 0
+
+    def no_time(*args, **kwargs):
+        raise AssertionError("extracted again with no time left")
+
+    monkeypatch.setattr(gemmini_target, "extract_timed", no_time)
+    picks = target.extract(problem, staged, 2, Deadline.after(0))
+    assert [x.term for x in picks] == [x.plan for x in staged.kept[:2]]
+    assert [x.cost for x in picks] == [x.cycles for x in staged.kept[:2]]  # the decoupled model's, as timed
+
+
+def test_the_search_keeps_the_replay_and_validation_time_of_every_nest():
+    """``after_search`` grows with the nests a kernel is cut into: Exo replays each on its own."""
+    from exo_egraph.targets.gemmini.target import REPLAY_S_PER_NEST
+
+    target = GemminiTarget()
+    whole = target.prepare(kernels.gemmini_matmul_64)
+    cut = target.prepare(kernels.gemm_i8.partial_eval(N=24, M=40, K=32))  # four nests
+    assert target.after_search(cut) - target.after_search(whole) == pytest.approx(3 * REPLAY_S_PER_NEST)
