@@ -137,9 +137,10 @@ class Pace:
 
 # What extraction costs per e-graph row after saturation: serializing, counting and extracting
 # run in Python over every row (about 5e-5 s per row on the f32 and i8 128³ matmuls on this project's
-# 2-core machines, doubled: a loaded machine runs slower). Saturation stops early enough to leave that much of the deadline
-# and of the memory cap. (Replay and validation are kept out of the deadline it is given: `Target.after_search`.)
-POST_SECONDS_PER_ROW = 1e-4
+# earlier 2-core machines; 1.9e-4 on 4096³'s 37,799 rows on the slower Zen 1 one with the other
+# core busy). Saturation stops early enough to leave that much of the deadline and of the memory
+# cap. (Replay and validation are kept out of the deadline it is given: `Target.after_search`.)
+POST_SECONDS_PER_ROW = 2e-4
 POST_BYTES_PER_ROW = 4_000
 
 

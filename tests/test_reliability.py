@@ -180,6 +180,24 @@ def test_validation_waits_for_the_inputs_call_only_until_its_time_is_up(tmp_path
         ahead.close()
 
 
+def test_validation_out_of_time_waits_before_it_compiles(tmp_path, monkeypatch):
+    """Past the deadline, an input's call still running costs the grace only: no compile, no inputs."""
+    import exo_egraph.validate.cpu as validate
+
+    proc = _matmul(1024, tmp_path)
+    ahead = begin_reference(proc)
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled although the input's call could not be waited for")
+
+    monkeypatch.setattr(validate, "library", no_compile)
+    try:
+        with pytest.raises(Unfinished):
+            validate_cpu(proc, proc, ahead=ahead, seconds=0.0)
+    finally:
+        ahead.close()
+
+
 def test_a_reference_call_that_failed_is_made_in_process_and_explore_always_closes_it(tmp_path):
     proc = _matmul(16, tmp_path)
     folder = tmp_path / "failed"
