@@ -139,8 +139,10 @@ class Pace:
 # run in Python over every row (about 5e-5 s per row on the f32 and i8 128³ matmuls on this project's
 # earlier 2-core machines; 1.9e-4 on 4096³'s 37,799 rows on the slower Zen 1 one with the other
 # core busy). Saturation stops early enough to leave that much of the deadline and of the memory
-# cap. (Replay and validation are kept out of the deadline it is given: `Target.after_search`.)
+# cap, and a fixed margin for a loaded machine. (Replay and validation are kept out of the deadline
+# it is given: `Target.after_search`.)
 POST_SECONDS_PER_ROW = 2e-4
+POST_SECONDS_FIXED = 2.0
 POST_BYTES_PER_ROW = 4_000
 
 
@@ -310,7 +312,7 @@ def _predicted_stop(
     next_rows = rows * growth
     if rows >= budget.node_limit or next_rows > budget.node_limit:
         return StopReason.NODE_LIMIT
-    after = POST_SECONDS_PER_ROW * next_rows
+    after = POST_SECONDS_FIXED + POST_SECONDS_PER_ROW * next_rows
     if history and took * growth + after > deadline.left():
         return StopReason.TIME
     if resident_mb() + POST_BYTES_PER_ROW * next_rows / 2**20 > budget.max_memory_mb:

@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from .validate.measurement import Measurement
 
 ENTRY_POINT_GROUP = "exo_egraph.targets"
-# Replay and validation of a small kernel (a few dozen Exo calls; compile, run, time once): what a
-# target keeps past its search when nothing about the kernel says more.
-AFTER_SEARCH_S = 2.0
 
 
 @dataclass(frozen=True)

@@ -281,11 +281,18 @@ def run_proc(proc: Procedure, inputs: Mapping[str, Any], cflags: Sequence[str] =
 def run_many(
     procs: list[Procedure], inputs: Mapping[str, Any], cflags: Sequence[str] = CFLAGS
 ) -> list[dict[str, np.ndarray]]:
-    """`run_proc` for several procs with the same arguments, compiled by one gcc call."""
+    """`run_proc` for several procs with the same arguments, compiled by one gcc call (one each
+    when two of them call different procs of one name, as two schedules of a cut kernel both call
+    their own ``<kernel>_part0``: one C unit cannot hold both)."""
     renamed = [rename(p, f"{p.name()}_v{i}") for i, p in enumerate(procs)]
-    lib = library(renamed, cflags=cflags)
+    try:
+        libs = [library(renamed, cflags=cflags)] * len(renamed)
+    except TypeError as e:
+        if "multiple procs named" not in str(e):
+            raise
+        libs = [library([p], cflags=cflags) for p in renamed]
     outs = []
-    for proc in renamed:
+    for proc, lib in zip(renamed, libs):
         values = copy_inputs(inputs)
         getattr(lib, proc.name())(context(), *call_args(proc, values))
         outs.append({k: v for k, v in values.items() if isinstance(v, np.ndarray)})
@@ -393,7 +400,7 @@ class ReferenceCall:
 
     def serves(self, original: Procedure, sizes: Mapping[str, int] | None, seed: int, cflags: Sequence[str]) -> bool:
         """Whether this is the call validation of ``original`` with these arguments would make."""
-        return (self.original is original and self.sizes == tuple(sorted((sizes or {}).items()))
+        return (self.original is original and self.sizes == _size_items(sizes)
                 and self.seed == seed and self.cflags == tuple(cflags))  # fmt: skip
 
     def result(self, timeout: float | None = None) -> tuple[dict[str, np.ndarray], float] | None:
@@ -436,7 +443,12 @@ def begin_reference(
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C at the terminal is the parent's to handle: it stops the child
     )
-    return ReferenceCall(original, tuple(sorted((sizes or {}).items())), seed, tuple(cflags), folder, process)
+    return ReferenceCall(original, _size_items(sizes), seed, tuple(cflags), folder, process)
+
+
+def _size_items(sizes: Mapping[str, int] | None) -> tuple[tuple[str, int], ...]:
+    """``sizes`` as the sorted pairs a `ReferenceCall` is keyed by."""
+    return tuple(sorted((sizes or {}).items()))
 
 
 @dataclass(frozen=True)

@@ -318,3 +318,24 @@ def test_fewer_lanes_than_a_vector_take_the_loop_rules_and_say_why(tmp_path):
     assert code == 0
     notes = json.loads((tmp_path / "out" / "report.json").read_text())["notes"]
     assert any(f"not a multiple of the {_isa().name} vector width" in n and "cpu loop rules" in n for n in notes)
+
+
+def test_two_schedules_of_a_cut_kernel_run_side_by_side(tmp_path):
+    """Each replay of a kernel with a tail calls a piece of its own named ``<kernel>_part0``; the
+    rule checks run several in one call (`run_many`), which a single C unit cannot hold (the sweep
+    found it: "multiple procs named mm_part0")."""
+    from exo_egraph.cli import load_procs
+    from exo_egraph.target import Pick
+    from exo_egraph.targets.x86.target import X86Target
+
+    f = tmp_path / "tails.py"
+    f.write_text(TAIL_SOURCE.format(n=_isa().width + 3, short=_isa().width - 1))
+    kernel = load_procs(f)["gemv_tail"]
+    target = X86Target(_isa().name)
+    problem = target.prepare(kernel)
+    plans = plans_of(saturate(to_egg(initial_plan(problem.kernel, _isa())), x86_rules(problem.kernel, _isa()), Budget()).view)
+    done = [target.replay(problem, Pick(0.0, p)) for p in plans[:2]]
+    assert len(plans) >= 2 and all("extract_subproc" in d.script for d in done)
+    inputs = random_inputs(kernel, seed=0)
+    want, *gots = run_many([kernel] + [d.proc for d in done], inputs, NATIVE_CFLAGS)
+    assert all(np.allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5) for got in gots)
