@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from .validate.measurement import Measurement
 
 ENTRY_POINT_GROUP = "exo_egraph.targets"
+# What a loop schedule's replay (a few dozen Exo calls) and validation take past the search when
+# the input's compared call ran ahead (`Target.begin_validation`): measured 1-2 s each on the
+# matmuls of benchmarks/budget.py, validation up to its 2 s grace when that call is not done.
+REPLAY_AND_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)

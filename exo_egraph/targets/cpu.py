@@ -21,7 +21,7 @@ from ..replay import replay
 from ..rewrites.loops import LoopRuleConfig, loop_rules
 from ..saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason, TimeUp, saturate
 from ..script import Replayed
-from ..target import NotValidated, Pick
+from ..target import REPLAY_AND_WAIT_S, NotValidated, Pick
 from ..validate.measurement import Measurement
 from ..validate.cpu import (
     CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, contracts, measure_cpu, validate_cpu,
@@ -234,9 +234,7 @@ class CpuTarget:
         return replay(problem.proc, pick.term)
 
     def after_search(self, problem: CpuProblem) -> float:
-        # nothing: replay is a second or two of Exo calls, validation's input call runs ahead
-        # (`begin_validation`), and the budget's slack (README: 1.2x) covers them
-        return 0.0
+        return REPLAY_AND_WAIT_S
 
     def begin_validation(self, problem: CpuProblem, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         """The input's compared call, begun in a child process (a naive 1024³ matmul's takes 10 s)."""

@@ -23,7 +23,7 @@ from exo_egraph.lower import lower
 from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
 from exo_egraph.script import Replayed, replay_pieces
-from exo_egraph.target import NotValidated, Pick, Target, create as create_target
+from exo_egraph.target import REPLAY_AND_WAIT_S, NotValidated, Pick, Target, create as create_target
 from exo_egraph.validate.cpu import (
     NATIVE_CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
 )  # fmt: skip
@@ -160,9 +160,7 @@ class X86Target:
         return replay_pieces(problem.proc, problem.tail.prelude, problem.tail.calls, [(problem.tail.piece, done)])
 
     def after_search(self, problem: Any) -> float:
-        # nothing: replay is a second or two of Exo calls, validation's input call runs ahead
-        # (`begin_validation`), and the budget's slack (README: 1.2x) covers them
-        return 0.0
+        return REPLAY_AND_WAIT_S
 
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         if isinstance(problem, Portable):
