@@ -3,9 +3,10 @@ them, through the model's three controllers.
 
 It mirrors ``model/include/gemmini.h`` (the decoupled model documented in ``gemmini_timing.h``)
 command for command, with tiles where the C model has rows: every command of the Gemmini roles
-touches whole DIM-row tiles, and a staged buffer or accumulator keeps its rows from one iteration
-to the next (Exo allocates it at the same place each time), so a tile of a buffer is a name for
-its rows. The cycles it returns equal the simulator's for the replayed proc (tested on random
+touches DIM-row tiles from their first row, and a staged buffer or accumulator keeps its rows from
+one iteration to the next (Exo allocates it at the same place each time), so a tile is named by
+its place in its memory, as the allocator lays the buffers out (`_first_tiles`): the pieces of a
+cut kernel, run one after another, share rows as the simulator's do. The cycles it returns equal the simulator's for the replayed proc (tested on random
 plans, and by ``check-rules``).
 
 Each instruction's commands are read from its C template (`commands`), as the serial cost model
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import product
+from math import prod
 from typing import TYPE_CHECKING, Iterator
 
 from exo_egraph.instrs import Binding, InstrPattern
@@ -273,11 +275,33 @@ def plan_calls(
     first_step = model.overwrites(acc.zero)
     pos = [0] * len(links)
     # a double buffer alternates with the parity of the loop right around it
-    around = {o: next((j for j in reversed(loops) if j < s), None) for o, s in at.items() if links[s].buffers == 2}
+    around = {o: j for o, s in at.items() if links[s].buffers == 2
+              for j in [next((j for j in reversed(loops) if j < s), None)] if j is not None}  # fmt: skip
+    base = _first_tiles(links, at, deps, around)
+
+    def column_tiles(operand: str) -> int:
+        """The loop over the operand's column tiles: a block load moves several of them."""
+        return next(j for j in deps[operand] if links[j].var == g.columns(operand) and links[j].stride == DIM)
+
+    # a tile's place in its buffer: the buffer's tile dims are one per loop in ``deps`` (outermost
+    # first, the double buffer's parity before them), but a block load's column tiles sit next to
+    # each other (`replay._columns_innermost`); per loop in ``deps``, the tiles one step apart
+    steps: dict[str, list[int]] = {}
+    for o in at:
+        layout = list(deps[o])
+        if o in OPERANDS and links[at[o]].op in model.selection.blocks:
+            layout = [j for j in layout if j != column_tiles(o)] + [column_tiles(o)]
+        step = {j: prod(links[i].extent for i in layout[n + 1:]) for n, j in enumerate(layout)}
+        steps[o] = [step[j] for j in deps[o]]
+    half = {o: prod(links[j].extent for j in deps[o]) for o in around}  # tiles of one of the two buffers
 
     def key(operand: str, indices) -> tuple:
-        j = around.get(operand)
-        return (operand, *indices) if j is None else (operand, pos[j] % 2, *indices)
+        # the tile's place in its memory, as the allocator gives it: a piece of a cut kernel that
+        # reuses rows the piece before it used waits on them as the simulator does
+        offset = base[operand] + sum(i * n for i, n in zip(indices, steps[operand]))
+        if operand in around:
+            offset += (pos[around[operand]] % 2) * half[operand]
+        return (operand == Operand.C, offset)
 
     def each(positions: list[int]) -> Iterator[tuple[int, ...]]:
         return product(*(range(links[j].extent) for j in positions))
@@ -288,7 +312,7 @@ def plan_calls(
             for idx in each(dep):
                 yield stage.op, None, {"dest": (key(stage.operand, idx),)}, stage.operand
             return
-        col = next(j for j in dep if links[j].var == g.columns(stage.operand) and links[j].stride == DIM)
+        col = column_tiles(stage.operand)
         f = block_factor(links[col].extent)
         rest = [j for j in dep if j != col]
         for idx in each(rest):
@@ -336,3 +360,28 @@ def plan_calls(
                 yield acc.store, None, {"C": c}, None
 
     yield from walk(0)
+
+
+def _first_tiles(links: list[Plan], at: dict[str, int], deps: dict[str, list[int]], around: dict[str, int]) -> dict[str, int]:
+    """The first tile of each operand's buffer in its memory, as the replay allocates them.
+
+    Every buffer is whole DIM-row tiles (partial ones are resized to DIM), Exo frees them in the
+    reverse order it allocates, and the model's allocator is first-fit, so a buffer starts where
+    the scratchpad buffers allocated before it end. The accumulator is alone in its memory. Of the
+    two stagings, the one whose allocation comes first in the replayed code: a staging is
+    allocated before the loop after it (A before B when they share that loop), a double buffer
+    before the loop around it, after the single stagings there (``_double_buffer`` lifts it last),
+    double buffers in the order of their links."""
+
+    def tiles(operand: str) -> int:
+        return (2 if operand in around else 1) * prod(links[j].extent for j in deps[operand])
+
+    def placed(operand: str) -> tuple[int, int, int]:
+        s = at[operand]
+        if operand in around:
+            return (around[operand], 1, s)
+        after = next((j for j in range(s, len(links)) if isinstance(links[j], PLoop)), len(links))
+        return (after, 0, OPERANDS.index(operand))
+
+    first, second = sorted(OPERANDS, key=placed)
+    return {Operand.C: 0, first: 0, second: tiles(first)}

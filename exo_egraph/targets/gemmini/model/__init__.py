@@ -38,6 +38,7 @@ __all__ = [
     "model_error",
     "reset_model",
     "run_gemmini",
+    "run_gemmini_in_order",
     "timing_constants",
     "validate_gemmini",
 ]
@@ -132,11 +133,13 @@ def _utilization(macs: int, cycles: int) -> float:
     return macs / (DIM * DIM * cycles) if cycles > 0 else 0.0
 
 
-def _run(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], exo_block_stride: bool) -> GemminiRun:
+def _run(lib: ctypes.CDLL, proc: Procedure, inputs: Mapping[str, Any], exo_block_stride: bool,
+         after: tuple[Procedure, ...] = ()) -> GemminiRun:  # fmt: skip
     values = copy_inputs(inputs)
     reset_model(lib, exo_block_stride=exo_block_stride)
     context = ctypes.create_string_buffer(_CONTEXT_BYTES)
-    getattr(lib, proc.name())(context, *call_args(proc, values))
+    for p in (proc, *after):
+        getattr(lib, p.name())(context, *call_args(p, values))
     error = model_error(lib)
     if error is not None:
         raise GemminiModelError(error)
@@ -156,6 +159,14 @@ def run_gemmini(proc: Procedure, inputs: Mapping[str, Any], *, exo_block_stride:
     ``[m, n, 16]`` destination (the two agree when ``n == 16``)."""
     lib = _bind(library([proc], include_dirs=[HEADER_DIR], prelude=_prelude()))
     return _run(lib, proc, inputs, exo_block_stride)
+
+
+def run_gemmini_in_order(procs: list[Procedure], inputs: Mapping[str, Any]) -> GemminiRun:
+    """Run ``procs`` (with one signature) one after the other on one model, as a kernel cut into
+    pieces runs them, on copies of ``inputs``: the cycles until the last one is done."""
+    named = [rename(p, f"{p.name()}_{i}") for i, p in enumerate(procs)]
+    lib = _bind(library(named, include_dirs=[HEADER_DIR], prelude=_prelude()))
+    return _run(lib, named[0], inputs, False, tuple(named[1:]))
 
 
 def _first_difference(name: str, got: np.ndarray, want: np.ndarray, against: str) -> str | None:
