@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 import networkx as nx
 from egglog import EGraph, union
@@ -217,6 +217,19 @@ class Saturated:
     egraph: EGraph
     view: EGraphView
     stats: SaturationStats
+
+
+Kept = TypeVar("Kept")
+
+
+@dataclass(frozen=True)
+class Staged(Saturated, Generic[Kept]):
+    """The e-graph of a staged search's last phase, and the first phase's best picks, priced
+    already: what extraction hands back when the deadline leaves no time to extract the last
+    phase's e-graph (anytime extraction)."""
+
+    kept: tuple[Kept, ...] = ()
+    kept_seconds: float = 0.0  # what extracting them took: extracting the last phase takes about as long
 
 
 def saturate(

@@ -19,7 +19,7 @@ from ..extract.extractors import Extracted, extract, sample
 from ..lower import lower
 from ..replay import replay
 from ..rewrites.loops import LoopRuleConfig, loop_rules
-from ..saturate import Budget, Deadline, Iteration, Saturated, Stage, StopReason, TimeUp, saturate
+from ..saturate import Budget, Deadline, Iteration, Saturated, Stage, Staged, StopReason, TimeUp, saturate
 from ..script import Replayed
 from ..target import REPLAY_AND_WAIT_S, NotValidated, Pick
 from ..validate.measurement import Measurement
@@ -109,15 +109,7 @@ def staged_saturate(
     stop = s.stop_reason if s.stop_reason.budget_reached else sketch.stats.stop_reason
     stats = replace(s, seconds=first.seconds + last.seconds, stop_reason=stop, history=sketch.stats.history + s.history,
                     stages=(first, last))  # fmt: skip
-    return StagedSaturated(refined.egraph, refined.view, stats, tuple(kept))
-
-
-@dataclass(frozen=True)
-class StagedSaturated(Saturated):
-    """The refined e-graph, and the sketch's cheapest schedules (priced already): what extraction
-    hands back when the deadline passes before it has priced the refined one."""
-
-    kept: tuple[Extracted, ...] = ()
+    return Staged[Extracted](refined.egraph, refined.view, stats, tuple(kept))
 
 
 @dataclass(frozen=True)
@@ -220,12 +212,12 @@ class CpuTarget:
         return self.price(problem, problem.term)
 
     def extract(self, problem: CpuProblem, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
-        """The ``k`` cheapest schedules; past the deadline, the sketch's cheapest (`StagedSaturated`),
+        """The ``k`` cheapest schedules; past the deadline, the sketch's cheapest (`Staged`),
         else `TimeUp`."""
         try:
             picks = extract(saturated.view, problem.model, k=k, deadline=deadline)
         except TimeUp:
-            picks = list(saturated.kept[:k]) if isinstance(saturated, StagedSaturated) else []
+            picks = list(saturated.kept[:k]) if isinstance(saturated, Staged) else []
             if not picks:
                 raise
         return [Pick(self.price(problem, x.proc), x.proc) for x in picks]

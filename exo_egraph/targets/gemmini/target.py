@@ -16,7 +16,8 @@ from exo_egraph.extract.plan_extract import SHORTLIST, Extracted, extract_timed,
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.extract.gemmini_timeline import pieces_timing
-from exo_egraph.saturate import Budget, Deadline, Iteration, Pace, Saturated, SaturationStats, Stage, StopReason, saturate
+from exo_egraph.saturate import (Budget, Deadline, Iteration, Pace, Saturated, SaturationStats, Stage, Staged,
+                                 StopReason, saturate)
 from exo_egraph.script import Replayed, Session, Step, extract_pieces, piece_name, replay_pieces
 from exo_egraph.target import Pick
 from exo_egraph.terms import Proc
@@ -55,15 +56,6 @@ class GemminiProblem:
     pieces: tuple["GemminiProblem", ...] = ()
     prelude: tuple[Step, ...] = ()
     calls: Procedure | None = None
-
-
-@dataclass(frozen=True)
-class StagedPlans(Saturated):
-    """The e-graph of a staged saturation, and the first phase's fastest plans (timed already):
-    what extraction hands back when the search has no time left to extract again."""
-
-    kept: tuple[Extracted, ...] = ()
-    kept_seconds: float = 0.0  # what finding them took: a second extraction takes about as long
 
 
 @dataclass(frozen=True)
@@ -194,7 +186,7 @@ class GemminiTarget:
         except KeyboardInterrupt:
             return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
         if not kept or deadline.passed():
-            return StagedPlans(plans.egraph, plans.view, plans.stats, kept, seeding.last)
+            return Staged[Extracted](plans.egraph, plans.view, plans.stats, kept, seeding.last)
         p = plans.stats
         first = Stage("plans", p.enodes, p.schedules, time.perf_counter() - began, p.stop_reason,
                       kept=len(kept))  # fmt: skip
@@ -206,7 +198,7 @@ class GemminiTarget:
         stop = b.stop_reason if b.stop_reason.budget_reached else p.stop_reason
         stats = replace(b, seconds=first.seconds + last.seconds, stop_reason=stop, history=p.history + b.history,
                         stages=(first, last))  # fmt: skip
-        return StagedPlans(buffered.egraph, buffered.view, stats, kept, seeding.last)
+        return Staged[Extracted](buffered.egraph, buffered.view, stats, kept, seeding.last)
 
     def _saturate_pieces(
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -258,7 +250,7 @@ class GemminiTarget:
                 with pace.step():
                     joined.append(self._joined(problem, combo))
             return sorted(joined, key=lambda x: x.cost)
-        if isinstance(saturated, StagedPlans) and saturated.kept and not deadline.room_for(saturated.kept_seconds):
+        if isinstance(saturated, Staged) and saturated.kept and not deadline.room_for(saturated.kept_seconds):
             # anytime: no time to extract again, the first phase's fastest plans stand
             return [self._pick(problem, x.plan, x.choice.hoisted) for x in saturated.kept[:k]]
         # staged, the e-graph holds the first phase's best plans and their double buffers: a
