@@ -277,7 +277,8 @@ def plan_calls(
     # a double buffer alternates with the parity of the loop right around it
     around = {o: j for o, s in at.items() if links[s].buffers == 2
               for j in [next((j for j in reversed(loops) if j < s), None)] if j is not None}  # fmt: skip
-    base = _first_tiles(links, at, deps, around)
+    half = {o: prod(links[j].extent for j in deps[o]) for o in at}  # tiles of a buffer (one of a double's two)
+    base = _first_tiles(links, at, around, {o: n * (2 if o in around else 1) for o, n in half.items()})
 
     def column_tiles(operand: str) -> int:
         """The loop over the operand's column tiles: a block load moves several of them."""
@@ -293,7 +294,6 @@ def plan_calls(
             layout = [j for j in layout if j != column_tiles(o)] + [column_tiles(o)]
         step = {j: prod(links[i].extent for i in layout[n + 1:]) for n, j in enumerate(layout)}
         steps[o] = [step[j] for j in deps[o]]
-    half = {o: prod(links[j].extent for j in deps[o]) for o in around}  # tiles of one of the two buffers
 
     def key(operand: str, indices) -> tuple:
         # the tile's place in its memory, as the allocator gives it: a piece of a cut kernel that
@@ -362,7 +362,7 @@ def plan_calls(
     yield from walk(0)
 
 
-def _first_tiles(links: list[Plan], at: dict[str, int], deps: dict[str, list[int]], around: dict[str, int]) -> dict[str, int]:
+def _first_tiles(links: list[Plan], at: dict[str, int], around: dict[str, int], tiles: dict[str, int]) -> dict[str, int]:
     """The first tile of each operand's buffer in its memory, as the replay allocates them.
 
     Every buffer is whole DIM-row tiles (partial ones are resized to DIM), Exo frees them in the
@@ -373,9 +373,6 @@ def _first_tiles(links: list[Plan], at: dict[str, int], deps: dict[str, list[int
     before the loop around it, after the single stagings there (``_double_buffer`` lifts it last),
     double buffers in the order of their links."""
 
-    def tiles(operand: str) -> int:
-        return (2 if operand in around else 1) * prod(links[j].extent for j in deps[operand])
-
     def placed(operand: str) -> tuple[int, int, int]:
         s = at[operand]
         if operand in around:
@@ -384,4 +381,4 @@ def _first_tiles(links: list[Plan], at: dict[str, int], deps: dict[str, list[int
         return (after, 0, OPERANDS.index(operand))
 
     first, second = sorted(OPERANDS, key=placed)
-    return {Operand.C: 0, first: 0, second: tiles(first)}
+    return {Operand.C: 0, first: 0, second: tiles[first]}
