@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from heapq import nsmallest
 
 import networkx as nx
 
 from exo_egraph.saturate import Deadline, EGraphView, Pace
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
-from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, decode
+from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain, decode
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
@@ -47,14 +48,28 @@ SHORTLIST = 8  # the serial programme's cheapest plans (and cheapest per distinc
 SAMPLES = 48  # random plans of the e-graph timed besides: the serial order does not see overlap
 
 
-@dataclass(frozen=True)
 class _Entry:
-    cycles: int
-    sp: int
-    acc: int
-    plan: Plan
-    deep: tuple = (None, None)  # per operand A, B: trips of the loop below over single column tiles
-    peel: Peel = Peel.REDUCING  # whether an accumulator over this plan may peel its first step
+    """A plan of an e-class in the programme's table. Its `Plan` is built only when asked for
+    (``link`` over ``body``'s plan): the programme makes hundreds of thousands of entries a pass
+    and keeps a few per class."""
+
+    __slots__ = ("cycles", "sp", "acc", "deep", "peel", "link", "body", "_plan")
+
+    def __init__(self, cycles: int, sp: int, acc: int, link, body: "_Entry | None", deep: tuple, peel: Peel):
+        self.cycles, self.sp, self.acc, self.deep, self.peel = cycles, sp, acc, deep, peel
+        self.link = link  # a PMac; or (link class, fields before the body, fields after it)
+        self.body = body
+        self._plan: Plan | None = None
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            if self.body is None:
+                self._plan = self.link
+            else:
+                cls, head, tail = self.link
+                self._plan = cls(*head, self.body.plan, *tail)
+        return self._plan
 
 
 def extract_plans(
@@ -134,12 +149,18 @@ def extract_timed(
         drawn += 1
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
     timed, timing = [], Pace(deadline)
-    for x in sorted(pool.values(), key=lambda x: x.cycles):  # the serially cheapest first
+    # the serially cheapest first; among equals, the most double-buffered (doubling only removes waits)
+    for x in sorted(pool.values(), key=lambda x: (x.cycles, -_doubles(x.plan))):
         if timed and not timing.room():
             break  # anytime: the plans timed so far
         with timing.step():
             timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
+
+
+def _doubles(plan: Plan) -> int:
+    """How many of ``plan``'s stagings and accumulators are double-buffered."""
+    return sum(getattr(link, "buffers", 1) == 2 for link in chain(plan))
 
 
 def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:
@@ -198,21 +219,34 @@ def _programme(
     loops: dict[str, dict[str, int]] = {}  # plan e-class → iterator → trips below (shared by the class)
     table: dict[str, list[_Entry]] = {}
     columns = tuple(model.g.columns(x) for x in OPERANDS)
+    sp_cap, acc_cap = model.consts["SP_ROWS"], model.consts["ACC_ROWS"]
+    g = model.g
+    # `peel_above` per state below, of a loop (it depends on the iterator only) or a staging
+    loop_peels: dict[str, dict[Peel, Peel]] = {}
+    stage_peels = {p: peel_above(g, PStage(Operand.A, "", PMac("")), p) for p in Peel}
+
     for c in order:
         entries: list[_Entry] = []
         for nid in view.classes[c]:
             op, kids = view.nodes[nid]
             if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), Role.MAC)):
-                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac), peel=Peel.REDUCING))
+                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac), None, (None, None), Peel.REDUCING))
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
                 var, stride, extent = (values[x] for x in kids[:3])
                 inner = loops[kids[3]]
                 loops.setdefault(c, {**inner, var: inner.get(var, 1) * extent})
-                for e in table[kids[3]]:
-                    deep = tuple(extent if var == col and stride == DIM else d for col, d in zip(columns, e.deep))
-                    plan = PLoop(var, stride, extent, e.plan)
-                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, plan, deep, peel_above(model.g, plan, e.peel)))
+                link = (PLoop, (var, stride, extent), ())
+                if var not in loop_peels:
+                    loop_peels[var] = {p: peel_above(g, PLoop(var, stride, extent, PMac("")), p) for p in Peel}
+                peel = loop_peels[var]
+                column_loop = tuple(var == col and stride == DIM for col in columns)
+                if any(column_loop):  # a loop over one operand's column tiles: the trips below it
+                    for e in table[kids[3]]:
+                        deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep))
+                        entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel]))
+                else:
+                    entries += [_Entry(e.cycles * extent, e.sp, e.acc, link, e, e.deep, peel[e.peel]) for e in table[kids[3]]]
             elif (
                 op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
@@ -224,30 +258,37 @@ def _programme(
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(operand, inner)
+                rows = buffers * DIM * tiles
+                link, peel = (PStage, (operand, instr), (buffers,)), stage_peels
+                which = OPERANDS.index(operand)
+                load_cycles: dict[int | None, int | None] = {}  # per column tiles below: cycles of the loads
                 for e in table[kids[2]]:
-                    loads = model.loads(operand, instr, tiles, e.deep[OPERANDS.index(operand)])
-                    if loads is None:
-                        continue
-                    load = 0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1], operand).cycles
-                    plan = PStage(operand, instr, e.plan, buffers)
-                    entries.append(_Entry(e.cycles + load, e.sp + buffers * DIM * tiles, e.acc, plan, e.deep,
-                                          peel_above(model.g, plan, e.peel)))  # fmt: skip
+                    below = e.deep[which]
+                    if below not in load_cycles:
+                        loads = model.loads(operand, instr, tiles, below)
+                        load_cycles[below] = None if loads is None else (
+                            0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1], operand).cycles
+                        )
+                    if (load := load_cycles[below]) is not None:
+                        entries.append(_Entry(e.cycles + load, e.sp + rows, e.acc, link, e, e.deep, peel[e.peel]))
             elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
                 buffers = ACCS[op]
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(Operand.C, inner)
+                rows = buffers * DIM * tiles
                 for zero in (_fill(choice, instrs.get(kids[0], ()), r) for r in (Role.ZERO, Role.ZERO_MAC)):
                     if zero is None:
                         continue
                     extra = tiles * (model.zero_cycles(zero, choice.instr(Role.MAC)) + model.cost_of(store).cycles)
                     extra = 0 if hide and buffers == 2 else extra
+                    link, overwrites = (PAcc, (zero, store), (buffers,)), model.overwrites(zero)
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + buffers * DIM * tiles, PAcc(zero, store, e.plan, buffers), e.deep, Peel.NO)
+                        _Entry(e.cycles + extra, e.sp, e.acc + rows, link, e, e.deep, Peel.NO)
                         for e in table[kids[2]]
-                        if not model.overwrites(zero) or e.peel is not Peel.NO
+                        if not overwrites or e.peel is not Peel.NO
                     ]
-        fits = [e for e in entries if Footprint(e.sp, e.acc).fits(model.consts)]
+        fits = [e for e in entries if e.sp <= sp_cap and e.acc <= acc_cap]
         if fits:
             table[c] = _prune(fits, keep, distinct)
     return table
@@ -256,15 +297,22 @@ def _programme(
 def _prune(entries: list[_Entry], keep: int, distinct: bool) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
-    unique = {(e.cycles, e.sp, e.acc, e.deep) if distinct else e.plan: e for e in entries}.values()
-    cheapest = sorted(unique, key=lambda e: (e.cycles, e.sp + e.acc))[:keep]
+    # (without ``distinct``, every entry is its own plan: one e-node over one entry of its child)
+    unique = list({(e.cycles, e.sp, e.acc, e.deep): e for e in entries}.values()) if distinct else entries
+    # (``nsmallest`` is ``sorted(...)[:n]``, ties in the same order, in O(entries · log n))
+    cheapest = nsmallest(keep, unique, key=lambda e: (e.cycles, e.sp + e.acc))
+    if len(cheapest) == len(unique):
+        return cheapest  # every entry kept: the lists below add none
     # where the operands' innermost loops are decides whether a parent may block-load: keep each kind
-    for deep in {e.deep for e in unique}:
-        cheapest += sorted((e for e in unique if e.deep == deep), key=lambda e: e.cycles)[:4]
+    kinds: dict[tuple, list[_Entry]] = {}
+    for e in unique:
+        kinds.setdefault(e.deep, []).append(e)
+    for kind in kinds.values():
+        cheapest += nsmallest(4, kind, key=lambda e: e.cycles)
     # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
-    cheapest += sorted((e for e in unique if e.peel is not Peel.NO), key=lambda e: e.cycles)[:keep]
-    smallest = sorted(unique, key=lambda e: (e.sp, e.acc, e.cycles))[:4] + sorted(unique, key=lambda e: (e.acc, e.sp, e.cycles))[:4]
-    return list({e.plan: e for e in cheapest + smallest}.values())
+    cheapest += nsmallest(keep, (e for e in unique if e.peel is not Peel.NO), key=lambda e: e.cycles)
+    smallest = nsmallest(4, unique, key=lambda e: (e.sp, e.acc, e.cycles)) + nsmallest(4, unique, key=lambda e: (e.acc, e.sp, e.cycles))
+    return list({id(e): e for e in cheapest + smallest}.values())
 
 
 def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) -> Plan | None:

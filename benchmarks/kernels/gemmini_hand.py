@@ -202,50 +202,52 @@ def _check_capacity(what: str, sp_rows: int, acc_rows: int) -> None:
 def tiled_matmul(
     p: Procedure,
     *,
-    c_block: tuple[str, int] | None = None,
+    c_block: tuple[int, int] | None = None,
+    outer: str = "j",
     overwrite: bool = True,
     max_block: int = MAX_BLOCK,
     rotate: bool = False,
+    store_each_tile: bool = False,
 ) -> Procedure:
-    """C in 16x16 tiles, A and B staged whole in the scratchpad (each byte moves once), C tiles
-    in the accumulator.  ``c_block=("i", BI)``: when all of C does not fit, an outer loop over
-    blocks of BI tile rows; C's block and A's rows for it are per block, B stays resident.
-    ``("j", BJ)``: blocks of BJ tile columns; A resident, B's columns per block.
+    """C in 16x16 tiles, A and B staged in the scratchpad as 16x16 tiles, C tiles in the
+    accumulator.  ``c_block=(BI, BJ)``: when all of C does not fit, C is computed in blocks of
+    BI tile rows x BJ tile columns, by a block loop ``ib`` over rows and/or ``jb`` over columns
+    (``outer`` says which runs outside when there are both).  The operand of the inner block
+    loop streams: its block is staged per C block.  The other operand's block (all of it when its
+    axis is not blocked) is staged once around the inner block loop and stays resident.
     ``overwrite``: the first k step writes C (no zero fill).  ``max_block``: tiles per mvin.
     ``rotate``: the C block and the streamed operand's block alternate between two buffers
-    across the block loop (the experts' rotating accumulator tiles and double-buffered operand:
-    the next block's loads and first steps need not wait for this block's stores)."""
+    across the inner block loop (the experts' rotating accumulator tiles and double-buffered
+    operand: the next block's loads and first steps need not wait for this block's stores).
+    ``store_each_tile``: each C tile is stored as soon as its reduction ends, so its store
+    overlaps the next tile's steps (the block's tiles rotate through the accumulator); otherwise
+    the whole block is stored after its last step."""
     (N, K), (K2, M) = _shape(p, "A"), _shape(p, "B")
     assert K == K2 and N % DIM == 0 and M % DIM == 0 and K % DIM == 0, (N, M, K)
     NI, NJ, NK = N // DIM, M // DIM, K // DIM
-    BI, BJ = NI, NJ
-    if c_block is not None:
-        axis, size = c_block
-        if axis == "i":
-            BI = size
-        else:
-            BJ = size
-    assert NI % BI == 0 and NJ % BJ == 0
-    a_rows = BI * NK * DIM if c_block and c_block[0] == "i" else NI * NK * DIM
-    b_rows = NK * BJ * DIM if c_block and c_block[0] == "j" else NK * NJ * DIM
-    copies = 2 if rotate and c_block else 1
-    if c_block and c_block[0] == "i":
-        a_rows *= copies
-    elif c_block:
-        b_rows *= copies
+    BI, BJ = c_block or (NI, NJ)
+    assert NI % BI == 0 and NJ % BJ == 0 and outer in ("i", "j")
+    by_rows, by_cols = BI < NI, BJ < NJ
+    # the inner block loop and the operand it streams (None: C is one block)
+    inner = ("jb" if outer == "i" else "ib") if by_rows and by_cols else "ib" if by_rows else "jb" if by_cols else None
+    copies = 2 if rotate and inner else 1
+    a_rows = BI * NK * DIM * (copies if inner == "ib" else 1)
+    b_rows = NK * BJ * DIM * (copies if inner == "jb" else 1)
     _check_capacity(p.name(), a_rows + b_rows, copies * BI * BJ * DIM)
 
     p = configs_at_top(p, a_stride="stride(A, 0)", b_stride="stride(B, 0)", c_stride="stride(C, 0)", zero=not overwrite)
 
-    # 16x16 output tiles: io, jo, ii, ji (with an outer block loop ib or jb)
+    # 16x16 output tiles: io, jo, ii, ji (inside the block loops ib, jb)
     p = divide_loop(p, "i", DIM, ["io", "ii"], perfect=True)
     p = divide_loop(p, "j", DIM, ["jo", "ji"], perfect=True)
     p = reorder_loops(p, "ii jo")
-    if BI < NI:
+    if by_rows:
         p = divide_loop(p, "io", BI, ["ib", "io"], perfect=True)
-    if BJ < NJ:
+    if by_cols:
         p = divide_loop(p, "jo", BJ, ["jb", "jo"], perfect=True)
         p = reorder_loops(p, "io jb")
+        if by_rows and outer == "j":
+            p = reorder_loops(p, "ib jb")
 
     # the accumulator: res[io, jo, ii, ji], one per C block
     p = expand_dim(p, "res", DIM, "ji")
@@ -257,7 +259,7 @@ def tiled_matmul(
 
     # zero / multiply-accumulate / store nests, the reduction split into 16-deep steps
     p = fission(p, p.find("res[_] = 0.0").after(), n_lifts=4)
-    p = fission(p, p.find_loop("k").after(), n_lifts=4)
+    p = fission(p, p.find_loop("k").after(), n_lifts=2 if store_each_tile else 4)
     p = divide_loop(p, "k", DIM, ["ko", "ki"], perfect=True)
     p = reorder_loops(p, "ji ko")
     p = reorder_loops(p, "ii ko")
@@ -274,16 +276,14 @@ def tiled_matmul(
     else:
         compute = p.find_loop("io #1")
 
-    # scratchpad: the streamed operand per C block, the resident one around the block loop
-    if BI < NI:
-        p = stage_mem(p, compute, f"A[{DIM * BI}*ib:{DIM * BI}*ib+{DIM * BI}, 0:{K}]", "a_s")
-        p = stage_mem(p, p.find_loop("ib"), f"B[0:{K}, 0:{M}]", "b_s")
-    elif BJ < NJ:
-        p = stage_mem(p, compute, f"B[0:{K}, {DIM * BJ}*jb:{DIM * BJ}*jb+{DIM * BJ}]", "b_s")
-        p = stage_mem(p, p.find_loop("jb"), f"A[0:{N}, 0:{K}]", "a_s")
-    else:
-        p = stage_mem(p, compute, f"A[0:{N}, 0:{K}]", "a_s")
-        p = stage_mem(p, p.forward(compute), f"B[0:{K}, 0:{M}]", "b_s")
+    # scratchpad: the streamed operand per C block, the other around the inner block loop
+    a_window = f"A[{DIM * BI}*ib:{DIM * BI}*ib+{DIM * BI}, 0:{K}]" if by_rows else f"A[0:{N}, 0:{K}]"
+    b_window = f"B[0:{K}, {DIM * BJ}*jb:{DIM * BJ}*jb+{DIM * BJ}]" if by_cols else f"B[0:{K}, 0:{M}]"
+    a_streams = inner in ("ib", None)  # (one block: A, then B, both around the compute)
+    streamed, resident = (a_window, b_window) if a_streams else (b_window, a_window)
+    names = ("a_s", "b_s") if a_streams else ("b_s", "a_s")
+    p = stage_mem(p, compute, streamed, names[0])
+    p = stage_mem(p, p.find_loop(inner) if inner else p.forward(compute), resident, names[1])
     p = simplify(p)  # stage_mem's shapes (16*ib+64-16*ib): GEMM memories need literal 16s
     p = tile_buffer(p, "a_s", [BI * DIM, K])
     p = tile_buffer(p, "b_s", [K, BJ * DIM])
@@ -300,10 +300,9 @@ def tiled_matmul(
         p = replace(p, p.find_loop("ii"), do_zero_acc_i32)
         p = replace(p, p.find_loop("ii"), do_matmul_acc_i8)
     p = replace(p, p.find_loop("ii"), do_st_acc_i8)
-    if rotate and c_block:
-        block_loop, streamed = ("ib", "a_s") if c_block[0] == "i" else ("jb", "b_s")
-        for name in ("res", streamed):
-            p = expand_dim(p, name, 2, f"{block_loop} % 2")
+    if rotate and inner:
+        for name in ("res", names[0]):
+            p = expand_dim(p, name, 2, f"{inner} % 2")
             p = lift_alloc(p, name)
     return unroll_unit_loops(p)
 
@@ -450,13 +449,13 @@ def schedule_matmul_i8_128(p: Procedure) -> Procedure:
 def schedule_matmul_i8_256(p: Procedure) -> Procedure:
     """16x16x16 tiles; C has 256 tiles, the accumulator 64: blocks of 4 tile rows x 16 tile
     columns.  B (256 tiles) stays resident; each block stages its 4x16 A tiles."""
-    return tiled_matmul(p, c_block=("i", 4))
+    return tiled_matmul(p, c_block=(4, 16))
 
 
 def schedule_matmul_i8_128x512x256(p: Procedure) -> Procedure:
     """8 x 32 x 16 tiles (N x M x K); C has 256 tiles: blocks of all 8 tile rows x 8 tile
     columns.  A (128 tiles) stays resident; each block stages its 16x8 B tiles."""
-    return tiled_matmul(p, c_block=("j", 8))
+    return tiled_matmul(p, c_block=(8, 8))
 
 
 def schedule_conv2d_i8_16(p: Procedure) -> Procedure:
@@ -475,24 +474,28 @@ HAND_SCHEDULES: dict[str, Callable[[Procedure], Procedure]] = {
 }
 
 
-# expert style for the large kernels: B resident, blocks of C rows rotating between two halves of
-# the accumulator, the block's A rows double-buffered (512^3 and 784x1024x256 need B blocked as
-# well as C, which tiled_matmul does not do: they have no hand schedule)
-EXPERT_BLOCKS: dict[str, int] = {  # tile rows of C per block: the accumulator holds two blocks
-    "gemmini_resnet_12544x256x64": 2,
-    "gemmini_resnet_12544x64x256": 8,
-    "gemmini_resnet_3136x512x128": 1,
-    "gemmini_resnet_3136x128x512": 4,
+# expert style for the large kernels: one block of B (all of it where it fits) resident; blocks of
+# C one tile row high stream under it, their A rows double-buffered; each C tile is stored as soon
+# as its reduction ends, into one of two accumulator buffers that alternate (so its store overlaps
+# the next tile's steps). The block widths are the best of those tried on the decoupled model.
+EXPERT_BLOCKS: dict[str, tuple[int, int]] = {  # (tile rows, tile columns) of a C block
+    "gemmini_matmul_512": (1, 16),
+    "gemmini_resnet_12544x256x64": (1, 16),
+    "gemmini_resnet_12544x64x256": (1, 4),
+    "gemmini_resnet_3136x512x128": (1, 32),
+    "gemmini_resnet_3136x128x512": (1, 8),
+    "gemmini_resnet_784x1024x256": (1, 16),
 }
 EXPERT: dict[str, Callable[[Procedure], Procedure]] = {
-    name: (lambda p, rows=rows: tiled_matmul(p, c_block=("i", rows), rotate=True)) for name, rows in EXPERT_BLOCKS.items()
+    name: (lambda p, block=block: tiled_matmul(p, c_block=block, rotate=True, store_each_tile=True))
+    for name, block in EXPERT_BLOCKS.items()
 }
 """Expert-style hand schedules (resident blocks, rotating accumulator tiles) for the large kernels."""
 
 
 def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
     out: dict[str, dict[str, Callable[[Procedure], Procedure]]] = {}
-    blocks = {"gemmini_matmul_256": ("i", 4), "gemmini_matmul_128x512x256": ("j", 8)}
+    blocks = {"gemmini_matmul_256": (4, 16), "gemmini_matmul_128x512x256": (8, 8)}
     for name in HAND_SCHEDULES:
         if "conv" in name:
             out[name] = {
@@ -506,8 +509,8 @@ def _variants() -> dict[str, dict[str, Callable[[Procedure], Procedure]]]:
             "one_tile_mvins": lambda p, b=b: tiled_matmul(p, c_block=b, max_block=1),
             "one_tile_per_step": one_tile_per_step,
         }
-    out["gemmini_matmul_256"]["c_block_j4"] = lambda p: tiled_matmul(p, c_block=("j", 4))
-    out["gemmini_matmul_128x512x256"]["c_block_i2"] = lambda p: tiled_matmul(p, c_block=("i", 2))
+    out["gemmini_matmul_256"]["c_block_j4"] = lambda p: tiled_matmul(p, c_block=(16, 4))
+    out["gemmini_matmul_128x512x256"]["c_block_i2"] = lambda p: tiled_matmul(p, c_block=(2, 32))
     return out
 
 

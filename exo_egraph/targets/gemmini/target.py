@@ -251,8 +251,13 @@ class GemminiTarget:
                     joined.append(self._joined(problem, combo))
             return sorted(joined, key=lambda x: x.cost)
         if isinstance(saturated, Staged) and saturated.kept and not deadline.room_for(saturated.kept_seconds):
-            # anytime: no time to extract again, the first phase's fastest plans stand
-            return [self._pick(problem, x.plan, x.choice.hoisted) for x in saturated.kept[:k]]
+            # anytime: no time for the wide shortlist. The second phase's e-graph is small, so its
+            # cheapest plans (the most double-buffered first) are timed while time is left, at least
+            # one; the first phase's fastest plans, timed already, stand beside them
+            quick = extract_timed(saturated.view, problem.model, k=k, deadline=deadline, shortlist=BUFFER_SEEDS,
+                                  samples=0, buffered=True)  # fmt: skip
+            best = {(x.plan, x.choice.hoisted): x for x in sorted([*saturated.kept, *quick], key=lambda x: x.cycles)}
+            return [self._pick(problem, x.plan, x.choice.hoisted) for x in list(best.values())[:k]]
         # staged, the e-graph holds the first phase's best plans and their double buffers: a
         # small one, whose every plan the wide shortlist times (the kept plans among them)
         shortlist = WIDE_SHORTLIST if self.staged else SHORTLIST

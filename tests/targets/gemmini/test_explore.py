@@ -688,23 +688,20 @@ def test_a_kernel_cut_into_whole_and_partial_tiles_runs_bit_exact_and_its_script
     assert again.ok and again.cycles == v.cycles
 
 
-def test_with_no_time_left_to_extract_again_the_first_phases_plans_stand(monkeypatch):
-    """Anytime extraction: when the search's deadline leaves no room for a second extraction (as
-    long as the first phase's took), the first phase's fastest plans, timed already, are the picks."""
-    from exo_egraph.targets.gemmini import target as gemmini_target
-
+def test_with_no_time_left_the_first_phases_plans_stand_beside_a_quick_look_at_the_second():
+    """Anytime extraction: when the search's deadline leaves no room for the wide shortlist (the
+    first phase's extraction took that long), the second phase's small e-graph is still looked at
+    (a few of its plans timed, at least one, the most double-buffered first), and the picks are
+    never slower than the first phase's fastest plans, timed already."""
     target = GemminiTarget()
     problem = target.prepare(kernels.gemmini_matmul_64)
     staged = target.saturate(problem, Budget(seconds=300), None, Deadline.after(300))
     assert staged.kept and staged.kept_seconds > 0
 
-    def no_time(*args, **kwargs):
-        raise AssertionError("extracted again with no time left")
-
-    monkeypatch.setattr(gemmini_target, "extract_timed", no_time)
     picks = target.extract(problem, staged, 2, Deadline.after(0))
-    assert [x.term for x in picks] == [x.plan for x in staged.kept[:2]]
-    assert [x.cost for x in picks] == [x.cycles for x in staged.kept[:2]]  # the decoupled model's, as timed
+    assert len(picks) == 2 and picks[0].cost <= picks[1].cost
+    assert picks[0].cost <= min(x.cycles for x in staged.kept)
+    assert all(x.cost == problem.model.cycles(x.term, x.detail["hoisted"]) for x in picks)  # as timed
 
 
 def test_the_search_keeps_the_replay_and_validation_time_of_every_nest():
