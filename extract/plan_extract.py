@@ -241,12 +241,10 @@ def _programme(
                     loop_peels[var] = {p: peel_above(g, PLoop(var, stride, extent, PMac("")), p) for p in Peel}
                 peel = loop_peels[var]
                 column_loop = tuple(var == col and stride == DIM for col in columns)
-                if any(column_loop):  # a loop over one operand's column tiles: the trips below it
-                    for e in table[kids[3]]:
-                        deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep))
-                        entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel]))
-                else:
-                    entries += [_Entry(e.cycles * extent, e.sp, e.acc, link, e, e.deep, peel[e.peel]) for e in table[kids[3]]]
+                over_columns = any(column_loop)  # a loop over one operand's column tiles: the trips below it
+                for e in table[kids[3]]:
+                    deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep)) if over_columns else e.deep
+                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel]))
             elif (
                 op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
