@@ -347,6 +347,17 @@ class GemminiCost:
                 keep.append(y)
         return [ch for _, _, _, ch in keep]
 
+    def kind_choices(self) -> list[OpChoice]:
+        """Of `distinct_choices`, the first (cheapest per call) of each kind, which roles
+        block-load: a plan's shape depends on the kind alone, and the rest (configs hoisted or
+        inline) is a price per call that the double-buffering phase's extraction weighs again over
+        every choice its e-graph holds. Ranking the first phase's plans so takes a quarter of the
+        programme's passes."""
+        firsts: dict[tuple[bool, ...], OpChoice] = {}
+        for ch in self.distinct_choices():
+            firsts.setdefault(tuple(i in self.selection.blocks for _, i in ch.instrs), ch)
+        return list(firsts.values())
+
     def tiles(self, operand: str, loops: dict[str, int]) -> int:
         """Tiles of ``operand`` a staging covers when ``loops`` (iterator → total trips) run below it."""
         out = 1

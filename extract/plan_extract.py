@@ -23,6 +23,7 @@ from heapq import nsmallest
 
 import networkx as nx
 
+from exo_egraph.rewrites.gemmini import double_buffered
 from exo_egraph.saturate import Deadline, EGraphView, Pace
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
@@ -38,6 +39,7 @@ class Extracted:
     choice: OpChoice
     footprint: Footprint
     serial: int = 0  # the serial model's cycles, when ``cycles`` are the decoupled ones
+    made_from: Plan | None = None  # `extract_timed(as_doubled=True)`: the e-graph's plan ``plan`` doubles
 
 
 PLAN_OPS = ("G.loop", "G.stage", "G.stage2", "G.acc", "G.acc2", "G.mac")
@@ -53,13 +55,17 @@ class _Entry:
     (``link`` over ``body``'s plan): the programme makes hundreds of thousands of entries a pass
     and keeps a few per class."""
 
-    __slots__ = ("cycles", "sp", "acc", "deep", "peel", "link", "body", "_plan")
+    __slots__ = ("cycles", "sp", "acc", "deep", "peel", "link", "body", "_plan", "shape", "run")
 
-    def __init__(self, cycles: int, sp: int, acc: int, link, body: "_Entry | None", deep: tuple, peel: Peel):
+    def __init__(self, cycles: int, sp: int, acc: int, link, body: "_Entry | None", deep: tuple, peel: Peel,
+                 shape: int, run: tuple | None = None):  # fmt: skip
         self.cycles, self.sp, self.acc, self.deep, self.peel = cycles, sp, acc, deep, peel
         self.link = link  # a PMac; or (link class, fields before the body, fields after it)
         self.body = body
         self._plan: Plan | None = None
+        # what the timing sees (`_run`): loops over one iterator with nothing between them run
+        # their trips in the same order as one loop would, so their plans run alike
+        self.shape, self.run = shape, run
 
     @property
     def plan(self) -> Plan:
@@ -90,7 +96,7 @@ def extract_plans(
     values = _primitives(view)
     instrs = _op_instrs(view, values)
     order = _bottom_up(view)
-    found: dict[Plan, Extracted] = {}
+    found: dict[int, Extracted] = {}
     pace = Pace(deadline)
     for choice in model.distinct_choices() if choices is None else choices:
         if found and not pace.room():
@@ -98,11 +104,10 @@ def extract_plans(
         with pace.step():
             table = _programme(view, model, choice, values, instrs, order, max(k, keep), distinct_cycles, hide_buffered)
         hoist = model.hoisted_cycles(choice.hoisted)
-        for e in table.get(view.root, []):
-            plan = e.plan
+        for e in table.get(view.root, []):  # one plan per shape that runs alike (`_Entry.shape`)
             cycles = e.cycles + hoist
-            if plan not in found or found[plan].cycles > cycles:
-                found[plan] = Extracted(cycles, plan, choice, Footprint(e.sp, e.acc))
+            if e.shape not in found or found[e.shape].cycles > cycles:
+                found[e.shape] = Extracted(cycles, e.plan, choice, Footprint(e.sp, e.acc))
     ranked = sorted(found.values(), key=lambda x: (x.cycles, repr(x.plan)))
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
@@ -118,17 +123,18 @@ def extract_timed(
     samples: int = SAMPLES,
     seed: int = 0,
     buffered: bool = False,
-    every_choice: bool = False,
+    choices: list[OpChoice] | None = None,
+    as_doubled: bool = False,
 ) -> list[Extracted]:
     """The ``k`` plans of the shortlist that run fastest under the decoupled model
     (`GemminiCost.cycles`, equal to the simulator's): the serial programme's ``shortlist`` cheapest,
     its cheapest of each of ``shortlist`` * 2 distinct costs, (``buffered``: the e-graph holds
     double buffers) its ``shortlist`` cheapest when what double buffering overlaps is free, and
     ``samples`` random plans that fit (drawn with ``seed``; fewer once ``deadline`` has passed).
-    ``every_choice``: the programme tries every instruction choice the e-graph holds, not only
-    those the serial model finds distinct (under overlap, an inline config can beat a hoisted
-    one); for small e-graphs."""
-    choices = held_choices(view, model) if every_choice else None
+    ``choices``: the instruction choices the programme tries (default: those the serial model
+    finds distinct, `GemminiCost.distinct_choices`). ``as_doubled``: each plan is timed as
+    `double_buffered` makes it (what the double-buffering phase can make of it), and returned so,
+    ``made_from`` the e-graph's plan: the ranking of that phase's seeds."""
     lists = Pace(deadline)  # each list below costs about as much as the first: none is begun without room for it
     with lists.step():
         pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
@@ -138,11 +144,11 @@ def extract_timed(
     if buffered and lists.room():
         for x in extract_plans(view, model, k=shortlist, deadline=deadline, hide_buffered=True, choices=choices):
             pool.setdefault((x.plan, x.choice), replace(x, cycles=model.serial_cycles(x.plan, x.choice.hoisted)))
-    rng, choices, drawn = random.Random(seed), model.choices(), 0
+    rng, every, drawn = random.Random(seed), model.choices(), 0
     for _ in range(4 * samples):
         if drawn >= samples or not Pace(deadline).room():
             break
-        choice = choices[rng.randrange(len(choices))]
+        choice = every[rng.randrange(len(every))]
         plan = random_plan(view, model, choice, rng.randrange)
         if plan is None or not (fp := model.footprint(plan)).fits(model.consts):
             continue
@@ -154,6 +160,10 @@ def extract_timed(
         if timed and not timing.room():
             break  # anytime: the plans timed so far
         with timing.step():
+            if as_doubled:
+                fits = lambda p: model.footprint(p).fits(model.consts)  # noqa: E731
+                double = double_buffered(x.plan, model.g.parallel, fits)
+                x = replace(x, plan=double, footprint=model.footprint(double), made_from=x.plan)
             timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
 
@@ -230,7 +240,8 @@ def _programme(
         for nid in view.classes[c]:
             op, kids = view.nodes[nid]
             if op == "G.mac" and (mac := _fill(choice, instrs.get(kids[0], ()), Role.MAC)):
-                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac), None, (None, None), Peel.REDUCING))
+                entries.append(_Entry(model.cost_of(mac).cycles, 0, 0, PMac(mac), None, (None, None), Peel.REDUCING,
+                                      hash(mac)))  # fmt: skip
                 loops.setdefault(c, {})
             elif op == "G.loop" and kids[3] in table:
                 var, stride, extent = (values[x] for x in kids[:3])
@@ -241,10 +252,11 @@ def _programme(
                     loop_peels[var] = {p: peel_above(g, PLoop(var, stride, extent, PMac("")), p) for p in Peel}
                 peel = loop_peels[var]
                 column_loop = tuple(var == col and stride == DIM for col in columns)
-                over_columns = any(column_loop)  # a loop over one operand's column tiles: the trips below it
                 for e in table[kids[3]]:
-                    deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep)) if over_columns else e.deep
-                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel]))
+                    # a loop over one operand's column tiles: the trips below it
+                    deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep)) if any(column_loop) else e.deep
+                    run = _run(var, stride, extent, e)
+                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel], hash(run), run))
             elif (
                 op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
@@ -268,7 +280,8 @@ def _programme(
                             0 if hide and buffers == 2 else loads[0] * model.cost_of(instr, loads[1], operand).cycles
                         )
                     if (load := load_cycles[below]) is not None:
-                        entries.append(_Entry(e.cycles + load, e.sp + rows, e.acc, link, e, e.deep, peel[e.peel]))
+                        entries.append(_Entry(e.cycles + load, e.sp + rows, e.acc, link, e, e.deep, peel[e.peel],
+                                              hash((link, e.shape))))  # fmt: skip
             elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
                 buffers = ACCS[op]
                 inner = loops[kids[2]]
@@ -282,7 +295,7 @@ def _programme(
                     extra = 0 if hide and buffers == 2 else extra
                     link, overwrites = (PAcc, (zero, store), (buffers,)), model.overwrites(zero)
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + rows, link, e, e.deep, Peel.NO)
+                        _Entry(e.cycles + extra, e.sp, e.acc + rows, link, e, e.deep, Peel.NO, hash((link, e.shape)))
                         for e in table[kids[2]]
                         if not overwrites or e.peel is not Peel.NO
                     ]
@@ -292,25 +305,46 @@ def _programme(
     return table
 
 
+def _run(var: str, stride: int, extent: int, body: _Entry) -> tuple:
+    """(iterator, innermost stride, trips, shape below) of the run of loops over ``var`` that a
+    loop over ``body`` starts (the loops of one run iterate in one order, whatever the split)."""
+    if body.run is not None and body.run[0] == var:
+        return (var, body.run[1], extent * body.run[2], body.run[3])
+    return (var, stride, extent, body.shape)
+
+
 def _prune(entries: list[_Entry], keep: int, distinct: bool) -> list[_Entry]:
     """The ``keep`` cheapest, plus the smallest footprints (a parent may need the room);
     ``distinct``: one entry per (cycles, footprint), so ties do not crowd out costlier plans."""
-    # (without ``distinct``, every entry is its own plan: one e-node over one entry of its child)
-    unique = list({(e.cycles, e.sp, e.acc, e.deep): e for e in entries}.values()) if distinct else entries
-    # (``nsmallest`` is ``sorted(...)[:n]``, ties in the same order, in O(entries · log n))
-    cheapest = nsmallest(keep, unique, key=lambda e: (e.cycles, e.sp + e.acc))
-    if len(cheapest) == len(unique):
-        return cheapest  # every entry kept: the lists below add none
-    # where the operands' innermost loops are decides whether a parent may block-load: keep each kind
-    kinds: dict[tuple, list[_Entry]] = {}
-    for e in unique:
-        kinds.setdefault(e.deep, []).append(e)
-    for kind in kinds.values():
-        cheapest += nsmallest(4, kind, key=lambda e: e.cycles)
-    # a first-step overwrite needs a plan of a certain shape: keep the cheapest of those too
-    cheapest += nsmallest(keep, (e for e in unique if e.peel is not Peel.NO), key=lambda e: e.cycles)
+    # without ``distinct``, one entry per shape that runs alike (the first): plans that differ
+    # only in how a loop is split would crowd out the others
+    if distinct:
+        unique = list({(e.cycles, e.sp, e.acc, e.deep): e for e in entries}.values())
+    else:
+        firsts: dict[tuple, _Entry] = {}
+        for e in entries:
+            firsts.setdefault((e.shape, e.deep), e)
+        unique = list(firsts.values())
+    unique.sort(key=_cheapest_first)  # (stable: among equals, the first made)
+    if len(unique) <= keep:
+        return unique
+    # beyond the ``keep`` cheapest, in one pass: where the operands' innermost loops are decides
+    # whether a parent may block-load, so the 4 cheapest of each kind; a first-step overwrite
+    # needs a plan of a certain shape, so the ``keep`` cheapest of those
+    kept, per_kind, peeled = unique[:keep], {}, 0
+    for rank, e in enumerate(unique):
+        of_kind = per_kind.get(e.deep, 0)
+        per_kind[e.deep] = of_kind + 1
+        peels = e.peel is not Peel.NO
+        if rank >= keep and (of_kind < 4 or (peels and peeled < keep)):
+            kept.append(e)
+        peeled += peels
     smallest = nsmallest(4, unique, key=lambda e: (e.sp, e.acc, e.cycles)) + nsmallest(4, unique, key=lambda e: (e.acc, e.sp, e.cycles))
-    return list({id(e): e for e in cheapest + smallest}.values())
+    return list({id(e): e for e in kept + smallest}.values())
+
+
+def _cheapest_first(e: _Entry) -> tuple[int, int]:
+    return (e.cycles, e.sp + e.acc)
 
 
 def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) -> Plan | None:

@@ -17,7 +17,7 @@ selection (`rewrites.gemmini`) unifies the instructions with these nests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import Callable
 
 from exo_egraph import terms as t
@@ -373,13 +373,14 @@ def _tile_loop(g: GemmPattern, v: str, body: Plan) -> Plan:
     return PLoop(v, 1, g.extent(v), body)
 
 
-class Peel(Enum):
+class Peel(IntEnum):
     """Whether an accumulator body's first reduction step can be peeled (`first_step_ok`), kept
-    link by link from the `PMac` up, so extraction knows it of each plan it builds in O(1)."""
+    link by link from the `PMac` up, so extraction knows it of each plan it builds in O(1)
+    (an `IntEnum`: extraction looks it up millions of times, and an int hashes in C)."""
 
-    REDUCING = "reducing"  # reduction loops only, down to the multiply
-    OK = "ok"  # parallel loops and stagings over reduction loops only
-    NO = "no"
+    REDUCING = 0  # reduction loops only, down to the multiply
+    OK = 1  # parallel loops and stagings over reduction loops only
+    NO = 2
 
 
 def peel_above(g: GemmPattern, link: Plan, below: Peel) -> Peel:

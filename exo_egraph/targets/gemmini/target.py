@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from exo import Procedure
 
 from exo_egraph.extract.gemmini_cost import GemminiCost, host_cycles
-from exo_egraph.extract.plan_extract import SHORTLIST, Extracted, extract_timed, random_plan
+from exo_egraph.extract.plan_extract import SHORTLIST, Extracted, extract_timed, held_choices, random_plan
 from exo_egraph.lower import lower, source_of
 from exo_egraph.rewrites.gemmini import buffer_rules, gemmini_rules
 from exo_egraph.extract.gemmini_timeline import pieces_timing
@@ -167,8 +167,9 @@ class GemminiTarget:
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
     ) -> Saturated:
         """Two phases. *plans*: every rule but double buffering, from the initial plan; its
-        `BUFFER_SEEDS` fastest plans under the decoupled model are kept. *buffers*: the
-        double-buffering rules from those plans. Out of time (or interrupted) after the first,
+        `BUFFER_SEEDS` plans that run fastest under the decoupled model once double-buffered
+        (`double_buffered`: alone, a plan that waits on a single buffer looks slow) are kept, one
+        instruction choice per kind of load. *buffers*: the double-buffering rules from those plans. Out of time (or interrupted) after the first,
         its e-graph is the answer's. Not ``staged``: every rule at once, one (larger) e-graph.
         A cut kernel's pieces are saturated one after the other, each with a share of the time left."""
         if problem.pieces:
@@ -182,7 +183,8 @@ class GemminiTarget:
         seeding = Pace(None)
         try:
             with seeding.step():
-                kept = tuple(extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE)))
+                kept = tuple(extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE),
+                                          choices=problem.model.kind_choices(), as_doubled=True))  # fmt: skip
         except KeyboardInterrupt:
             return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
         if not kept or deadline.passed():
@@ -191,7 +193,7 @@ class GemminiTarget:
         first = Stage("plans", p.enodes, p.schedules, time.perf_counter() - began, p.stop_reason,
                       kept=len(kept))  # fmt: skip
         began = time.perf_counter()
-        seeds = [to_egg(x.plan) for x in kept]
+        seeds = [to_egg(x.made_from or x.plan) for x in kept]
         buffered = saturate(seeds[0], buffer_rules(problem.pattern), budget, progress, deadline, seeds=seeds[1:])
         b = buffered.stats
         last = Stage("buffers", b.enodes, b.schedules, time.perf_counter() - began, b.stop_reason)
@@ -262,7 +264,7 @@ class GemminiTarget:
         # small one, whose every plan the wide shortlist times (the kept plans among them)
         shortlist = WIDE_SHORTLIST if self.staged else SHORTLIST
         picks = extract_timed(saturated.view, problem.model, k=k, deadline=deadline, shortlist=shortlist,
-                              buffered=True, every_choice=self.staged)  # fmt: skip
+                              buffered=True, choices=held_choices(saturated.view, problem.model) if self.staged else None)  # fmt: skip
         if not picks:
             raise NotGemmini(f"{problem.proc.name()}: no plan fits the scratchpad and accumulator")
         return [self._pick(problem, x.plan, x.choice.hoisted) for x in picks]
