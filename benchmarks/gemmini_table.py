@@ -31,7 +31,7 @@ import gemmini as kernels  # noqa: E402
 import gemmini_hand as hand  # noqa: E402
 
 from exo_egraph import explore  # noqa: E402
-from exo_egraph.extract.plan_extract import extract_plans  # noqa: E402
+from exo_egraph.extract.plan_extract import extract_plans, held_choices  # noqa: E402
 from exo_egraph.saturate import Budget, Deadline  # noqa: E402
 from exo_egraph.targets.gemmini.model import validate_gemmini  # noqa: E402
 from exo_egraph.targets.gemmini.target import GemminiTarget  # noqa: E402
@@ -50,7 +50,7 @@ def serial_pick_cycles(proc) -> int:
     target = GemminiTarget()
     problem = target.prepare(proc)
     saturated = target.saturate(problem, Budget(), None, Deadline.after(math.inf))
-    first = extract_plans(saturated.view, problem.model, k=1)[0]
+    first = extract_plans(saturated.view, problem.model, k=1, choices=held_choices(saturated.view, problem.model))[0]
     return problem.model.cycles(first.plan, first.choice.hoisted)
 
 

@@ -23,7 +23,6 @@ from heapq import nsmallest
 
 import networkx as nx
 
-from exo_egraph.rewrites.gemmini import double_buffered
 from exo_egraph.saturate import Deadline, EGraphView, Pace
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
@@ -39,7 +38,6 @@ class Extracted:
     choice: OpChoice
     footprint: Footprint
     serial: int = 0  # the serial model's cycles, when ``cycles`` are the decoupled ones
-    made_from: Plan | None = None  # `extract_timed(as_doubled=True)`: the e-graph's plan ``plan`` doubles
 
 
 PLAN_OPS = ("G.loop", "G.stage", "G.stage2", "G.acc", "G.acc2", "G.mac")
@@ -63,8 +61,9 @@ class _Entry:
         self.link = link  # a PMac; or (link class, fields before the body, fields after it)
         self.body = body
         self._plan: Plan | None = None
-        # what the timing sees (`_run`): loops over one iterator with nothing between them run
-        # their trips in the same order as one loop would, so their plans run alike
+        # what the timing sees, hashed (`_run`): loops over one iterator with nothing between them
+        # run their trips in the same order as one loop would, so their plans run alike (a hash
+        # collision would only merge two shapes' entries: the search's loss, never soundness's)
         self.shape, self.run = shape, run
 
     @property
@@ -108,7 +107,7 @@ def extract_plans(
             cycles = e.cycles + hoist
             if e.shape not in found or found[e.shape].cycles > cycles:
                 found[e.shape] = Extracted(cycles, e.plan, choice, Footprint(e.sp, e.acc))
-    ranked = sorted(found.values(), key=lambda x: (x.cycles, repr(x.plan)))
+    ranked = sorted(found.values(), key=lambda x: (x.cycles, x.footprint.acc_rows, x.footprint.sp_rows, repr(x.plan)))
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
     return ranked[:k]
@@ -124,7 +123,6 @@ def extract_timed(
     seed: int = 0,
     buffered: bool = False,
     choices: list[OpChoice] | None = None,
-    as_doubled: bool = False,
 ) -> list[Extracted]:
     """The ``k`` plans of the shortlist that run fastest under the decoupled model
     (`GemminiCost.cycles`, equal to the simulator's): the serial programme's ``shortlist`` cheapest,
@@ -132,9 +130,7 @@ def extract_timed(
     double buffers) its ``shortlist`` cheapest when what double buffering overlaps is free, and
     ``samples`` random plans that fit (drawn with ``seed``; fewer once ``deadline`` has passed).
     ``choices``: the instruction choices the programme tries (default: those the serial model
-    finds distinct, `GemminiCost.distinct_choices`). ``as_doubled``: each plan is timed as
-    `double_buffered` makes it (what the double-buffering phase can make of it), and returned so,
-    ``made_from`` the e-graph's plan: the ranking of that phase's seeds."""
+    finds distinct, `GemminiCost.distinct_choices`)."""
     lists = Pace(deadline)  # each list below costs about as much as the first: none is begun without room for it
     with lists.step():
         pool = {(x.plan, x.choice): x for x in extract_plans(view, model, k=shortlist, deadline=deadline, choices=choices)}
@@ -160,10 +156,6 @@ def extract_timed(
         if timed and not timing.room():
             break  # anytime: the plans timed so far
         with timing.step():
-            if as_doubled:
-                fits = lambda p: model.footprint(p).fits(model.consts)  # noqa: E731
-                double = double_buffered(x.plan, model.g.parallel, fits)
-                x = replace(x, plan=double, footprint=model.footprint(double), made_from=x.plan)
             timed.append(replace(x, cycles=model.cycles(x.plan, x.choice.hoisted), serial=x.cycles))
     return sorted(timed, key=lambda x: (x.cycles, x.serial, repr(x.plan)))[:k]
 
@@ -343,8 +335,11 @@ def _prune(entries: list[_Entry], keep: int, distinct: bool) -> list[_Entry]:
     return list({id(e): e for e in kept + smallest}.values())
 
 
-def _cheapest_first(e: _Entry) -> tuple[int, int]:
-    return (e.cycles, e.sp + e.acc)
+def _cheapest_first(e: _Entry) -> tuple[int, int, int]:
+    """Serially cheapest first; among equals, the smallest accumulator, then scratchpad. The serial
+    cost does not see overlap: a small accumulator block's tiles are stored as their reductions
+    end, behind the next tile's steps, and a small footprint leaves room to double-buffer."""
+    return (e.cycles, e.acc, e.sp)
 
 
 def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) -> Plan | None:

@@ -6,15 +6,13 @@ a plan into the Exo calls named here; Exo re-checks each of them.
 
 from __future__ import annotations
 
-from dataclasses import replace as with_fields
-from itertools import combinations
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
 from egglog import String, eq, i64, ne, relation, rewrite, rule, ruleset, union, vars_
 
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import GemmPattern
-from exo_egraph.targets.gemmini.plans import G, Op, PAcc, Plan, PLoop, PStage, Role, chain
+from exo_egraph.targets.gemmini.plans import G, Op, Role
 from exo_egraph.targets.gemmini.selection import Selection
 
 from . import Rules, named
@@ -122,29 +120,6 @@ def double_buffer_rules(crosses: Callable[[Any], list] = parallel) -> list:
             union(_p).with_(G.loop(_v, _s, _e, G.acc2(_z, _st, _b)))
         ),
     ]
-
-
-def double_buffered(plan: Plan, parallel: Collection[str], fits: Callable[[Plan], bool]) -> Plan:
-    """`double_buffer_rules` applied to one plan, as far as they go: as many of its stagings and
-    accumulators double-buffered as ``fits`` allows (the most buffers; among as many, the
-    outermost first), each right under a loop of two or more trips (an accumulator's loop in
-    ``parallel``), the rules' own guard. The explorer ranks the first phase's plans by what the
-    second phase can make of them: alone, a plan that waits on a single buffer looks slow. The
-    result is always a plan of the e-graph those rules saturate from ``plan`` (tested)."""
-    links = chain(plan)
-    spots = [
-        i for i in range(1, len(links))
-        if isinstance(outer := links[i - 1], PLoop) and outer.extent > 1
-        and (isinstance(links[i], PStage) or (isinstance(links[i], PAcc) and outer.var in parallel))
-    ]  # fmt: skip
-    for n in range(len(spots), 0, -1):
-        for chosen in combinations(spots, n):
-            rebuilt = links[-1]
-            for i in range(len(links) - 2, -1, -1):
-                rebuilt = with_fields(links[i], body=rebuilt, **({"buffers": 2} if i in chosen else {}))
-            if fits(rebuilt):
-                return rebuilt
-    return plan
 
 
 def first_step_rules(selection: Selection) -> list:

@@ -17,7 +17,7 @@ selection (`rewrites.gemmini`) unifies the instructions with these nests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import IntEnum
 from typing import Callable
 
 from exo_egraph import terms as t

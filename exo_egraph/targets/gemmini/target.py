@@ -167,9 +167,9 @@ class GemminiTarget:
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
     ) -> Saturated:
         """Two phases. *plans*: every rule but double buffering, from the initial plan; its
-        `BUFFER_SEEDS` plans that run fastest under the decoupled model once double-buffered
-        (`double_buffered`: alone, a plan that waits on a single buffer looks slow) are kept, one
-        instruction choice per kind of load. *buffers*: the double-buffering rules from those plans. Out of time (or interrupted) after the first,
+        `BUFFER_SEEDS` fastest plans under the decoupled model are kept (one instruction choice
+        per kind of load: the second phase weighs every choice again). *buffers*: the
+        double-buffering rules from those plans. Out of time (or interrupted) after the first,
         its e-graph is the answer's. Not ``staged``: every rule at once, one (larger) e-graph.
         A cut kernel's pieces are saturated one after the other, each with a share of the time left."""
         if problem.pieces:
@@ -184,7 +184,7 @@ class GemminiTarget:
         try:
             with seeding.step():
                 kept = tuple(extract_timed(plans.view, problem.model, k=BUFFER_SEEDS, deadline=deadline.part(SEED_SHARE),
-                                          choices=problem.model.kind_choices(), as_doubled=True))  # fmt: skip
+                                          choices=problem.model.kind_choices()))  # fmt: skip
         except KeyboardInterrupt:
             return replace(plans, stats=replace(plans.stats, stop_reason=StopReason.INTERRUPTED))
         if not kept or deadline.passed():
@@ -193,7 +193,7 @@ class GemminiTarget:
         first = Stage("plans", p.enodes, p.schedules, time.perf_counter() - began, p.stop_reason,
                       kept=len(kept))  # fmt: skip
         began = time.perf_counter()
-        seeds = [to_egg(x.made_from or x.plan) for x in kept]
+        seeds = [to_egg(x.plan) for x in kept]
         buffered = saturate(seeds[0], buffer_rules(problem.pattern), budget, progress, deadline, seeds=seeds[1:])
         b = buffered.stats
         last = Stage("buffers", b.enodes, b.schedules, time.perf_counter() - began, b.stop_reason)

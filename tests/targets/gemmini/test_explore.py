@@ -4,7 +4,6 @@ through Exo, bit-exact on the Gemmini model), the cost model equal to the simula
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import subprocess
 import sys
 from functools import lru_cache
@@ -14,14 +13,13 @@ import pytest
 from exo import proc
 from exo.libs.externs import relu
 from exo.platforms.gemmini import acc_scale, clamp
-from egglog import eq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exo_egraph.extract.gemmini_cost import GemminiCost
 from exo_egraph.extract.plan_extract import extract_plans, extract_timed, random_plan
 from exo_egraph.lower import lower
-from exo_egraph.rewrites.gemmini import accumulator_rules, buffer_rules, double_buffered, gemmini_rules
+from exo_egraph.rewrites.gemmini import accumulator_rules, gemmini_rules
 from exo_egraph.saturate import Budget, Deadline, saturate
 from exo_egraph.script import ReplayError
 from exo_egraph.targets.gemmini.model import validate_gemmini
@@ -475,44 +473,21 @@ def test_every_plan_rule_is_sound_on_random_plans(name, rules):
     assert not {"acc_inside_reduction", "first_step_misplaced"} & seen
 
 
-@pytest.mark.parametrize("name", ["matmul_32x48x64", "conv2d_2x16"])
-def test_double_buffered_makes_only_what_the_double_buffering_rules_reach(name):
-    """Property: the plan `double_buffered` ranks a seed by is one the second phase's e-graph
-    holds (the rules saturated from the seed reach it), fits, and runs bit-exact in the modeled
-    cycles; it doubles every buffer it can (no staging or accumulator right under a loop of two
-    or more trips is left single when doubling it too still fits)."""
-    _, pattern, model, sat = explored(name)
-    choices = [c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks]
-    fits = lambda p: model.footprint(p).fits(model.consts)  # noqa: E731
-    doubled_some = []
+def test_the_explorer_runs_at_least_as_fast_as_an_expert_style_hand():
+    """The first phase's plans are ranked by what double buffering makes of them, so the explorer
+    keeps a per-tile accumulator under an operand row, both to be double-buffered, as an expert
+    writes it; on 128^3 it is at least as fast as the expert-style hand (C in 2x4-tile blocks,
+    rotating, each tile stored as its reduction ends). Ranked single-buffered, it took 1.09x."""
+    from exo_egraph import explore
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
-    @given(st.data())
-    def check(data):
-        choice = data.draw(st.sampled_from(choices))
-        plan = random_plan(sat.view, model, choice, lambda n: data.draw(st.integers(0, n - 1)))
-        if plan is None or not fits(plan):
-            return
-        double = double_buffered(plan, pattern.parallel, fits)
-        assert fits(double)
-        second = saturate(to_egg(plan), buffer_rules(pattern), Budget(seconds=60))
-        second.egraph.check(eq(to_egg(plan)).to(to_egg(double)))
-        links = chain(double)
-        for i, link in enumerate(links[1:], 1):
-            outer = links[i - 1]
-            doublable = isinstance(outer, PLoop) and outer.extent > 1 and (
-                isinstance(link, PStage) or (isinstance(link, PAcc) and outer.var in pattern.parallel))
-            if doublable and link.buffers == 1:  # left single: doubling it too must overflow
-                tail = links[-1]
-                for j in range(len(links) - 2, -1, -1):
-                    tail = replace(links[j], body=tail, **({"buffers": 2} if j == i else {}))
-                assert not fits(tail), show(double)
-        if double != plan:
-            doubled_some.append(double)
-            assert sound(name, double, choice.hoisted) is None
+    import gemmini_hand as hand
 
-    check()
-    assert doubled_some  # the draws exercised it
+    name = "gemmini_matmul_128"
+    proc, reference = getattr(kernels, name), kernels.REFERENCES[name]
+    expert = hand.tiled_matmul(proc, c_block=(2, 4), rotate=True, store_each_tile=True)
+    expert_cycles = validate_gemmini(proc, expert, reference=reference).cycles
+    result = explore(proc, "gemmini", budget=Budget(seconds=300), reference=reference, top_k=1)
+    assert result.validation.ok and result.validation.cycles <= expert_cycles, (result.validation.cycles, expert_cycles)
 
 
 def test_the_soundness_property_catches_a_broken_rule():
