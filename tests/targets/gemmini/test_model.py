@@ -187,6 +187,11 @@ void t_timing(int64_t which, const int8_t *src, int8_t *out) {
         gemmini_extended_mvin(src, 0, 16, 16);
         gemmini_fence();
         break;
+    case 8: /* a load of A's rows, then a preload (other rows) and a compute that reads them */
+        gemmini_extended_mvin(src, 0, 16, 16);
+        gemmini_extended_preload(16, GEMMINI_ACC_BIT, 16, 16, 16, 16);
+        gemmini_extended_compute_preloaded(0, GEMMINI_GARBAGE_ADDR, 16, 16, 16, 16);
+        break;
     }
 }
 
@@ -313,6 +318,23 @@ def test_a_full_reservation_station_holds_the_host_back():
     assert free["cycles"] == (entries + 1) * T["ISSUE"] + 16 * compute + T["MESH_LATENCY"]
     assert full["cycles"] == first_done + T["ISSUE"] + 16 * compute + T["MESH_LATENCY"]
     assert full["busy_ex"] == free["busy_ex"] == 16 * compute
+    # where the time went: the host waited for the first load's entry, and the execute
+    # controller idled until the computes were issued, waiting on no rows
+    assert full["host_wait_ld"] == first_done - (entries + 1) * T["ISSUE"] and free["host_wait_ld"] == 0
+    assert full["idle_ex_issue"] == first_done + T["ISSUE"] and free["idle_ex_issue"] == (entries + 1) * T["ISSUE"]
+    assert full["idle_ex_hazard"] == free["idle_ex_hazard"] == full["host_wait_ex"] == 0
+
+
+def test_the_execute_controllers_idle_time_is_split_between_issue_and_hazards():
+    """A compute that reads a loading tile idles on the hazard until the load is done; before the
+    preload was issued, the controller idled on issue."""
+    issue, load, lat = T["ISSUE"], 16, T["DMA_LATENCY"]
+    run = _decoupled(8)
+    load_done = issue + load + lat
+    preload_end = 2 * issue + T["PRELOAD"]
+    assert run["idle_ex_issue"] == 2 * issue  # the preload is the host's second command
+    assert run["idle_ex_hazard"] == load_done - preload_end
+    assert run["cycles"] == load_done + T["COMPUTE"] + 16 + T["MESH_LATENCY"]
 
 
 @pytest.mark.parametrize("act", [0, 1])

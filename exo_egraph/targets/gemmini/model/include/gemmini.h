@@ -75,6 +75,12 @@ enum gemmini_counter_id {
     GEMMINI_C_BUSY_LD,        /* decoupled: cycles the load controller is occupied */
     GEMMINI_C_BUSY_EX,        /* decoupled: cycles the execute controller is occupied */
     GEMMINI_C_BUSY_ST,        /* decoupled: cycles the store controller is occupied */
+    GEMMINI_C_IDLE_EX_ISSUE,  /* decoupled: cycles the execute controller idles, its next command not yet issued */
+    GEMMINI_C_IDLE_EX_HAZARD, /* decoupled: ... issued, waiting on rows another controller still writes or reads
+                                 (or on a drain) */
+    GEMMINI_C_HOST_WAIT_LD,   /* decoupled: cycles the host waits for a free load-station entry */
+    GEMMINI_C_HOST_WAIT_EX,   /* ... execute-station entry */
+    GEMMINI_C_HOST_WAIT_ST,   /* ... store-station entry */
     GEMMINI_C_PEAK_SPAD_ROWS, /* high-water mark of allocated scratchpad rows */
     GEMMINI_C_PEAK_ACC_ROWS,  /* high-water mark of allocated accumulator rows */
     GEMMINI_C_COUNT
@@ -83,7 +89,8 @@ enum gemmini_counter_id {
 static const char *const gemmini_counter_names[GEMMINI_C_COUNT] = {
     "cycles", "cycles_serial", "macs", "dma_bytes_in", "dma_bytes_out", "mvins", "mvins_zero", "mvouts",
     "preloads", "computes", "configs", "fences", "cycles_dma", "cycles_exec", "cycles_other",
-    "busy_ld", "busy_ex", "busy_st",
+    "busy_ld", "busy_ex", "busy_st", "idle_ex_issue", "idle_ex_hazard", "host_wait_ld", "host_wait_ex",
+    "host_wait_st",
     "peak_spad_rows", "peak_acc_rows",
 };
 
@@ -275,12 +282,18 @@ static inline void gemmini_timed(int q, long long occupancy, long long read_end,
     gemmini_timeline *c = &gemmini_model.clock;
     long long *entry = &c->entry[q][c->issued[q] % entries[q]];
     long long dispatch = gemmini_max(c->host + GEMMINI_T_ISSUE, *entry); /* the host waits for a free entry */
+    gemmini_model.counters[GEMMINI_C_HOST_WAIT_LD + q] += dispatch - (c->host + GEMMINI_T_ISSUE);
     c->host = dispatch;
     long long start = gemmini_max(gemmini_max(dispatch, c->free_at[q]), after);
     for (int i = 0; i < n_reads; i++)
         start = gemmini_max(start, gemmini_span_ready(&reads[i], q, 0));
     for (int i = 0; i < n_writes; i++)
         start = gemmini_max(start, gemmini_span_ready(&writes[i], q, 1));
+    if (q == GEMMINI_Q_EX && start > c->free_at[q]) { /* where the execute controller's idle time goes */
+        long long issued = gemmini_max(dispatch, c->free_at[q]);
+        gemmini_model.counters[GEMMINI_C_IDLE_EX_ISSUE] += issued - c->free_at[q];
+        gemmini_model.counters[GEMMINI_C_IDLE_EX_HAZARD] += start - issued;
+    }
     long long done = start + gemmini_max(occupancy, gemmini_max(read_end, done_end));
     for (int i = 0; i < n_reads; i++)
         gemmini_span_mark(&reads[i], q, 0, start + read_end);
