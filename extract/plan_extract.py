@@ -107,6 +107,7 @@ def extract_plans(
             cycles = e.cycles + hoist
             if e.shape not in found or found[e.shape].cycles > cycles:
                 found[e.shape] = Extracted(cycles, e.plan, choice, Footprint(e.sp, e.acc))
+    # the programme's order (`_cheapest_first`), then a stable one
     ranked = sorted(found.values(), key=lambda x: (x.cycles, x.footprint.acc_rows, x.footprint.sp_rows, repr(x.plan)))
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
