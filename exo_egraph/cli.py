@@ -36,7 +36,8 @@ EXIT_CODES = """exit codes:
   1    a late failure (validation could not run): the schedule and report were written, the failure recorded
   2    bad input or an unsupported kernel: one line says what, before any work
   3    soundness failure: Exo rejected a step the rules allowed, or the schedule computed something else
-  130  interrupted (Ctrl-C or SIGTERM): the best schedule so far and its report were written"""
+  130  interrupted (Ctrl-C or SIGTERM): the best schedule so far and its report were written
+       (nothing, when interrupted before the search began)"""
 
 
 class InputError(Exception):
@@ -499,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayError as e:
         print(f"exo-egraph: soundness bug: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # before a command caught it (loading the kernel): nothing begun
+        print("\nexo-egraph: interrupted before the search began; nothing written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

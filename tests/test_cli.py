@@ -102,3 +102,17 @@ def test_cflags_set_how_validation_builds_and_report_records_them(tmp_path, caps
     assert report["build"] == "gcc -O3 -march=native -fwrapv" and report["validation"]["ok"]
     assert "-O3 -march=native" in out
     assert "--cflags takes gcc flags" in _one_line_error(capsys, *argv, "--cflags", "O3")
+
+
+def test_an_interrupt_while_the_kernel_loads_is_one_line_and_exit_130(capsys, tmp_path, monkeypatch):
+    """Ctrl-C before the search begins (importing the kernel's file can take seconds): no
+    traceback, nothing written."""
+    import exo_egraph.cli as cli
+
+    def interrupted(_spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_proc", interrupted)
+    code, _, err = _run(capsys, "explore", f"{KERNELS}/conv1d.py::conv1d_i8", "--out", str(tmp_path / "o"))
+    assert code == 130 and err.strip() == "exo-egraph: interrupted before the search began; nothing written"
+    assert not (tmp_path / "o").exists()
