@@ -18,7 +18,7 @@ import exo.stdlib.scheduling as scheduling
 from exo import Procedure
 
 from . import terms as t
-from .lower import lower
+from .lower import Unsupported, lower
 
 Path = tuple[tuple[int, int], ...]  # (statement index, 0 = body / 1 = orelse) from the proc body down
 
@@ -216,7 +216,11 @@ class Session:
         """The proc as a term, lowered when asked (a step may pass through forms terms do not
         express, such as the ``/`` and ``%`` indices ``divide_dim`` leaves until ``simplify``)."""
         if self._term is None:
-            self._term = lower(self.proc)
+            try:
+                self._term = lower(self.proc)
+            except Unsupported as e:  # the steps made a proc the next one cannot be located in
+                last = self.steps[-1].render() if self.steps else "(start)"
+                raise ReplayError(last, f"the proc it made does not lower to a term: {e}") from e
         return self._term
 
     def apply(self, s: Step) -> None:

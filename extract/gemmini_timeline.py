@@ -25,7 +25,19 @@ from typing import TYPE_CHECKING, Iterator
 
 from exo_egraph.instrs import Binding, InstrPattern
 from exo_egraph.targets.gemmini.config import DIM, block_factor
-from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain
+from exo_egraph.targets.gemmini.plans import (
+    OPERANDS,
+    Operand,
+    PAcc,
+    Plan,
+    PLoop,
+    PMac,
+    PStage,
+    Role,
+    chain,
+    spread_loads,
+    spread_over,
+)
 
 if TYPE_CHECKING:
     from .gemmini_cost import GemminiCost
@@ -306,11 +318,12 @@ def plan_calls(
     def each(positions: list[int]) -> Iterator[tuple[int, ...]]:
         return product(*(range(links[j].extent) for j in positions))
 
-    def loads(s: int, stage: PStage) -> Iterator[tuple[str, int | None, dict[str, tuple], str]]:
+    def loads(stage: PStage) -> Iterator[tuple[tuple[int, ...], tuple[str, int | None, dict[str, tuple], str]]]:
+        """The staging's loads, in the replay's order, each with its index in the load nest."""
         dep = deps[stage.operand]
         if stage.op not in model.selection.blocks:
             for idx in each(dep):
-                yield stage.op, None, {"dest": (key(stage.operand, idx),)}, stage.operand
+                yield idx, (stage.op, None, {"dest": (key(stage.operand, idx),)}, stage.operand)
             return
         col = column_tiles(stage.operand)
         f = block_factor(links[col].extent)
@@ -322,7 +335,43 @@ def plan_calls(
                     full = dict(zip(rest, idx))
                     full[col] = c
                     tiles.append(key(stage.operand, (full[j] for j in dep)))
-                yield stage.op, f, {"dest": tuple(tiles)}, stage.operand
+                # the nest has a loop over the blocks when there are several
+                yield idx + ((c0 // f,) if links[col].extent > f else ()), (stage.op, f, {"dest": tuple(tiles)}, stage.operand)
+
+    def nest_trips(stage: PStage) -> list[int]:
+        """The trips of the loops of the staging's load nest, as `loads` runs them."""
+        dep = deps[stage.operand]
+        if stage.op not in model.selection.blocks:
+            return [links[j].extent for j in dep]
+        col = column_tiles(stage.operand)
+        blocks = links[col].extent // block_factor(links[col].extent)
+        return [links[j].extent for j in dep if j != col] + ([blocks] if blocks > 1 else [])
+
+    # a staging loaded ahead (at most one a plan): its loads for the next trip of the loop around
+    # it, in chunks, one per trip of the loops it is spread over (`spread_loads`)
+    ahead = next((o for o in OPERANDS if o in at and links[at[o]].ahead), None)
+    if ahead is not None:
+        stage, below = links[at[ahead]], spread_over(links, at[ahead], g.parallel, first_step)
+        spread = spread_loads(nest_trips(stage), [links[j].extent for j in below])
+        groups = below[: spread.depth]
+        chunk_at = next(j for j in range(groups[-1] + 1 if groups else at[ahead], len(links))
+                        if isinstance(links[j], (PLoop, PMac)))  # fmt: skip
+    pending: dict[tuple[int, ...], list] = {}  # group → the next trip's loads in it
+
+    def trip_loads(trip: int) -> list[tuple[tuple[int, ...], tuple]]:
+        """(index in the load nest, call) of the ahead staging's loads for ``trip`` of the loop around it."""
+        loop, saved = around[ahead], pos[around[ahead]]
+        pos[loop] = trip
+        out = list(loads(links[at[ahead]]))
+        pos[loop] = saved
+        return out
+
+    def chunks(trip: int) -> dict[tuple[int, ...], list]:
+        """``trip_loads`` by group, each group's in the spread nest's order."""
+        out: dict[tuple[int, ...], list] = {}
+        for place, call in sorted(((spread.place(idx), call) for idx, call in trip_loads(trip)), key=lambda x: x[0]):
+            out.setdefault(place[: spread.depth], []).append(call)
+        return out
 
     def acc_tiles() -> Iterator[tuple]:
         for idx in each(deps[Operand.C]):
@@ -340,14 +389,22 @@ def plan_calls(
                 yield acc.zero, None, {"dest": c}, None
         for operand in OPERANDS:
             for j in range(i, end):
-                if isinstance(links[j], PStage) and links[j].operand == operand:
-                    yield from loads(j, links[j])
+                if isinstance(links[j], PStage) and links[j].operand == operand and operand != ahead:
+                    yield from (call for _, call in loads(links[j]))
+        if ahead is not None and end == chunk_at:
+            yield from pending.get(tuple(pos[j] for j in groups), ())
         x = links[end]
         if isinstance(x, PLoop):
+            loaded_ahead = ahead is not None and end == around[ahead]
+            if loaded_ahead:  # the first trip's loads, before the loop, as the nest was
+                yield from (call for _, call in trip_loads(0))
             if end == trips_of:
                 yield None
             for trip in range(x.extent):
                 pos[end] = trip
+                if loaded_ahead:
+                    pending.clear()
+                    pending.update(chunks(trip + 1) if trip + 1 < x.extent else {})
                 yield from walk(end + 1)
                 if end == trips_of:
                     yield None
@@ -371,12 +428,12 @@ def _first_tiles(links: list[Plan], at: dict[str, int], around: dict[str, int], 
     two stagings, the one whose allocation comes first in the replayed code: a staging is
     allocated before the loop after it (A before B when they share that loop), a double buffer
     before the loop around it, after the single stagings there (``_double_buffer`` lifts it last),
-    double buffers in the order of their links."""
+    double buffers in the order of their links, a staging loaded ahead first."""
 
     def placed(operand: str) -> tuple[int, int, int]:
         s = at[operand]
-        if operand in around:
-            return (around[operand], 1, s)
+        if operand in around:  # (a staging loaded ahead is lifted before the other double buffers)
+            return (around[operand], 1, -1 if links[s].ahead else s)
         after = next((j for j in range(s, len(links)) if isinstance(links[j], PLoop)), len(links))
         return (after, 0, OPERANDS.index(operand))
 

@@ -40,8 +40,8 @@ class Extracted:
     serial: int = 0  # the serial model's cycles, when ``cycles`` are the decoupled ones
 
 
-PLAN_OPS = ("G.loop", "G.stage", "G.stage2", "G.acc", "G.acc2", "G.mac")
-STAGES = {"G.stage": 1, "G.stage2": 2}  # e-node op → buffers
+PLAN_OPS = ("G.loop", "G.stage", "G.stage2", "G.stage_ahead", "G.acc", "G.acc2", "G.mac")
+STAGES = {"G.stage": (1, False), "G.stage2": (2, False), "G.stage_ahead": (2, True)}  # e-node op → (buffers, ahead)
 ACCS = {"G.acc": 1, "G.acc2": 2}
 
 SHORTLIST = 8  # the serial programme's cheapest plans (and cheapest per distinct cost) that are timed
@@ -53,11 +53,12 @@ class _Entry:
     (``link`` over ``body``'s plan): the programme makes hundreds of thousands of entries a pass
     and keeps a few per class."""
 
-    __slots__ = ("cycles", "sp", "acc", "deep", "peel", "link", "body", "_plan", "shape", "run")
+    __slots__ = ("cycles", "sp", "acc", "deep", "peel", "link", "body", "_plan", "shape", "run", "ahead")
 
     def __init__(self, cycles: int, sp: int, acc: int, link, body: "_Entry | None", deep: tuple, peel: Peel,
-                 shape: int, run: tuple | None = None):  # fmt: skip
+                 shape: int, run: tuple | None = None, ahead: bool = False):  # fmt: skip
         self.cycles, self.sp, self.acc, self.deep, self.peel = cycles, sp, acc, deep, peel
+        self.ahead = ahead  # a staging loaded ahead is in the plan (the replay takes one)
         self.link = link  # a PMac; or (link class, fields before the body, fields after it)
         self.body = body
         self._plan: Plan | None = None
@@ -249,23 +250,26 @@ def _programme(
                     # a loop over one operand's column tiles: the trips below it
                     deep = tuple(extent if here else d for here, d in zip(column_loop, e.deep)) if any(column_loop) else e.deep
                     run = _run(var, stride, extent, e)
-                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel], hash(run), run))
+                    entries.append(_Entry(e.cycles * extent, e.sp, e.acc, link, e, deep, peel[e.peel], hash(run), run,
+                                          e.ahead))  # fmt: skip
             elif (
                 op in STAGES
                 and choice.instr(Role.load(values[kids[0]])) in instrs.get(kids[1], ())
                 and kids[2] in table
             ):
-                buffers = STAGES[op]
+                buffers, ahead = STAGES[op]
                 operand = values[kids[0]]
                 instr = choice.instr(Role.load(operand))
                 inner = loops[kids[2]]
                 loops.setdefault(c, inner)
                 tiles = model.tiles(operand, inner)
                 rows = buffers * DIM * tiles
-                link, peel = (PStage, (operand, instr), (buffers,)), stage_peels
+                link, peel = (PStage, (operand, instr), (buffers, ahead)), stage_peels
                 which = OPERANDS.index(operand)
                 load_cycles: dict[int | None, int | None] = {}  # per column tiles below: cycles of the loads
                 for e in table[kids[2]]:
+                    if ahead and e.ahead:
+                        continue
                     below = e.deep[which]
                     if below not in load_cycles:
                         loads = model.loads(operand, instr, tiles, below)
@@ -274,7 +278,7 @@ def _programme(
                         )
                     if (load := load_cycles[below]) is not None:
                         entries.append(_Entry(e.cycles + load, e.sp + rows, e.acc, link, e, e.deep, peel[e.peel],
-                                              hash((link, e.shape))))  # fmt: skip
+                                              hash((link, e.shape)), None, ahead or e.ahead))  # fmt: skip
             elif op in ACCS and (store := _fill(choice, instrs.get(kids[1], ()), Role.STORE)) and kids[2] in table:
                 buffers = ACCS[op]
                 inner = loops[kids[2]]
@@ -288,7 +292,8 @@ def _programme(
                     extra = 0 if hide and buffers == 2 else extra
                     link, overwrites = (PAcc, (zero, store), (buffers,)), model.overwrites(zero)
                     entries += [
-                        _Entry(e.cycles + extra, e.sp, e.acc + rows, link, e, e.deep, Peel.NO, hash((link, e.shape)))
+                        _Entry(e.cycles + extra, e.sp, e.acc + rows, link, e, e.deep, Peel.NO, hash((link, e.shape)),
+                               None, e.ahead)
                         for e in table[kids[2]]
                         if not overwrites or e.peel is not Peel.NO
                     ]
@@ -368,7 +373,10 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
                 return None
             if model.loads(operand, instr, 1, model.column_tiles(operand, body)) is None:
                 return None  # a block load needs at least two column tiles below it
-            return PStage(operand, instr, body, STAGES[op])
+            buffers, ahead = STAGES[op]
+            # the replay loads one staging ahead; the class holds this one plainly double-buffered too
+            ahead = ahead and not any(getattr(x, "ahead", False) for x in chain(body))
+            return PStage(operand, instr, body, buffers, ahead)
         store, body = fill(kids[1], Role.STORE), draw(kids[2])
         zeros = [z for z in (fill(kids[0], Role.ZERO), fill(kids[0], Role.ZERO_MAC)) if z is not None]
         if body is not None and not first_step_ok(model.g, body):

@@ -122,6 +122,24 @@ def double_buffer_rules(crosses: Callable[[Any], list] = parallel) -> list:
     ]
 
 
+def load_ahead_rules() -> list:
+    """Exo ``expand_dim`` (a buffer per trip) + ``lift_alloc``, ``fission``, ``cut_loop`` +
+    ``shift_loop``, ``cut_loop`` + ``fuse``, ``divide_loop`` + ``reorder_loops`` + ``fuse`` and
+    ``resize_dim(..., fold=True)`` (`exo_egraph.targets.gemmini.replay._load_ahead`): a
+    double-buffered staging loads the next trip of the loop around it during this trip, in
+    chunks spread over the loops below (`exo_egraph.targets.gemmini.plans.spread_loads`). Same
+    tiles, same buffers; the decoupled model prices the order: Gemmini's load station runs its
+    commands in order, and a trip's loads issued at once hold back the loads its steps wait for.
+
+    Guard: the staging is double-buffered, so the next trip's loads go to the buffer this trip
+    does not read (loads copy read-only inputs: any trip may load early). Any loop around it
+    will do, whichever later rules put there (a loop of one trip leaves empty cuts); it is never
+    one the replay peels for a first-step zero, which needs every staging above the reduction
+    loops (`first_step_ok`, checked on every extracted plan).
+    """
+    return [rewrite(G.loop(_v, _s, _e, G.stage2(_x, _o, _b))).to(G.loop(_v, _s, _e, G.stage_ahead(_x, _o, _b)))]
+
+
 def first_step_rules(selection: Selection) -> list:
     """Exo ``fuse`` (zero nest into the compute nest), ``cut_loop`` + ``unroll_loop`` (peel the
     first reduction step), ``fuse`` again and ``replace(p, <zero + first step>, matmul_i8)``: the
@@ -148,15 +166,15 @@ def gemmini_rules(g: GemmPattern, selection: Selection, accumulator: list | None
             ("reorder_loops", reorder_tile_rules()),
             ("stage_mem", stage_rules()),
             ("lift_alloc(acc)", accumulator_rules() if accumulator is None else accumulator),
-            *([("double_buffer", double_buffer_rules())] if buffers else []),
+            *([("double_buffer", double_buffer_rules()), ("load_ahead", load_ahead_rules())] if buffers else []),
         ]
     )
     return Rules(ruleset(*rules, name="gemmini"), names, facts=tuple(Parallel(v) for v in g.parallel))
 
 
 def buffer_rules(g: GemmPattern) -> Rules:
-    """The double-buffering rules alone: the second phase of the target's saturation, from the
+    """The double-buffering rules (and loading ahead) alone: the second phase of the target's saturation, from the
     first phase's fastest plans (double buffering every plan of the first would multiply its
     e-graph by four)."""
-    rules, names = named([("double_buffer", double_buffer_rules())])
+    rules, names = named([("double_buffer", double_buffer_rules()), ("load_ahead", load_ahead_rules())])
     return Rules(ruleset(*rules, name="gemmini_buffers"), names, facts=tuple(Parallel(v) for v in g.parallel))

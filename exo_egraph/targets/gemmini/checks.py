@@ -39,6 +39,7 @@ from exo_egraph.rewrites.gemmini import (
     divide_tile_rules,
     double_buffer_rules,
     first_step_rules,
+    load_ahead_rules,
     reorder_tile_rules,
     replace_rules,
     stage_rules,
@@ -54,12 +55,13 @@ from .plans import PAcc, PLoop, PMac, Plan, PStage, chain, show, to_egg
 from .replay import replay_plan
 from .target import PLAN_TRIES, GemminiProblem, GemminiTarget
 
-PLAN_RULES = ("replace", "first_step", "divide_loop", "reorder_loops", "stage_mem", "lift_alloc(acc)", "double_buffer")
+PLAN_RULES = ("replace", "first_step", "divide_loop", "reorder_loops", "stage_mem", "lift_alloc(acc)", "double_buffer",
+              "load_ahead")
 CHECKS = PLAN_RULES + ("all",)
 ROLE_FILLERS = ("replace", "first_step")  # without them no role has an instruction: no plan runs
 # rules a check needs besides its own: the zero folds into the first reduction step only where the
 # operands are staged above the reduction loops (`first_step_ok`)
-NEEDS = {"first_step": ("stage_mem",)}
+NEEDS = {"first_step": ("stage_mem",), "load_ahead": ("stage_mem", "reorder_loops", "lift_alloc(acc)", "double_buffer")}
 BUDGET = Budget(seconds=30.0)
 
 
@@ -132,6 +134,7 @@ MATMUL_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "stage_mem": {"K": LOOPED},
     "replace": {"M": LOOPED, "K": LOOPED},  # block loads need two column tiles of A and of B
     "double_buffer": {"N": LOOPED, "K": LOOPED},  # loops right around the accumulator and the stagings
+    "load_ahead": {"N": LOOPED, "M": LOOPED, "K": LOOPED},  # a parallel loop around a staging, loops below
 }
 
 
@@ -174,10 +177,13 @@ def plan_examples(for_rule: str | None = None) -> st.SearchStrategy[PlanExample]
     return st.builds(PlanExample, gemmini_kernels(for_rule), st.integers(0, 1 << 16), st.integers(0, (1 << 32) - 1))
 
 
-def rules_for(rule: str, problem: GemminiProblem, accumulator: list | None = None) -> Rules:
+UNGUARDED = {"lift_alloc(acc)": accumulator_rules}  # rule → its rules, given a guard
+
+
+def rules_for(rule: str, problem: GemminiProblem, unguarded: bool = False) -> Rules:
     """The plan rules the check of ``rule`` saturates: ``rule``, the role fillers and what it
-    `NEEDS` (every rule for ``replace`` and ``all``); ``accumulator`` stands in for
-    `accumulator_rules` (to show the checks catch a broken one)."""
+    `NEEDS` (every rule for ``replace`` and ``all``); ``unguarded``: ``rule`` (one of `UNGUARDED`)
+    without its guard (to show the checks catch a broken rule)."""
     g = problem.pattern
     groups = {
         "replace": lambda: replace_rules(problem.selection),
@@ -185,9 +191,12 @@ def rules_for(rule: str, problem: GemminiProblem, accumulator: list | None = Non
         "divide_loop": lambda: divide_tile_rules(g),
         "reorder_loops": reorder_tile_rules,
         "stage_mem": stage_rules,
-        "lift_alloc(acc)": lambda: accumulator_rules() if accumulator is None else accumulator,
+        "lift_alloc(acc)": accumulator_rules,
         "double_buffer": double_buffer_rules,
+        "load_ahead": load_ahead_rules,
     }
+    if unguarded:
+        groups[rule] = lambda: UNGUARDED[rule](lambda v: [])
     wanted = PLAN_RULES if rule in ("replace", "all") else (*ROLE_FILLERS, rule, *NEEDS.get(rule, ()))
     rules, names = named((name, groups[name]()) for name in wanted)
     return Rules(ruleset(*rules, name="gemmini"), names, facts=tuple(Parallel(v) for v in g.parallel))
@@ -205,8 +214,7 @@ class Explored:
 @lru_cache(maxsize=64)
 def _explored(rule: str, kernel: KernelSpec, broken: bool) -> Explored:
     problem = GemminiTarget().prepare(kernel.proc())
-    accumulator = accumulator_rules(lambda v: []) if broken else None
-    rules = rules_for(rule, problem, accumulator)
+    rules = rules_for(rule, problem, unguarded=broken)
     sat = saturate(to_egg(initial_plan(problem.pattern)), rules, BUDGET)
     return Explored(problem, sat, tuple(problem.model.choices()))
 
@@ -225,6 +233,8 @@ def effects(g: GemmPattern, model: GemminiCost, plan: Plan) -> set[str]:
         out.add("reorder_loops")
     if any(isinstance(x, (PStage, PAcc)) and x.buffers == 2 for x in links):
         out.add("double_buffer")
+    if any(isinstance(x, PStage) and x.ahead for x in links):
+        out.add("load_ahead")
     for i, x in enumerate(links):
         if isinstance(x, PStage) and any(isinstance(y, PLoop) for y in links[i:]):
             out.add("stage_mem")  # staged for the tiles of the loops below it
@@ -305,16 +315,16 @@ def check_plan_rule(
     seed: int = 0,
     *,
     on_example: Callable[[int], None] | None = None,
-    broken_accumulator: bool = False,
+    unguarded: bool = False,
 ) -> RuleReport:
     """Check the Gemmini plan rule ``rule`` (a name of `CHECKS`) on ``examples`` random kernels.
 
-    ``broken_accumulator``: the accumulator rule without its guard (``accumulator_rules(lambda v: [])``,
-    which may move the accumulator into a reduction loop), to show the check catches it.
+    ``unguarded``: the rule (one of `UNGUARDED`) without its guard, to show the check catches it:
+    the accumulator rule may then move the accumulator into a reduction loop.
     """
-    if rule not in CHECKS:
+    if rule not in CHECKS or (unguarded and rule not in UNGUARDED):
         raise KeyError(rule)
-    check = partial(check_example, rule, broken=broken_accumulator)
+    check = partial(check_example, rule, broken=unguarded)
     return run_examples(rule, plan_examples(rule), check, examples, seed, shrink=False, on_example=on_example)
 
 

@@ -11,6 +11,10 @@ a chain from the root to one DIM×DIM×DIM compute, where each link is
 - a staging or the accumulator with ``buffers=2`` alternates between two buffers across the
   iterations of the loop right around it (double buffering: under Gemmini's decoupled
   controllers, the next iteration's loads or zeroes need not wait for this one's reads);
+- a double-buffered staging with ``ahead`` loads the next iteration's tiles during this one,
+  spread in chunks over the loops below it (`spread_loads`): Gemmini's load station is in order
+  and holds a few commands, so a whole row of loads issued at once holds back the loads this
+  iteration's steps wait for (its accumulator's bias);
 - ``PMac(op)``: one DIM³ multiply-accumulate by ``op``.
 
 An op is a selected instruction name, or ``?role`` while no instruction has been selected.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 from egglog import Expr as EggExpr
 from egglog import StringLike, i64Like
@@ -109,6 +113,7 @@ class PStage(_Link):
     op: str
     body: "Plan"
     buffers: int = 1  # 2: alternating across the iterations of the loop right around it
+    ahead: bool = False  # (with 2 buffers) the next iteration's loads spread over this one's body
 
 
 @_link
@@ -149,13 +154,76 @@ def show(plan: Plan) -> str:
             case PLoop(var, stride, extent, _):
                 lines.append(f"{pad}for {var} by {stride} x{extent}")
                 depth += 1
-            case PStage(operand, op, _, buffers):
-                lines.append(f"{pad}stage {operand} via {op}" + (f" ({buffers} buffers)" if buffers > 1 else ""))
+            case PStage(operand, op, _, buffers, ahead):
+                lines.append(f"{pad}stage {operand} via {op}" + (f" ({buffers} buffers)" if buffers > 1 else "")
+                             + (", next loaded ahead" if ahead else ""))
             case PAcc(zero, store, _, buffers):
                 lines.append(f"{pad}accumulate: {zero} ... {store}" + (f" ({buffers} buffers)" if buffers > 1 else ""))
             case PMac(op):
                 lines.append(f"{pad}{op}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a staging loaded ahead (``PStage.ahead``) cuts the next iteration's load nest into
+    chunks: one per trip of the first ``depth`` loops below the staging (the *groups*), each
+    placed right before what the innermost group runs (its loop or multiply)."""
+
+    parts: tuple[tuple[int, ...], ...]  # per loop of the load nest, outermost first: (trips,), or (outer, inner) once split
+    order: tuple[int, ...]  # positions in `extents`, in the new nest order: the groups' loops, then the rest
+    depth: int
+
+    @property
+    def extents(self) -> tuple[int, ...]:
+        """The split nest's loops' trips, in the nest's old order."""
+        return tuple(e for part in self.parts for e in part)
+
+    def place(self, index: Sequence[int]) -> tuple[int, ...]:
+        """A load's position in the new nest order (a tuple, its first ``depth`` entries the
+        group it belongs to), from its ``index`` in the old nest."""
+        flat = []
+        for part, i in zip(self.parts, index):
+            flat += [i] if len(part) == 1 else [i // part[1], i % part[1]]
+        return tuple(flat[j] for j in self.order)
+
+
+def spread_over(links: Sequence["Plan"], staging: int, parallel: Sequence[str], first_step: bool) -> list[int]:
+    """The loops (link indices) a staging loaded ahead may spread its loads over: those below it
+    that stay one loop in the replayed code, so up to the first parallel loop below the
+    accumulator (the replay fissions it into zero, compute and store nests) or, when the
+    accumulator's zero is its first step, the first reduction loop (the replay peels its first trip)."""
+    acc = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
+    out = []
+    for j in range(staging + 1, len(links)):
+        x = links[j]
+        if not isinstance(x, PLoop):
+            continue
+        if (x.var in parallel and j > acc) or (x.var not in parallel and first_step):
+            break
+        out.append(j)
+    return out
+
+
+def spread_loads(nest: Sequence[int], groups: Sequence[int]) -> Spread:
+    """Match the loops below a staging (``groups``: their trips, outermost first) with loops of
+    its load nest (``nest``), as many as match in order: a nest loop of the same trips, else the
+    first nest loop whose trips the group's divide (split, the group taking its outer part)."""
+    parts = [(e,) for e in nest]
+    matched: list[tuple[int, int]] = []  # (nest loop, part of it) per group
+    for trips in groups:
+        free = [(i, j) for i, part in enumerate(parts) for j in range(len(part)) if (i, j) not in matched]
+        match = next(((i, j) for i, j in free if parts[i][j] == trips), None)
+        if match is None:
+            whole = next((i for i, j in free if len(parts[i]) == 1 and parts[i][0] % trips == 0), None)
+            if whole is None:
+                break
+            parts[whole] = (trips, parts[whole][0] // trips)
+            match = (whole, 0)
+        matched.append(match)
+    flat = {(i, j): n for n, (i, j) in enumerate((i, j) for i, part in enumerate(parts) for j in range(len(part)))}
+    rest = [n for key, n in flat.items() if key not in matched]
+    return Spread(tuple(parts), tuple(flat[m] for m in matched) + tuple(rest), len(matched))
 
 
 # ----------------------------------------------------------------------------- egglog sorts
@@ -179,6 +247,8 @@ class G(EggExpr):
     @classmethod
     def stage2(cls, operand: StringLike, op: Op, body: G) -> G: ...  # double-buffered
     @classmethod
+    def stage_ahead(cls, operand: StringLike, op: Op, body: G) -> G: ...  # double-buffered, loaded ahead
+    @classmethod
     def acc(cls, zero: Op, store: Op, body: G) -> G: ...
     @classmethod
     def acc2(cls, zero: Op, store: Op, body: G) -> G: ...
@@ -194,8 +264,8 @@ def to_egg(plan: Plan) -> G:
     match plan:
         case PLoop(var, stride, extent, body):
             return G.loop(var, stride, extent, to_egg(body))
-        case PStage(operand, op, body, buffers):
-            make = G.stage2 if buffers == 2 else G.stage
+        case PStage(operand, op, body, buffers, ahead):
+            make = G.stage_ahead if ahead else G.stage2 if buffers == 2 else G.stage
             return make(str(operand), to_egg_op(op, Role.load(operand)), to_egg(body))
         case PAcc(zero, store, body, buffers):
             make = G.acc2 if buffers == 2 else G.acc
@@ -214,6 +284,7 @@ DECODERS: dict[str, Callable[..., object]] = {
     "G.loop": PLoop,
     "G.stage": PStage,
     "G.stage2": lambda operand, op, body: PStage(operand, op, body, 2),
+    "G.stage_ahead": lambda operand, op, body: PStage(operand, op, body, 2, True),
     "G.acc": PAcc,
     "G.acc2": lambda zero, store, body: PAcc(zero, store, body, 2),
     "G.mac": PMac,

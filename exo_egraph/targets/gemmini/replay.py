@@ -15,13 +15,16 @@ Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.
    with the loop), ``lift_alloc``, ``reorder_stmts`` (the load first), ``fission``, and
    ``remove_loop`` (when it does not change: the reuse);
 8. ``replace`` of the store nest;
-9. double buffers: ``expand_dim`` by 2 indexed by the parity of the loop right around the buffer,
-   ``lift_alloc`` out of it; ``simplify``.
+9. a staging loaded ahead (`_load_ahead`): its next trip's loads moved into this trip's loops;
+10. double buffers: ``expand_dim`` by 2 indexed by the parity of the loop right around the buffer,
+   ``lift_alloc`` out of it; the staging loaded ahead folded onto two buffers; ``simplify``.
 
 Exo re-checks every step; a rejected step is a `ReplayError`.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from exo import Procedure
 
@@ -43,7 +46,7 @@ from exo_egraph.script import (
 
 from .config import DIM, block_factor, instr_module
 from .pattern import GemmPattern
-from .plans import OPERANDS, Operand, PAcc, Plan, PLoop, PStage, Role, chain
+from .plans import OPERANDS, Operand, PAcc, Plan, PLoop, PStage, Role, Spread, chain, spread_loads, spread_over
 from .selection import Selection
 
 GEMM_SCRATCH = Ref("exo.libs.memories", "GEMM_SCRATCH")
@@ -106,19 +109,107 @@ def replay_plan(
     while _has_compute(s, g, n1):  # every (other) step accumulates
         s.do("replace", _compute_n1(s, g, n1), instr(links[-1].op))
     s.do("replace", find_loop(n1), instr(links[acc_at].store))
-    _double_buffer(s, g, links)
+    _double_buffer(s, g, links, first_step)
     s.do("simplify")
     return Replayed(s.proc, tuple(s.steps), script_text(original.name(), s.steps, "Gemmini schedule"))
 
 
-def _double_buffer(s: Session, g: GemmPattern, links: list[Plan]) -> None:
-    """Each double-buffered staging or accumulator alternates across the loop right around it."""
+def _double_buffer(s: Session, g: GemmPattern, links: list[Plan], first_step: bool) -> None:
+    """A staging loaded ahead first (`_load_ahead`: its cuts copy the loop's body, and Exo's
+    ``%`` indexes do not lower to terms); then each other double-buffered staging or
+    accumulator alternates across the loop right around it, in every copy of its alloc; last,
+    the staging loaded ahead folds onto two buffers."""
+    ahead = [i for i, x in enumerate(links) if isinstance(x, PStage) and x.ahead]
+    if len(ahead) > 1:
+        raise ReplayError("(load ahead)", "more than one staging loaded ahead")
+    for i in ahead:
+        _load_ahead(s, g, links, i, first_step)
+    copies = Counter(x.name for x in _allocs(s.term))
     for i, x in enumerate(links):
-        if isinstance(x, (PStage, PAcc)) and x.buffers == 2:
+        if isinstance(x, (PStage, PAcc)) and x.buffers == 2 and i not in ahead:
             loop = next(y for y in reversed(links[:i]) if isinstance(y, PLoop))
             buf = g.staged_name(x.operand) if isinstance(x, PStage) else g.acc
-            s.do("expand_dim", buf, 2, f"{loop_name(g, loop.var, loop.stride)} % 2")
-            s.do("lift_alloc", buf)
+            for k in range(copies[buf]):
+                s.do("expand_dim", find(f"{buf} : _ #{k}"), 2, f"{loop_name(g, loop.var, loop.stride)} % 2")
+                s.do("lift_alloc", find(f"{buf} : _ #{k}"))
+    for i in ahead:
+        s.do("resize_dim", g.staged_name(links[i].operand), 0, links[i].buffers, 0, fold=True)
+
+
+def _load_ahead(s: Session, g: GemmPattern, links: list[Plan], at: int, first_step: bool) -> None:
+    """The staging at link ``at`` loads the next trip of the loop around it during this one, in
+    chunks spread over the loops below it (`spread_loads`): ``expand_dim`` by the loop's trips
+    and ``lift_alloc`` (a buffer per trip, so Exo sees the trips' loads apart), ``fission`` of
+    the load nest, ``cut_loop`` + ``shift_loop`` (trip r loads r + 1), ``cut_loop`` + ``fuse``
+    with the trips' steps; then ``divide_loop`` + ``reorder_loops`` of the load nest to the
+    spread's order, and per loop spread over, ``reorder_stmts`` (down to that loop) + ``fuse``
+    (the nest's loop first renamed after it: ``divide_loop`` by its trips, ``unroll_loop`` of the
+    one-trip loop). `_double_buffer` folds it back onto two buffers."""
+    stage = links[at]
+    around = next(y for y in reversed(links[:at]) if isinstance(y, PLoop))
+    name, trips, buf = loop_name(g, around.var, around.stride), around.extent, g.staged_name(stage.operand)
+    s.do("expand_dim", buf, trips, name)
+    s.do("lift_alloc", buf)
+    path, idx = _loop_of_load(s.term, buf, name)
+    nest = next(i for i, x in enumerate(block_at(s.term, path)[idx].body) if _only_loads(x, stage.op, buf))
+    for i in range(nest, 0, -1):
+        s.do("reorder_stmts", loop_cursor(s.term, path, idx).body(i - 1).then("expand", 0, 1))
+    s.do("fission", loop_cursor(s.term, path, idx).body(0).then("after"))
+    s.do("cut_loop", loop_cursor(s.term, path, idx), 1)
+    s.do("shift_loop", loop_cursor(s.term, path, idx + 1), 0)
+    s.do("cut_loop", loop_cursor(s.term, path, idx + 2), trips - 1)
+    s.do("fuse", loop_cursor(s.term, path, idx + 1), loop_cursor(s.term, path, idx + 2))
+    block = path + ((idx + 1, 0),)  # the fused trips' body: the next trip's load nest first
+    groups = spread_over(links, at, g.parallel, first_step)
+    spread = _spread_nest(s, block, [links[j].extent for j in groups])
+    acc = next(x for x in links if isinstance(x, PAcc))
+    computes = {links[-1].op} | ({acc.zero} if first_step else set())
+    for level in range(spread.depth + 1):
+        target = next(i for i, x in enumerate(block_at(s.term, block)) if i > 0 and _calls_any(x, computes))
+        for i in range(target - 1):  # the nest, down to just before what runs the steps
+            s.do("reorder_stmts", stmt_cursor(s.term, block, i).then("expand", 0, 1))
+        if level == spread.depth:
+            break
+        want = block_at(s.term, block)[target].var
+        mine = block_at(s.term, block)[target - 1]
+        if mine.var != want:
+            s.do("divide_loop", loop_cursor(s.term, block, target - 1), mine.hi.const - mine.lo.const,
+                 [f"{want}_once", want], perfect=True)
+            s.do("unroll_loop", loop_cursor(s.term, block, target - 1))
+        s.do("fuse", loop_cursor(s.term, block, target - 1), loop_cursor(s.term, block, target))
+        block = block + ((target - 1, 0),)
+
+
+def _spread_nest(s: Session, block: tuple, groups: list[int]) -> Spread:
+    """Split and reorder the load nest first in ``block`` into `spread_loads`' order."""
+    loops, x = [], block_at(s.term, block)[0]
+    while isinstance(x, t.Loop):
+        loops.append(x)
+        x = x.body[0]
+    spread = spread_loads([y.hi.const - y.lo.const for y in loops], groups)
+    names, depth = [], 0  # ``depth``: the loop's place in the nest as split so far
+    for loop, part in zip(loops, spread.parts):
+        if len(part) == 2:
+            s.do("divide_loop", loop_cursor(s.term, block + ((0, 0),) * depth, 0), part[1],
+                 [f"{loop.var}_o", f"{loop.var}_i"], perfect=True)
+            names += [f"{loop.var}_o", f"{loop.var}_i"]
+        else:
+            names.append(loop.var)
+        depth += len(part)
+    if names:
+        _order(s, block, [names[j] for j in spread.order], start=0)
+    return spread
+
+
+def _only_loads(x: t.Stmt, instr: str, buf: str) -> bool:
+    """Is ``x`` a nest of calls of ``instr`` that fill ``buf`` alone (a staging's load nest)?"""
+    leaves = list(t.leaves((x,)))
+    return bool(leaves) and all(isinstance(y, t.Call) and y.proc == instr
+                                and any(isinstance(a, t.WindowExpr) and a.buf == buf for a in y.args) for y in leaves)
+
+
+def _calls_any(x: t.Stmt, instrs: set[str]) -> bool:
+    return any(isinstance(y, t.Call) and y.proc in instrs for y in t.leaves((x,)))
 
 
 def _hoist_configs(s: Session, hoisted, selection: Selection, reads: set[tuple[str, str]]) -> None:

@@ -29,7 +29,7 @@ def test_each_plan_rule_check_passes_and_exercises_its_rule(rule):
 
 def test_the_accumulator_rule_without_its_guard_is_caught():
     """``accumulator_rules(lambda v: [])`` may move the accumulator into a reduction loop."""
-    report = check_plan_rule("lift_alloc(acc)", 8, seed=1, broken_accumulator=True)
+    report = check_plan_rule("lift_alloc(acc)", 8, seed=1, unguarded=True)
     assert not report.ok and report.failure is not None
     assert report.examples < 8  # caught within the budget
     assert "plan:" in report.failure and report.kernel is not None  # the plan and kernel to read

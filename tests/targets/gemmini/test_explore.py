@@ -80,6 +80,7 @@ def features(name: str, plan) -> set[str]:
     if any(x.stride > 16 for x in loops):
         out.add("divide_loop")
     out |= {f"double_buffer:{type(x).__name__}" for x in links if isinstance(x, (PStage, PAcc)) and x.buffers == 2}
+    out |= {"load_ahead" for x in links if isinstance(x, PStage) and x.ahead}
     if [x.var for x in loops if x.stride <= 16] != first:
         out.add("reorder_loops")
     for i, x in enumerate(links):
@@ -438,7 +439,7 @@ def test_exos_own_form_with_i8_temporaries_explores_and_runs_bit_exact():
 
 
 EVERY_RULE = {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "first_step", "double_buffer:PStage",
-              "double_buffer:PAcc"}  # fmt: skip
+              "double_buffer:PAcc", "load_ahead"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name, rules", [
