@@ -168,7 +168,8 @@ def show(plan: Plan) -> str:
 class Spread:
     """How a staging loaded ahead (``PStage.ahead``) cuts the next iteration's load nest into
     chunks: one per trip of the first ``depth`` loops below the staging (the *groups*), each
-    placed right before what the innermost group runs (its loop or multiply)."""
+    placed right before what the innermost group runs (its loop or multiply). A group matched
+    with a nest loop of fewer trips carries chunks on its first trips only (the replay cuts it)."""
 
     parts: tuple[tuple[int, ...], ...]  # per loop of the load nest, outermost first: (trips,), or (outer, inner) once split
     order: tuple[int, ...]  # positions in `extents`, in the new nest order: the groups' loops, then the rest
@@ -208,7 +209,8 @@ def spread_over(links: Sequence["Plan"], staging: int, parallel: Sequence[str], 
 def spread_loads(nest: Sequence[int], groups: Sequence[int]) -> Spread:
     """Match the loops below a staging (``groups``: their trips, outermost first) with loops of
     its load nest (``nest``), as many as match in order: a nest loop of the same trips, else the
-    first nest loop whose trips the group's divide (split, the group taking its outer part)."""
+    first nest loop whose trips the group's divide (split, the group taking its outer part),
+    else the nest loop of the most trips below the group's (the group's first trips take it)."""
     parts = [(e,) for e in nest]
     matched: list[tuple[int, int]] = []  # (nest loop, part of it) per group
     for trips in groups:
@@ -216,10 +218,14 @@ def spread_loads(nest: Sequence[int], groups: Sequence[int]) -> Spread:
         match = next(((i, j) for i, j in free if parts[i][j] == trips), None)
         if match is None:
             whole = next((i for i, j in free if len(parts[i]) == 1 and parts[i][0] % trips == 0), None)
-            if whole is None:
+            if whole is not None:
+                parts[whole] = (trips, parts[whole][0] // trips)
+                match = (whole, 0)
+        if match is None:
+            fewer = [(parts[i][j], -n, (i, j)) for n, (i, j) in enumerate(free) if 1 < parts[i][j] < trips]
+            if not fewer:
                 break
-            parts[whole] = (trips, parts[whole][0] // trips)
-            match = (whole, 0)
+            match = max(fewer)[2]
         matched.append(match)
     flat = {(i, j): n for n, (i, j) in enumerate((i, j) for i, part in enumerate(parts) for j in range(len(part)))}
     rest = [n for key, n in flat.items() if key not in matched]

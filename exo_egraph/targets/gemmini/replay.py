@@ -144,7 +144,7 @@ def _load_ahead(s: Session, g: GemmPattern, links: list[Plan], at: int, first_st
     with the trips' steps; then ``divide_loop`` + ``reorder_loops`` of the load nest to the
     spread's order, and per loop spread over, ``reorder_stmts`` (down to that loop) + ``fuse``
     (the nest's loop first renamed after it: ``divide_loop`` by its trips, ``unroll_loop`` of the
-    one-trip loop). `_double_buffer` folds it back onto two buffers."""
+    one-trip loop; a loop of more trips than the nest's is first ``cut_loop`` at them). `_double_buffer` folds it back onto two buffers."""
     stage = links[at]
     around = next(y for y in reversed(links[:at]) if isinstance(y, PLoop))
     name, trips, buf = loop_name(g, around.var, around.stride), around.extent, g.staged_name(stage.operand)
@@ -170,11 +170,12 @@ def _load_ahead(s: Session, g: GemmPattern, links: list[Plan], at: int, first_st
             s.do("reorder_stmts", stmt_cursor(s.term, block, i).then("expand", 0, 1))
         if level == spread.depth:
             break
-        want = block_at(s.term, block)[target].var
-        mine = block_at(s.term, block)[target - 1]
+        group, mine = block_at(s.term, block)[target], block_at(s.term, block)[target - 1]
+        want, trips = group.var, mine.hi.const - mine.lo.const
+        if trips < group.hi.const - group.lo.const:  # the group's first trips take the chunks
+            s.do("cut_loop", loop_cursor(s.term, block, target), group.lo.const + trips)
         if mine.var != want:
-            s.do("divide_loop", loop_cursor(s.term, block, target - 1), mine.hi.const - mine.lo.const,
-                 [f"{want}_once", want], perfect=True)
+            s.do("divide_loop", loop_cursor(s.term, block, target - 1), trips, [f"{want}_once", want], perfect=True)
             s.do("unroll_loop", loop_cursor(s.term, block, target - 1))
         s.do("fuse", loop_cursor(s.term, block, target - 1), loop_cursor(s.term, block, target))
         block = block + ((target - 1, 0),)
