@@ -10,7 +10,9 @@ bit-exact on the Gemmini model; the table gives its cycles and the model's count
 execute controller's idle cycles go (``idle_ex_issue``: its next command not issued yet;
 ``idle_ex_hazard``: waiting on rows another controller still writes or reads) and how long the
 host waited for a free load-station entry (``host_wait_ld``). The load station is in order and
-holds 8 commands; the host issues in order. A prototype for a plan rule that is not built yet.
+holds 8 commands; the host issues in order. These variants were the prototype of the plan rule
+``load_ahead`` (`exo_egraph.rewrites.gemmini.load_ahead_rules`), whose replay of the same plan is
+the last row.
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ HOISTED = (
 )  # fmt: skip
 
 
-def explored_plan(input_buffers: int) -> PLoop:
-    """The plan the explorer returned for the kernel (one run; `gemmini_conv.md`), with the input
-    row staged in ``input_buffers`` buffers."""
+def explored_plan(input_buffers: int, ahead: bool = False) -> PLoop:
+    """The plan the explorer returned for the kernel before ``load_ahead`` (one run;
+    `gemmini_conv.md`), with the input row staged in ``input_buffers`` buffers (``ahead``: the
+    next row's loads spread over this row's steps by the rule)."""
     steps = PLoop("krow", 1, 3, PLoop("kch", 16, 16, PLoop("kcol", 1, 3, PMac("do_matmul_acc_i8"))))
     tiles = PLoop("och", 16, 4, PAcc("do_ld_acc_i32_vector", "do_st_acc_i8", steps, 2))
-    rows = PLoop("orow", 1, ROWS, PStage("A", "do_ld_i8_block_id1", tiles, input_buffers))
+    rows = PLoop("orow", 1, ROWS, PStage("A", "do_ld_i8_block_id1", tiles, input_buffers, ahead))
     return PLoop("och", 64, 4, PStage("B", "do_ld_i8_id2", PLoop("b", 1, 4, rows)))
 
 
@@ -127,8 +130,8 @@ def main() -> None:
     target = GemminiTarget()
     problem = target.prepare(proc)
 
-    def replayed(buffers: int) -> Procedure:
-        plan = explored_plan(buffers)
+    def replayed(buffers: int, ahead: bool = False) -> Procedure:
+        plan = explored_plan(buffers, ahead)
         return target.replay(problem, Pick(problem.model.cycles(plan, HOISTED), plan, {"hoisted": HOISTED})).proc
 
     single = replayed(1)
@@ -138,6 +141,7 @@ def main() -> None:
         "... in 3 chunks, each after an output tile": row_ahead(single, lambda p, r: three_chunks(p, r, False)),
         "... in 3 chunks, each after the next tile's bias load": row_ahead(single, lambda p, r: three_chunks(p, r, True)),
         "... in 9 chunks of 4, behind the next tiles' bias loads": row_ahead(single, nine_chunks),
+        "the load_ahead rule's replay (a load behind each tile's first channel steps)": replayed(2, True),
     }  # fmt: skip
     lines = [
         f"`{NAME}` on the Gemmini model (decoupled timing), one run; every row bit-exact.",

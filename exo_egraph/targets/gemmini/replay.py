@@ -137,14 +137,11 @@ def _double_buffer(s: Session, g: GemmPattern, links: list[Plan], first_step: bo
 
 
 def _load_ahead(s: Session, g: GemmPattern, links: list[Plan], at: int, first_step: bool) -> None:
-    """The staging at link ``at`` loads the next trip of the loop around it during this one, in
-    chunks spread over the loops below it (`spread_loads`): ``expand_dim`` by the loop's trips
-    and ``lift_alloc`` (a buffer per trip, so Exo sees the trips' loads apart), ``fission`` of
-    the load nest, ``cut_loop`` + ``shift_loop`` (trip r loads r + 1), ``cut_loop`` + ``fuse``
-    with the trips' steps; then ``divide_loop`` + ``reorder_loops`` of the load nest to the
-    spread's order, and per loop spread over, ``reorder_stmts`` (down to that loop) + ``fuse``
-    (the nest's loop first renamed after it: ``divide_loop`` by its trips, ``unroll_loop`` of the
-    one-trip loop; a loop of more trips than the nest's is first ``cut_loop`` at them). `_double_buffer` folds it back onto two buffers."""
+    """The staging at link ``at`` loads the next trip of the loop around it during this one:
+    ``expand_dim`` by the loop's trips and ``lift_alloc`` (a buffer per trip, so Exo sees the
+    trips' loads apart), ``fission`` of the load nest, ``cut_loop`` + ``shift_loop`` (trip r
+    loads r + 1), ``cut_loop`` + ``fuse`` with the trips' steps; then the nest is spread over the
+    loops below (`_spread_nest`, `_fuse_down`). `_double_buffer` folds it back onto two buffers."""
     stage = links[at]
     around = next(y for y in reversed(links[:at]) if isinstance(y, PLoop))
     name, trips, buf = loop_name(g, around.var, around.stride), around.extent, g.staged_name(stage.operand)
@@ -160,22 +157,30 @@ def _load_ahead(s: Session, g: GemmPattern, links: list[Plan], at: int, first_st
     s.do("cut_loop", loop_cursor(s.term, path, idx + 2), trips - 1)
     s.do("fuse", loop_cursor(s.term, path, idx + 1), loop_cursor(s.term, path, idx + 2))
     block = path + ((idx + 1, 0),)  # the fused trips' body: the next trip's load nest first
-    groups = spread_over(links, at, g.parallel, first_step)
-    spread = _spread_nest(s, block, [links[j].extent for j in groups])
+    spread = _spread_nest(s, block, [links[j].extent for j in spread_over(links, at, g.parallel, first_step)])
     acc = next(x for x in links if isinstance(x, PAcc))
-    computes = {links[-1].op} | ({acc.zero} if first_step else set())
-    for level in range(spread.depth + 1):
+    _fuse_down(s, block, spread.depth, {links[-1].op} | ({acc.zero} if first_step else set()))
+
+
+def _fuse_down(s: Session, block: tuple, depth: int, computes: set[str]) -> None:
+    """Move the load nest first in ``block`` down to just before the statement that runs the
+    steps (calls ``computes``), and ``depth`` times ``fuse`` its outer loop with that loop and go
+    on inside: the nest's loop is first renamed after it (``divide_loop`` by its trips,
+    ``unroll_loop`` of the one-trip loop), and a loop of more trips than the nest's is first
+    ``cut_loop`` at them (its first trips take the chunks)."""
+    for level in range(depth + 1):
         target = next(i for i, x in enumerate(block_at(s.term, block)) if i > 0 and _calls_any(x, computes))
-        for i in range(target - 1):  # the nest, down to just before what runs the steps
+        for i in range(target - 1):
             s.do("reorder_stmts", stmt_cursor(s.term, block, i).then("expand", 0, 1))
-        if level == spread.depth:
-            break
+        if level == depth:
+            return
         group, mine = block_at(s.term, block)[target], block_at(s.term, block)[target - 1]
-        want, trips = group.var, mine.hi.const - mine.lo.const
-        if trips < group.hi.const - group.lo.const:  # the group's first trips take the chunks
+        trips = mine.hi.const - mine.lo.const
+        if trips < group.hi.const - group.lo.const:
             s.do("cut_loop", loop_cursor(s.term, block, target), group.lo.const + trips)
-        if mine.var != want:
-            s.do("divide_loop", loop_cursor(s.term, block, target - 1), trips, [f"{want}_once", want], perfect=True)
+        if mine.var != group.var:
+            s.do("divide_loop", loop_cursor(s.term, block, target - 1), trips, [f"{group.var}_once", group.var],
+                 perfect=True)  # fmt: skip
             s.do("unroll_loop", loop_cursor(s.term, block, target - 1))
         s.do("fuse", loop_cursor(s.term, block, target - 1), loop_cursor(s.term, block, target))
         block = block + ((target - 1, 0),)
