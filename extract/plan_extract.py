@@ -108,8 +108,9 @@ def extract_plans(
             cycles = e.cycles + hoist
             if e.shape not in found or found[e.shape].cycles > cycles:
                 found[e.shape] = Extracted(cycles, e.plan, choice, Footprint(e.sp, e.acc))
-    # the programme's order (`_cheapest_first`), then a stable one
-    ranked = sorted(found.values(), key=lambda x: (x.cycles, x.footprint.acc_rows, x.footprint.sp_rows, repr(x.plan)))
+    # the programme's order (`_cheapest_first`); among equals the most overlapped (`_doubles`), then a stable one
+    ranked = sorted(found.values(), key=lambda x: (x.cycles, x.footprint.acc_rows, x.footprint.sp_rows,
+                                                   -_doubles(x.plan), repr(x.plan)))  # fmt: skip
     if distinct_cycles:
         ranked = list({x.cycles: x for x in reversed(ranked)}.values())[::-1]
     return ranked[:k]
@@ -154,6 +155,7 @@ def extract_timed(
         pool.setdefault((plan, choice), Extracted(model.serial_cycles(plan, choice.hoisted), plan, choice, fp))
     timed, timing = [], Pace(deadline)
     # the serially cheapest first; among equals, the most double-buffered (doubling only removes waits)
+    # and loaded ahead
     for x in sorted(pool.values(), key=lambda x: (x.cycles, -_doubles(x.plan))):
         if timed and not timing.room():
             break  # anytime: the plans timed so far
@@ -163,8 +165,9 @@ def extract_timed(
 
 
 def _doubles(plan: Plan) -> int:
-    """How many of ``plan``'s stagings and accumulators are double-buffered."""
-    return sum(getattr(link, "buffers", 1) == 2 for link in chain(plan))
+    """How many of ``plan``'s stagings and accumulators are double-buffered, a staging loaded
+    ahead counting twice (the serial cost, blind to overlap, ties them with their plain forms)."""
+    return sum((getattr(link, "buffers", 1) == 2) + getattr(link, "ahead", False) for link in chain(plan))
 
 
 def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:
