@@ -377,7 +377,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
             if model.loads(operand, instr, 1, model.column_tiles(operand, body)) is None:
                 return None  # a block load needs at least two column tiles below it
             buffers, ahead = STAGES[op]
-            # the replay loads one staging ahead; the class holds this one plainly double-buffered too
+            # the replay loads one staging ahead; the rule leaves each loaded ahead beside its plain double buffer
             ahead = ahead and not any(getattr(x, "ahead", False) for x in chain(body))
             return PStage(operand, instr, body, buffers, ahead)
         store, body = fill(kids[1], Role.STORE), draw(kids[2])
