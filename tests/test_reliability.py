@@ -239,9 +239,10 @@ def _run_cli(*argv: str, cwd: Path = ROOT, interrupt_after: float | None = None,
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_writes_the_best_so_far_and_exits_130(tmp_path, sig):
-    # a budget long enough that the run is still going when the signal comes (pricing 512³'s sketch alone takes ~10 s)
+    # a budget and a kernel that keep the run going when the signal comes: 1024³ takes over a minute
+    # (512³ did too once, then ended in 4 s on a faster day, before the signal)
     code, _, err = _run_cli(
-        "explore", f"{LARGE}::matmul_f32_512", "--out", str(tmp_path), "--budget-s", "300", interrupt_after=6, sig=sig
+        "explore", f"{LARGE}::matmul_f32_1024", "--out", str(tmp_path), "--budget-s", "300", interrupt_after=6, sig=sig
     )
     assert code == 130, err
     assert "Traceback" not in err
