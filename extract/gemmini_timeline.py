@@ -35,6 +35,7 @@ from exo_egraph.targets.gemmini.plans import (
     PStage,
     Role,
     chain,
+    loads_ahead,
     spread_loads,
     spread_over,
 )
@@ -349,20 +350,20 @@ def plan_calls(
 
     # a staging loaded ahead (at most one a plan): its loads for the next trip of the loop around
     # it, in chunks, one per trip of the loops it is spread over (`spread_loads`)
-    ahead = next((o for o in OPERANDS if o in at and links[at[o]].ahead), None)
-    if ahead is not None:
-        stage, below = links[at[ahead]], spread_over(links, at[ahead], g.parallel, first_step)
+    ahead_operand = next((o for o in OPERANDS if o in at and loads_ahead(links[at[o]])), None)
+    if ahead_operand is not None:
+        stage, below = links[at[ahead_operand]], spread_over(links, at[ahead_operand], g.parallel, first_step)
         spread = spread_loads(nest_trips(stage), [links[j].extent for j in below])
         groups = below[: spread.depth]
-        chunk_at = next(j for j in range(groups[-1] + 1 if groups else at[ahead], len(links))
+        chunk_at = next(j for j in range(groups[-1] + 1 if groups else at[ahead_operand], len(links))
                         if isinstance(links[j], (PLoop, PMac)))  # fmt: skip
     pending: dict[tuple[int, ...], list] = {}  # group → the next trip's loads in it
 
     def trip_loads(trip: int) -> list[tuple[tuple[int, ...], tuple]]:
         """(index in the load nest, call) of the ahead staging's loads for ``trip`` of the loop around it."""
-        loop, saved = around[ahead], pos[around[ahead]]
+        loop, saved = around[ahead_operand], pos[around[ahead_operand]]
         pos[loop] = trip
-        out = list(loads(links[at[ahead]]))
+        out = list(loads(links[at[ahead_operand]]))
         pos[loop] = saved
         return out
 
@@ -389,13 +390,13 @@ def plan_calls(
                 yield acc.zero, None, {"dest": c}, None
         for operand in OPERANDS:
             for j in range(i, end):
-                if isinstance(links[j], PStage) and links[j].operand == operand and operand != ahead:
+                if isinstance(links[j], PStage) and links[j].operand == operand and operand != ahead_operand:
                     yield from (call for _, call in loads(links[j]))
-        if ahead is not None and end == chunk_at:
+        if ahead_operand is not None and end == chunk_at:
             yield from pending.get(tuple(pos[j] for j in groups), ())
         x = links[end]
         if isinstance(x, PLoop):
-            loaded_ahead = ahead is not None and end == around[ahead]
+            loaded_ahead = ahead_operand is not None and end == around[ahead_operand]
             if loaded_ahead:  # the first trip's loads, before the loop, as the nest was
                 yield from (call for _, call in trip_loads(0))
             if end == trips_of:
@@ -433,7 +434,7 @@ def _first_tiles(links: list[Plan], at: dict[str, int], around: dict[str, int], 
     def placed(operand: str) -> tuple[int, int, int]:
         s = at[operand]
         if operand in around:  # (a staging loaded ahead is lifted before the other double buffers)
-            return (around[operand], 1, -1 if links[s].ahead else s)
+            return (around[operand], 1, -1 if loads_ahead(links[s]) else s)
         after = next((j for j in range(s, len(links)) if isinstance(links[j], PLoop)), len(links))
         return (after, 0, OPERANDS.index(operand))
 

@@ -26,7 +26,19 @@ import networkx as nx
 from exo_egraph.saturate import Deadline, EGraphView, Pace
 from exo_egraph.targets.gemmini.config import DIM
 from exo_egraph.targets.gemmini.pattern import Peel, first_step_ok, peel_above
-from exo_egraph.targets.gemmini.plans import OPERANDS, Operand, PAcc, Plan, PLoop, PMac, PStage, Role, chain, decode
+from exo_egraph.targets.gemmini.plans import (
+    OPERANDS,
+    Operand,
+    PAcc,
+    Plan,
+    PLoop,
+    PMac,
+    PStage,
+    Role,
+    chain,
+    decode,
+    loads_ahead,
+)
 
 from .gemmini_cost import Footprint, GemminiCost, OpChoice
 
@@ -167,7 +179,7 @@ def extract_timed(
 def _doubles(plan: Plan) -> int:
     """How many of ``plan``'s stagings and accumulators are double-buffered, a staging loaded
     ahead counting twice (the serial cost, blind to overlap, ties them with their plain forms)."""
-    return sum((getattr(link, "buffers", 1) == 2) + getattr(link, "ahead", False) for link in chain(plan))
+    return sum((getattr(link, "buffers", 1) == 2) + loads_ahead(link) for link in chain(plan))
 
 
 def held_choices(view: EGraphView, model: GemminiCost) -> list[OpChoice]:
@@ -378,7 +390,7 @@ def random_plan(view: EGraphView, model: GemminiCost, choice: OpChoice, pick) ->
                 return None  # a block load needs at least two column tiles below it
             buffers, ahead = STAGES[op]
             # the replay loads one staging ahead; the rule leaves each loaded ahead beside its plain double buffer
-            ahead = ahead and not any(getattr(x, "ahead", False) for x in chain(body))
+            ahead = ahead and not any(loads_ahead(x) for x in chain(body))
             return PStage(operand, instr, body, buffers, ahead)
         store, body = fill(kids[1], Role.STORE), draw(kids[2])
         zeros = [z for z in (fill(kids[0], Role.ZERO), fill(kids[0], Role.ZERO_MAC)) if z is not None]

@@ -132,6 +132,11 @@ class PMac(_Link):
 Plan = Union[PLoop, PStage, PAcc, PMac]
 
 
+def loads_ahead(link: Plan) -> bool:
+    """Is ``link`` a staging loaded ahead (``PStage.ahead``)?"""
+    return isinstance(link, PStage) and link.ahead
+
+
 def role(name: Role) -> str:
     """The op of a role no instruction has been selected for."""
     return f"?{name}"

@@ -46,7 +46,20 @@ from exo_egraph.script import (
 
 from .config import DIM, block_factor, instr_module
 from .pattern import GemmPattern
-from .plans import OPERANDS, Operand, PAcc, Plan, PLoop, PStage, Role, Spread, chain, spread_loads, spread_over
+from .plans import (
+    OPERANDS,
+    Operand,
+    PAcc,
+    Plan,
+    PLoop,
+    PStage,
+    Role,
+    Spread,
+    chain,
+    loads_ahead,
+    spread_loads,
+    spread_over,
+)
 from .selection import Selection
 
 GEMM_SCRATCH = Ref("exo.libs.memories", "GEMM_SCRATCH")
@@ -119,7 +132,7 @@ def _double_buffer(s: Session, g: GemmPattern, links: list[Plan], first_step: bo
     ``%`` indexes do not lower to terms); then each other double-buffered staging or
     accumulator alternates across the loop right around it, in every copy of its alloc; last,
     the staging loaded ahead folds onto two buffers."""
-    ahead = [i for i, x in enumerate(links) if isinstance(x, PStage) and x.ahead]
+    ahead = [i for i, x in enumerate(links) if loads_ahead(x)]
     if len(ahead) > 1:
         raise ReplayError("(load ahead)", "more than one staging loaded ahead")
     for i in ahead:
