@@ -164,7 +164,8 @@ def large(budget_s: float, out: Path) -> None:
 def convolutions(budget_s: float, out: Path) -> None:
     """The 3x3 convolutions of ResNet-50 that Exo's apps/gemmini schedules, written as Exo writes
     them (batch 4, bias row, i8 temporaries; output 56 and 28 wide are cut into whole tiles and a
-    partial one, 14 is one partial tile). No hand schedule here: explored against the naive proc."""
+    partial one, 14 and 7 are one partial tile), stride 1 and stride 2 (``_s2_``: input rows and
+    columns two apart). No hand schedule here: explored against the naive proc."""
     head = ("| kernel | explore s | nests | explored: decoupled (util) / serial | model / simulated "
             "| naive host cycles | bit-exact |")  # fmt: skip
     lines, rows = [head, "|---|---:|---:|---:|---:|---:|---|"], []

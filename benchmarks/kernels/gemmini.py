@@ -119,6 +119,51 @@ def conv_bias_i8(
                     output[b, orow, ocol, och] = tmp_res2
 
 
+# The stride-2 3x3 convolution of ResNet-50 (v1.5: the first block of stages 3-5 halves the
+# width in its 3x3 conv) in the same form: output pixel (orow, ocol) reads input rows and columns
+# 2 * orow + krow, 2 * ocol + kcol of the padded input.
+@proc
+def conv_bias_s2_i8(
+    batch: size,
+    out_dim: size,
+    out_ch: size,
+    in_ch: size,
+    scale: f32,
+    act: bool,
+    inp: i8[batch, 2 * out_dim + 1, 2 * out_dim + 1, in_ch] @ DRAM,
+    weights: i8[3, 3, in_ch, out_ch] @ DRAM,
+    bias: i32[1, out_ch] @ DRAM,
+    output: i8[batch, out_dim, out_dim, out_ch] @ DRAM,
+):
+    for b in seq(0, batch):
+        for orow in seq(0, out_dim):
+            for ocol in seq(0, out_dim):
+                for och in seq(0, out_ch):
+                    res: i32
+                    res = bias[0, och]
+                    for krow in seq(0, 3):
+                        for kcol in seq(0, 3):
+                            for kch in seq(0, in_ch):
+                                w_s: i8
+                                w_s = weights[krow, kcol, kch, och]
+                                i_s: i8
+                                i_s = inp[b, 2 * orow + krow, 2 * ocol + kcol, kch]
+                                a2: i32
+                                b2: i32
+                                a2 = i_s
+                                b2 = w_s
+                                res += a2 * b2
+                    src_tmp: i32
+                    src_tmp = res
+                    tmp_res1: f32
+                    acc_scale(src_tmp, tmp_res1, scale)
+                    tmp_res2: i8
+                    clamp(tmp_res1, tmp_res2)
+                    if act == True:
+                        tmp_res2 = relu(tmp_res2)
+                    output[b, orow, ocol, och] = tmp_res2
+
+
 def _sized(p, name: str, **sizes: int):
     from exo.stdlib.scheduling import rename
 
@@ -158,6 +203,14 @@ gemmini_resnet_conv_28x128 = _sized(conv_bias_i8, "gemmini_resnet_conv_28x128", 
 gemmini_resnet_conv_14x256 = _sized(conv_bias_i8, "gemmini_resnet_conv_14x256", batch=4, out_dim=14, out_ch=256,
                                     in_ch=256)  # fmt: skip
 
+# the stride-2 3x3 convolutions of ResNet-50 (batch 4): 56 -> 28, 28 -> 14 and 14 -> 7 wide
+gemmini_resnet_conv_s2_28x128 = _sized(conv_bias_s2_i8, "gemmini_resnet_conv_s2_28x128", batch=4, out_dim=28,
+                                       out_ch=128, in_ch=128)  # fmt: skip
+gemmini_resnet_conv_s2_14x256 = _sized(conv_bias_s2_i8, "gemmini_resnet_conv_s2_14x256", batch=4, out_dim=14,
+                                       out_ch=256, in_ch=256)  # fmt: skip
+gemmini_resnet_conv_s2_7x512 = _sized(conv_bias_s2_i8, "gemmini_resnet_conv_s2_7x512", batch=4, out_dim=7,
+                                      out_ch=512, in_ch=512)  # fmt: skip
+
 GEMMINI_LARGE = (
     "gemmini_matmul_512",
     "gemmini_resnet_12544x256x64",
@@ -166,7 +219,14 @@ GEMMINI_LARGE = (
     "gemmini_resnet_3136x128x512",
     "gemmini_resnet_784x1024x256",
 )
-GEMMINI_CONV = ("gemmini_resnet_conv_56x64", "gemmini_resnet_conv_28x128", "gemmini_resnet_conv_14x256")
+GEMMINI_CONV = (
+    "gemmini_resnet_conv_56x64",
+    "gemmini_resnet_conv_28x128",
+    "gemmini_resnet_conv_14x256",
+    "gemmini_resnet_conv_s2_28x128",
+    "gemmini_resnet_conv_s2_14x256",
+    "gemmini_resnet_conv_s2_7x512",
+)
 
 
 # ----------------------------------------------------------------------------- numpy references
@@ -202,9 +262,11 @@ def conv2d_reference(v: dict) -> dict:
 def conv_bias_reference(v: dict) -> dict:
     import numpy as np
 
-    inp, w = v["inp"].astype(np.int64), v["weights"].astype(np.int64)
-    od = inp.shape[1] - 2
-    acc = sum(np.einsum("byxc,co->byxo", inp[:, ky : ky + od, kx : kx + od], w[ky, kx]) for ky in range(3) for kx in range(3))
+    inp, w, od = v["inp"].astype(np.int64), v["weights"].astype(np.int64), v["output"].shape[1]
+    step = (inp.shape[1] - 3) // (od - 1) if od > 1 else 1  # 1, or 2 for a stride-2 convolution
+    span = step * (od - 1) + 1
+    acc = sum(np.einsum("byxc,co->byxo", inp[:, ky : ky + span : step, kx : kx + span : step], w[ky, kx])
+              for ky in range(3) for kx in range(3))  # fmt: skip
     acc = acc + v["bias"].astype(np.int64)[0]
     return {"output": _epilogue(acc.astype(np.int32), v["scale"][0], bool(v["act"]))}
 

@@ -73,6 +73,16 @@ class GemmPattern:
         """The iterator along an operand's DIM-column tiles (what a block load spans)."""
         return {Operand.A: self.k, Operand.B: self.m}[operand]
 
+    def rows(self, operand: str) -> tuple[str, str]:
+        """The iterators along an operand's tile rows and columns."""
+        return {Operand.A: (self.n, self.k), Operand.B: (self.k, self.m)}[operand]
+
+    def row_step(self, operand: str) -> int:
+        """Elements between consecutive rows of an operand's tile in its DRAM row dimension: 1,
+        or 2 in a stride-2 convolution's input (``inp[.., 2 * ocol + kcol, ..]``)."""
+        rows = self.rows(operand)[0]
+        return max((abs(c) for a in self.operand(operand)[1] for v, c in a.terms if v == rows), default=1)
+
     def depends(self, operand: str, var: str) -> bool:
         """Does the data of ``operand`` (A, B or C, the accumulator) change with ``var``?"""
         if operand == Operand.C:
@@ -166,18 +176,20 @@ def find_gemm(term: t.Proc, cut: bool = False) -> GemmPattern:
                      + (" (a partial last reduction step is not supported)" if v == k else ""))
 
 
-def strided(g: GemmPattern) -> tuple[str, Role, int] | None:
-    """(loop, role of the statement, elements per trip) of the first tiled loop that steps an
-    operand or the output by more than one element: tile loads and stores move consecutive rows
-    and columns."""
+def strided(g: GemmPattern) -> list[tuple[str, Role, int]]:
+    """(loop, role of the statement, elements per trip) of each tiled loop that steps an operand
+    or the output by more than one element. Tile loads and stores move consecutive rows and
+    columns, except a load whose instruction steps its rows (exo's ``ld_i8_s2``: a stride-2
+    convolution's input); instruction selection says whether one fills the role."""
     out_idx = next(s.idx for s in t.leaves(dict(g.roles)[Role.STORE]) if isinstance(s, t.Assign) and s.buf == g.out)
-    accesses = [(Role.load(o), idx, (g.n, g.k) if o == Operand.A else (g.k, g.m)) for o, _, idx in g.operands]
+    accesses = [(Role.load(o), idx, g.rows(o)) for o, _, idx in g.operands]
+    found = []
     for role_, idx, tiled in accesses + [(Role.STORE, out_idx, (f"{g.n}_1", f"{g.m}_1"))]:
         for a in idx:
             for var, coef in a.terms:
                 if var in tiled and abs(coef) != 1:
-                    return var.removesuffix("_1"), role_, coef
-    return None
+                    found.append((var.removesuffix("_1"), role_, coef))
+    return found
 
 
 def _starts_from(rhs: t.Expr, args: dict, parallel: list[tuple[str, int]]) -> bool:

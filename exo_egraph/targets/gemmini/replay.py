@@ -369,7 +369,10 @@ def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
 def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None:
     for operand in OPERANDS:
         staged = g.staged_name(operand)
-        s.do("stage_mem", _compute_n1(s, g, n1), _window(g, operand, links), staged)
+        if g.row_step(operand) == 1:
+            s.do("stage_mem", _compute_n1(s, g, n1), _window(g, operand, links), staged)
+        else:
+            _stage_strided(s, g, operand, n1)
     s.do("simplify")
     for operand in OPERANDS:
         staged = g.staged_name(operand)
@@ -378,6 +381,30 @@ def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None
         for dim, v in enumerate((rows, cols)):
             if g.tile(v) < DIM:  # a partial tile: the scratchpad row is DIM wide all the same
                 s.do("resize_dim", staged, dim, DIM, 0)
+
+
+def _stage_strided(s: Session, g: GemmPattern, operand: str, n1: str) -> None:
+    """Stage one tile of an operand whose rows are more than one row apart (a strided
+    convolution's input): a window cannot step, so ``stage_mem`` cannot. ``bind_expr`` the read
+    in the multiply step, ``expand_dim`` it over the tile's columns and rows, ``lift_alloc`` it
+    out of the tile nest, ``fission`` the copy from the multiply, and ``remove_loop`` the copy's
+    loop over the other operand's columns: the copy nest ``stage_mem`` would have written."""
+    staged, (buf, _) = g.staged_name(operand), g.operand(operand)
+    rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
+    path, idx = _first(_loops_where(s.term, _is_compute(g, n1)), f"compute loop {n1}")
+    nest = block_at(s.term, path)[idx]
+    steps = nest.body[0].body[0].body  # n1 → m1 → k1 → the multiply step
+    at = next(i for i, x in enumerate(steps) if isinstance(x, t.Assign) and isinstance(x.rhs, t.Read) and x.rhs.buf == buf)
+    s.do("bind_expr", loop_cursor(s.term, path, idx).body(0).body(0).body(at).then("rhs"), staged)
+    for v in (cols, rows):  # expand_dim puts the new dim first: rows end outermost
+        s.do("expand_dim", staged, g.tile(v), g.intra(v))
+    s.do("lift_alloc", staged, n_lifts=3)
+    step = loop_cursor(s.term, path, idx + 1).body(0).body(0)  # the k1 loop; the copy is at ``at``
+    for i in range(at, 0, -1):  # before the step's temporaries' allocs, which the fission must not hide
+        s.do("reorder_stmts", step.body(i - 1).then("expand", 0, 1))
+    s.do("fission", step.body(0).then("after"), n_lifts=3)
+    copy = loop_cursor(s.term, path, idx + 1)
+    s.do("remove_loop", copy.body(0))
 
 
 def _has_compute(s: Session, g: GemmPattern, n1: str) -> bool:

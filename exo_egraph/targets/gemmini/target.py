@@ -37,7 +37,7 @@ from .pattern import (
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts
-from .plans import show, to_egg
+from .plans import Role, show, to_egg
 from .replay import inline_temporaries, replay_plan
 from .selection import Selection, select_instructions
 
@@ -105,6 +105,10 @@ class GemminiVerdict:
         ]
 
 
+def _instruction_modules() -> tuple:
+    return tuple(importlib.import_module(m) for m in INSTRUCTION_MODULES)
+
+
 WIDE_SHORTLIST = 64  # plans the second phase's (small) e-graph gives the timed shortlist
 BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
@@ -137,11 +141,14 @@ class GemminiTarget:
         session = Session(proc)
         inline_temporaries(session, temporaries)  # Exo's own form: operands copied to i8 temporaries, then widened
         pattern = find_gemm(session.term, cut=True)
-        if (step := strided(pattern)) is not None:
-            var, role, elements = step
-            where = source_of(proc, role_statement(pattern, role)) or "its statement"
-            raise NotGemmini(f"{proc.name()}: loop '{var}' steps {elements} elements per trip in {where}: "
-                             "Gemmini's tile loads and stores move consecutive rows and columns")  # fmt: skip
+        steps = strided(pattern)
+        filled = select_instructions(pattern, _instruction_modules()).for_role if steps else None
+        for var, role, elements in steps:
+            if not (role is Role.LOAD_A and filled(role)):  # the replay steps the first operand's rows only
+                where = source_of(proc, role_statement(pattern, role)) or "its statement"
+                raise NotGemmini(f"{proc.name()}: loop '{var}' steps {elements} elements per trip in {where}: "
+                                 "no Gemmini tile load or store of exo.platforms.gemmini moves rows or columns "
+                                 "that far apart")  # fmt: skip
         if not cuts(pattern):
             return self._problem(proc, proc, term, pattern, temporaries)
         nests = cut_nests(session, pattern)
@@ -154,7 +161,7 @@ class GemminiTarget:
     def _problem(self, user: Procedure, proc: Procedure, term: Proc, pattern: GemmPattern,
                  temporaries: tuple[str, ...] = ()) -> GemminiProblem:  # fmt: skip
         """The problem of one nest ``proc`` (the kernel ``user`` wrote, or a piece of it)."""
-        selection = select_instructions(pattern, tuple(importlib.import_module(m) for m in INSTRUCTION_MODULES))
+        selection = select_instructions(pattern, _instruction_modules())
         missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
         if missing:
             role, words = missing[0]

@@ -237,6 +237,35 @@ def conv_stride_2(scale: f32, act: bool, inp: i8[33, 33, 16], w: i8[3, 3, 16, 16
                 out[oy, ox, oc] = tmp2
 
 
+SMALL["conv_stride_2"] = conv_stride_2  # its input rows are two apart: exo's ld_i8_s2
+
+
+@proc
+def conv_channel_stride_2(scale: f32, act: bool, inp: i8[18, 18, 32], w: i8[3, 3, 16, 16], out: i8[16, 16, 16]):
+    for oy in seq(0, 16):
+        for ox in seq(0, 16):
+            for oc in seq(0, 16):
+                res: i32
+                res = 0.0
+                for ky in seq(0, 3):
+                    for kx in seq(0, 3):
+                        for ic in seq(0, 16):
+                            a: i32
+                            b: i32
+                            a = inp[oy + ky, ox + kx, 2 * ic]
+                            b = w[ky, kx, ic, oc]
+                            res += a * b
+                src_tmp: i32
+                src_tmp = res
+                tmp: f32
+                acc_scale(src_tmp, tmp, scale)
+                tmp2: i8
+                clamp(tmp, tmp2)
+                if act == True:
+                    tmp2 = relu(tmp2)
+                out[oy, ox, oc] = tmp2
+
+
 @proc
 def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
@@ -272,6 +301,50 @@ def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
             src_tmp = res
             tmp: f32
             acc_scale(src_tmp, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_unscaled(act: bool, A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            tmp = src_tmp
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_unscaled_no_act(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            tmp = src_tmp
             tmp2: i8
             clamp(tmp, tmp2)
             C[i, j] = tmp2
@@ -342,9 +415,10 @@ def test_an_accumulator_that_starts_from_a_bias_loads_it_and_runs_bit_exact():
 
 def test_a_role_no_instruction_fills_is_named_with_its_statement():
     """Not a capacity problem: the message names the statement no instruction matched. A
-    stride-2 convolution reads every other input row: its loop and statement are named."""
-    with pytest.raises(NotGemmini, match="loop 'ox' steps 2 elements per trip in `a = inp") as caught:
-        GemminiTarget().prepare(conv_stride_2)
+    convolution reading every other input channel: no load steps columns; its loop and
+    statement are named."""
+    with pytest.raises(NotGemmini, match="loop 'ic' steps 2 elements per trip in `a = inp") as caught:
+        GemminiTarget().prepare(conv_channel_stride_2)
     assert "(line" in str(caught.value)
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
         GemminiTarget().prepare(matmul_no_relu)
@@ -367,6 +441,30 @@ def test_an_epilogue_without_relu_stores_by_an_instruction_without_activation():
     v = result.validation
     assert v.ok and v.cycles == v.model_cycles, v.message
     assert "from exo_egraph.targets.gemmini.instructions import st_acc_i8_no_act" in result.script
+
+
+@pytest.mark.parametrize("kernel, store", [(matmul_unscaled, "st_acc_i8_unscaled"),
+                                           (matmul_unscaled_no_act, "st_acc_i8_unscaled_no_act")])  # fmt: skip
+def test_an_epilogue_without_acc_scale_stores_at_scale_one_and_runs_bit_exact(kernel, store):
+    """``tmp = src_tmp`` (i32 widened to f32) before the clamp: no exo store has that body;
+    `instructions.st_acc_i8_unscaled` is the mvout with scale 1.0. The inputs' sums land both
+    inside and outside i8, so rounding and clamping are both checked against numpy."""
+    import numpy as np
+
+    from exo_egraph import explore
+
+    def reference(v: dict) -> dict:
+        acc = v["A"].astype(np.int64) @ v["B"].astype(np.int64)
+        y = np.clip(acc, -128, 127)
+        inside = np.mean(np.abs(acc) < 127)
+        assert 0.2 < inside < 0.9, inside  # both regimes are exercised
+        return {"C": (np.maximum(y, 0) if v.get("act") else y).astype(np.int8)}
+
+    result = explore(kernel, "gemmini", budget=Budget(seconds=60), reference=reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    script = result.candidates[0].replayed.script
+    assert f"from exo_egraph.targets.gemmini.instructions import {store}" in script
 
 
 def test_no_choice_lets_an_instructions_own_config_write_clobber_a_hoisted_one(monkeypatch):
@@ -428,6 +526,23 @@ def test_exos_own_convolution_form_runs_bit_exact():
     assert "ld_acc_i32_vector" in "\n".join(result.details[0]["plan"])
 
 
+def test_a_stride_2_convolution_loads_every_other_input_row_and_runs_bit_exact():
+    """ResNet's stride-2 3x3 convolution in Exo's own form (batch, bias row, i8 temporaries),
+    with an output width (7) short of a tile: the input tile's rows are two apart, which no
+    window can stage; exo's ld_i8_s2 loads them, and the pasted script makes the same proc."""
+    from exo_egraph import explore
+
+    proc = kernels.conv_bias_s2_i8.partial_eval(batch=1, out_dim=7, out_ch=16, in_ch=32)
+    result = explore(proc, "gemmini", budget=Budget(seconds=30), top_k=1, reference=kernels.conv_bias_reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    replayed = result.candidates[0].replayed
+    assert "ld_i8_s2" in replayed.script and "bind_expr" in replayed.script
+    namespace: dict = {}
+    exec(replayed.script, namespace)
+    assert str(namespace["schedule"](proc)) == str(replayed.proc)
+
+
 def test_exos_own_form_with_i8_temporaries_explores_and_runs_bit_exact():
     """``a: i8; a = A[i, k]; a2: i32; a2 = a``: the replay inlines the copies first."""
     from exo_egraph import explore
@@ -447,6 +562,8 @@ EVERY_RULE = {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "fir
     ("conv2d_2x16", EVERY_RULE),
     # partial tiles (the instructions' n, K < 16; m < 16 in the cut kernel below): one tile loop
     ("matmul_8x64x8", EVERY_RULE - {"reorder_loops"}),
+    # input rows two apart (staged by bind_expr, loaded by ld_i8_s2); every loop is one tile
+    ("conv_stride_2", EVERY_RULE - {"divide_loop"}),
 ])  # fmt: skip
 def test_every_plan_rule_is_sound_on_random_plans(name, rules):
     """Property: any plan of the saturated e-graph (double buffering included) replays through
