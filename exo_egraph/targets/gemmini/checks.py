@@ -281,7 +281,7 @@ def check_plan(explored: Explored, plan: Plan, choice: OpChoice) -> None:
     problem = explored.problem
     try:
         replayed = replay_plan(problem.proc, problem.pattern, plan, choice.hoisted, problem.selection,
-                               problem.temporaries)
+                               problem.normal)
     except ReplayError as e:
         raise RuleViolation(f"guard precision: Exo rejected a step the rules allowed: {e}\nplan:\n{show(plan)}") from e
     verdict = validate_gemmini(problem.proc, replayed.proc)

@@ -123,10 +123,18 @@ def tileable(extent: int) -> bool:
     return extent % DIM == 0 or extent < DIM
 
 
-def find_gemm(term: t.Proc, cut: bool = False) -> GemmPattern:
+def reduction_tile(extent: int) -> int:
+    """Elements of one reduction tile of a reduction of ``extent`` trips: DIM, the extent when it
+    is shorter, else (16q + r trips) the largest divisor below DIM, so that every tile is the same
+    partial one (the instructions' ``K <= 16`` argument)."""
+    return next(d for d in range(min(extent, DIM), 0, -1) if extent % d == 0)
+
+
+def find_gemm(term: t.Proc, cut: bool = False, any_reduction: bool = False) -> GemmPattern:
     """The matmul pattern of ``term``; raises `NotGemmini` naming what does not fit. ``cut``: the
     output's rows and columns may run any number of trips (`exo_egraph.targets.gemmini.pieces`
-    cuts them into whole tiles and a partial one); the reduction's must be `tileable`."""
+    cuts them into whole tiles and a partial one); the reduction's must be `tileable`, unless
+    ``any_reduction`` (the replay then divides it by its `reduction_tile` first)."""
     args = {a.name: a for a in term.args}
     parallel, body = _chain(term.body, term.name)
     if not parallel:
@@ -166,7 +174,7 @@ def find_gemm(term: t.Proc, cut: bool = False) -> GemmPattern:
     if not shapes:
         raise NotGemmini(f"{term.name}: no three loops index the operands as a matmul (rows, columns, reduction)")
     for n, m, k in shapes:
-        if tileable(extents[k]) and (cut or (tileable(extents[n]) and tileable(extents[m]))):
+        if (any_reduction or tileable(extents[k])) and (cut or (tileable(extents[n]) and tileable(extents[m]))):
             return _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilogue,
                             (a_buf, a_idx), (b_buf, b_idx), out)
     n, m, k = shapes[0]

@@ -1,7 +1,8 @@
 """replay (Gemmini): original proc + extracted plan → a schedule script of Exo calls, and the scheduled proc.
 
 Each plan link is reached by the Exo calls its rule names (`exo_egraph.rewrites.gemmini`), in this order
-(after ``inline_assign`` + ``delete_buffer`` of copy temporaries, when the kernel has them):
+(after ``inline_assign`` + ``delete_buffer`` of copy temporaries, and ``divide_loop`` of a
+reduction of 16q + r trips, when the kernel has them):
 
 1. configs a ``do_*`` instruction relies on: ``write_config`` at the top, ``replace`` by the config instr;
 2. ``divide_loop`` of n, m, k by DIM, then by the plan's blocks;
@@ -35,6 +36,7 @@ from exo_egraph.script import (
     ReplayError,
     Replayed,
     Session,
+    Step,
     block_at,
     find,
     find_loop,
@@ -45,7 +47,7 @@ from exo_egraph.script import (
 )
 
 from .config import DIM, block_factor, instr_module
-from .pattern import GemmPattern
+from .pattern import GemmPattern, reduction_tile
 from .plans import (
     OPERANDS,
     Operand,
@@ -85,19 +87,29 @@ def inline_temporaries(s: Session, names: tuple[str, ...]) -> None:
         s.do("delete_buffer", find(f"{name} : _"))
 
 
+def split_reduction(s: Session, g: GemmPattern) -> None:
+    """A reduction of 16q + r trips (a ``K`` of 40): ``divide_loop`` it by its `reduction_tile`
+    ``d`` (10), so that its inner loop is one partial tile of ``d`` (the instructions' ``K``
+    argument) and its outer loop one more reduction loop, over tiles."""
+    d = reduction_tile(g.extent(g.k))
+    s.do("divide_loop", g.k, d, [f"{g.k}_o", f"{g.k}_i"], perfect=True)
+
+
 def replay_plan(
     original: Procedure,
     g: GemmPattern,
     plan: Plan,
     hoisted: tuple[tuple[str, tuple[str, ...]], ...],
     selection: Selection,
-    temporaries: tuple[str, ...] = (),
+    normal: tuple[Step, ...] = (),
 ) -> Replayed:
     """Schedule ``original`` into ``plan`` (configs ``hoisted`` to the top), with the instructions
-    ``selection`` unified, after inlining its copy ``temporaries``; raises `ReplayError`."""
+    ``selection`` unified, after the ``normal`` steps that take it to the form ``g`` describes
+    (`inline_temporaries`, `split_reduction`); raises `ReplayError`."""
     links = chain(plan)
     s = Session(original)
-    inline_temporaries(s, temporaries)
+    for x in normal:
+        s.apply(x)
     acc_at = next(i for i, x in enumerate(links) if isinstance(x, PAcc))
     store = selection.binding(Role.STORE, links[acc_at].store)
     reads = {(c, f) for c, f, v in store.requires if isinstance(v, t.Read)}  # config fields it reads

@@ -34,11 +34,12 @@ from .pattern import (
     initial_plan,
     role_statement,
     strided,
+    tileable,
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts
 from .plans import Role, show, to_egg
-from .replay import inline_temporaries, replay_plan
+from .replay import inline_temporaries, replay_plan, split_reduction
 from .selection import Selection, select_instructions
 
 
@@ -46,10 +47,10 @@ from .selection import Selection, select_instructions
 class GemminiProblem:
     proc: Procedure
     term: Proc  # the kernel as written
-    pattern: GemmPattern  # of the kernel with its copy temporaries inlined
+    pattern: GemmPattern  # of the kernel in its normal form (``normal`` below)
     selection: Selection
     model: GemminiCost
-    temporaries: tuple[str, ...] = ()  # copy temporaries the replay inlines first
+    normal: tuple[Step, ...] = ()  # Exo calls to the pattern's form, replayed first (temporaries, reduction)
     # a kernel cut into nests (`exo_egraph.targets.gemmini.pieces`): each nest's problem, the Exo
     # calls that cut it, and the cut kernel calling the nests' procs (pattern, selection and
     # model above are the first nest's)
@@ -137,10 +138,13 @@ class GemminiTarget:
 
     def prepare(self, proc: Procedure) -> GemminiProblem:
         term = lower(proc)
-        temporaries = copy_temporaries(term)
         session = Session(proc)
-        inline_temporaries(session, temporaries)  # Exo's own form: operands copied to i8 temporaries, then widened
-        pattern = find_gemm(session.term, cut=True)
+        inline_temporaries(session, copy_temporaries(term))  # Exo's own form: operands copied to i8, then widened
+        pattern = find_gemm(session.term, cut=True, any_reduction=True)
+        if not tileable(pattern.extent(pattern.k)):
+            split_reduction(session, pattern)
+            pattern = find_gemm(session.term, cut=True)
+        normal = tuple(session.steps)
         steps = strided(pattern)
         filled = select_instructions(pattern, _instruction_modules()).for_role if steps else None
         for var, role, elements in steps:
@@ -150,16 +154,16 @@ class GemminiTarget:
                                  "no Gemmini tile load or store of exo.platforms.gemmini moves rows or columns "
                                  "that far apart")  # fmt: skip
         if not cuts(pattern):
-            return self._problem(proc, proc, term, pattern, temporaries)
+            return self._problem(proc, proc, term, pattern, normal)
         nests = cut_nests(session, pattern)
         calls, procs = extract_pieces(session.proc, proc.name(), nests)
         pieces = tuple(self._problem(proc, p, lower(p), find_gemm(lower(p))) for p in procs)
         first = pieces[0]
-        return GemminiProblem(proc, term, first.pattern, first.selection, first.model, temporaries, pieces,
+        return GemminiProblem(proc, term, first.pattern, first.selection, first.model, normal, pieces,
                               tuple(session.steps), calls)  # fmt: skip
 
     def _problem(self, user: Procedure, proc: Procedure, term: Proc, pattern: GemmPattern,
-                 temporaries: tuple[str, ...] = ()) -> GemminiProblem:  # fmt: skip
+                 normal: tuple[Step, ...] = ()) -> GemminiProblem:  # fmt: skip
         """The problem of one nest ``proc`` (the kernel ``user`` wrote, or a piece of it)."""
         selection = select_instructions(pattern, _instruction_modules())
         missing = unfilled_roles(pattern, lambda role: bool(selection.for_role(role)))
@@ -168,7 +172,7 @@ class GemminiTarget:
             where = source_of(user, role_statement(pattern, role)) or "its statement"
             raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}")
         model = GemminiCost(pattern, selection, dict(CONSTANTS))
-        return GemminiProblem(proc, term, pattern, selection, model, temporaries)
+        return GemminiProblem(proc, term, pattern, selection, model, normal)
 
     def saturate(
         self, problem: GemminiProblem, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -279,7 +283,7 @@ class GemminiTarget:
     def replay(self, problem: GemminiProblem, pick: Pick) -> Replayed:
         if not problem.pieces:
             return replay_plan(problem.proc, problem.pattern, pick.term, pick.detail["hoisted"], problem.selection,
-                               problem.temporaries)  # fmt: skip
+                               problem.normal)  # fmt: skip
         # the cut, then each piece scheduled on its own and put back (`exo_egraph.script.Piece`)
         done = [(piece.proc, replay_plan(piece.proc, piece.pattern, plan, hoisted, piece.selection))
                 for piece, plan, hoisted in zip(problem.pieces, pick.term, pick.detail["hoisted"])]  # fmt: skip

@@ -38,13 +38,19 @@ SMALL = {
     "matmul_32x32x16": kernels.gemm_i8.partial_eval(N=32, M=32, K=16),  # one reduction step
     "conv2d_2x16": kernels.conv3x3_i8.partial_eval(OH=2, OW=16, OC=64, IC=32),
     "matmul_8x64x8": kernels.gemm_i8.partial_eval(N=8, M=64, K=8),  # partial row and reduction tiles
+    "matmul_32x32x40": kernels.gemm_i8.partial_eval(N=32, M=32, K=40),  # 16q + r: 4 reduction tiles of 10
 }
+
+
+@lru_cache(maxsize=None)
+def prepared(name: str):
+    return GemminiTarget().prepare(SMALL.get(name) or getattr(kernels, name))
 
 
 @lru_cache(maxsize=None)
 def explored(name: str, broken: bool = False, buffers: bool = False):
     proc = SMALL.get(name) or getattr(kernels, name)
-    problem = GemminiTarget().prepare(proc)
+    problem = prepared(name)
     # broken: the accumulator may move into any loop, a reduction too (drops partial sums)
     accumulator = accumulator_rules(lambda v: []) if broken else None
     rules = gemmini_rules(problem.pattern, problem.selection, accumulator, buffers=buffers)
@@ -56,7 +62,7 @@ def sound(name: str, plan, hoisted, broken: bool = False) -> str | None:
     """None when ``plan`` replays through Exo and runs bit-exact, in the modeled cycles; else why not."""
     proc, pattern, model, _ = explored(name, broken)
     try:
-        replayed = replay_plan(proc, pattern, plan, hoisted, model.selection)
+        replayed = replay_plan(proc, pattern, plan, hoisted, model.selection, prepared(name).normal)
     except ReplayError as e:
         return f"Exo rejected a step: {e}"
     v = validate_gemmini(proc, replayed.proc, reference=kernels.REFERENCES.get(name))
@@ -180,8 +186,10 @@ def test_a_kernel_gemmini_cannot_run_is_refused_with_its_reason():
         find_gemm(lower(cpu_kernels.matmul_f32_16))
     with pytest.raises(NotGemmini, match="not a constant"):
         find_gemm(lower(kernels.gemm_i8))  # sizes left symbolic
+    # the pattern alone needs whole or partial reduction tiles; `prepare` divides such a reduction first
     with pytest.raises(NotGemmini, match="reduction loop 'k' runs 40 times, neither a multiple of 16 nor fewer"):
-        GemminiTarget().prepare(kernels.gemm_i8.partial_eval(N=16, M=16, K=40))
+        find_gemm(lower(kernels.gemm_i8.partial_eval(N=16, M=16, K=40)))
+    assert GemminiTarget().prepare(kernels.gemm_i8.partial_eval(N=16, M=16, K=40)).pattern.extent("k_i") == 10
 
 
 @proc
@@ -543,6 +551,27 @@ def test_a_stride_2_convolution_loads_every_other_input_row_and_runs_bit_exact()
     assert str(namespace["schedule"](proc)) == str(replayed.proc)
 
 
+def test_a_reduction_of_16q_plus_r_trips_is_divided_into_equal_partial_tiles():
+    """K = 40: the replay first divides the reduction by 10 (its largest divisor below 16), so
+    every multiply is the instructions' partial ``K = 10``; bit-exact against numpy, and the
+    pasted script makes the same proc. An Exo convolution over 24 input channels likewise."""
+    from exo_egraph import explore
+
+    result = explore(SMALL["matmul_32x32x40"], "gemmini", budget=Budget(seconds=30), top_k=1,
+                     reference=kernels.matmul_reference)  # fmt: skip
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    replayed = result.candidates[0].replayed
+    body = replayed.script.split("def schedule")[1]
+    assert 'divide_loop(p, "k", 10, ["k_o", "k_i"], perfect=True)' in body
+    namespace: dict = {}
+    exec(replayed.script, namespace)
+    assert str(namespace["schedule"](SMALL["matmul_32x32x40"])) == str(replayed.proc)
+    conv = kernels.conv_bias_i8.partial_eval(batch=1, out_dim=7, out_ch=16, in_ch=24)
+    result = explore(conv, "gemmini", budget=Budget(seconds=30), top_k=1, reference=kernels.conv_bias_reference)
+    assert result.validation.ok and 'divide_loop(p, "kch", 12' in result.candidates[0].replayed.script
+
+
 def test_exos_own_form_with_i8_temporaries_explores_and_runs_bit_exact():
     """``a: i8; a = A[i, k]; a2: i32; a2 = a``: the replay inlines the copies first."""
     from exo_egraph import explore
@@ -564,6 +593,7 @@ EVERY_RULE = {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "fir
     ("matmul_8x64x8", EVERY_RULE - {"reorder_loops"}),
     # input rows two apart (staged by bind_expr, loaded by ld_i8_s2); every loop is one tile
     ("conv_stride_2", EVERY_RULE - {"divide_loop"}),
+    ("matmul_32x32x40", EVERY_RULE - {"divide_loop"}),  # the reduction divided by 10 first (`split_reduction`)
 ])  # fmt: skip
 def test_every_plan_rule_is_sound_on_random_plans(name, rules):
     """Property: any plan of the saturated e-graph (double buffering included) replays through
