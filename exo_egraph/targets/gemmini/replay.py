@@ -47,7 +47,7 @@ from exo_egraph.script import (
 )
 
 from .config import DIM, block_factor, instr_module
-from .pattern import GemmPattern, reduction_tile
+from .pattern import GemmPattern, copy_temporaries, find_gemm, reduction_tile, tileable
 from .plans import (
     OPERANDS,
     Operand,
@@ -85,6 +85,52 @@ def inline_temporaries(s: Session, names: tuple[str, ...]) -> None:
     for name in names:
         s.do("inline_assign", find(f"{name} = _"))
         s.do("delete_buffer", find(f"{name} : _"))
+
+
+def normalize(s: Session) -> GemmPattern:
+    """Take the kernel in ``s`` to the form its pattern describes, by Exo calls, and return the
+    pattern: copy temporaries inlined (`inline_temporaries`), the epilogue's read of the
+    accumulator copied to an i32 first (`bind_accumulator`), a reduction of 16q + r trips
+    divided (`split_reduction`)."""
+    inline_temporaries(s, copy_temporaries(s.term))
+    g = find_gemm(s.term, cut=True, any_reduction=True)
+    if bind_accumulator(s, g):
+        g = find_gemm(s.term, cut=True, any_reduction=True)
+    if not tileable(g.extent(g.k)):
+        split_reduction(s, g)
+        g = find_gemm(s.term, cut=True)
+    return g
+
+
+def bind_accumulator(s: Session, g: GemmPattern) -> bool:
+    """Every store instruction's body starts by copying the accumulator to an i32 scalar
+    (``src_tmp = src[i, j]``), as Exo's own kernels write it; a kernel may read it straight in
+    its first use (``acc_scale(res, tmp, scale)``, ``tmp = res``). Then ``bind_expr`` that read
+    to a fresh i32 and ``reorder_stmts`` the two new statements to the epilogue's top. Whether
+    it did."""
+    path: tuple = ()
+    block = s.term.body
+    while len(block) == 1 and isinstance(block[0], t.Loop):
+        path, block = path + ((0, 0),), block[0].body
+    read = t.Read(g.acc, ())
+    scalars = {x.name: x.typ for x in block if isinstance(x, t.Alloc)}
+    for i, x in enumerate(block[3:], 3):  # after the alloc, the start and the reduction
+        if isinstance(x, t.Assign) and x.rhs == read and (x.idx or scalars.get(x.buf) == "i32"):
+            return False  # already a copy first (or an i32 output, stored as it is)
+        if isinstance(x, t.Call) and read in x.args:
+            at = stmt_cursor(s.term, path, i).then("args").then("[]", x.args.index(read))
+        elif isinstance(x, t.Assign) and x.rhs == read:  # widened to f32 straight away
+            at = stmt_cursor(s.term, path, i).then("rhs")
+        else:
+            continue
+        taken = {y.name for y in t.leaves(s.term.body) if isinstance(y, t.Alloc)} | {a.name for a in s.term.args}
+        name = next(n for n in (f"src_tmp{j or ''}" for j in range(len(taken) + 1)) if n not in taken)
+        s.do("bind_expr", at, name)
+        for k in range(i, 3, -1):  # the alloc (k) and the copy (k + 1) move above statement k - 1
+            s.do("reorder_stmts", stmt_cursor(s.term, path, k - 1).then("expand", 0, 1))
+            s.do("reorder_stmts", stmt_cursor(s.term, path, k).then("expand", 0, 1))
+        return True
+    return False
 
 
 def split_reduction(s: Session, g: GemmPattern) -> None:

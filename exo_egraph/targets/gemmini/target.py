@@ -29,17 +29,15 @@ from .model import validate_gemmini
 from .pattern import (
     GemmPattern,
     NotGemmini,
-    copy_temporaries,
     find_gemm,
     initial_plan,
     role_statement,
     strided,
-    tileable,
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts
 from .plans import Role, show, to_egg
-from .replay import inline_temporaries, replay_plan, split_reduction
+from .replay import normalize, replay_plan
 from .selection import Selection, select_instructions
 
 
@@ -139,11 +137,7 @@ class GemminiTarget:
     def prepare(self, proc: Procedure) -> GemminiProblem:
         term = lower(proc)
         session = Session(proc)
-        inline_temporaries(session, copy_temporaries(term))  # Exo's own form: operands copied to i8, then widened
-        pattern = find_gemm(session.term, cut=True, any_reduction=True)
-        if not tileable(pattern.extent(pattern.k)):
-            split_reduction(session, pattern)
-            pattern = find_gemm(session.term, cut=True)
+        pattern = normalize(session)
         normal = tuple(session.steps)
         steps = strided(pattern)
         filled = select_instructions(pattern, _instruction_modules()).for_role if steps else None

@@ -294,6 +294,55 @@ def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
 
 
 @proc
+def matmul_wrapping(A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 32):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            C[i, j] = res
+
+
+@proc
+def matmul_i32_out(A: i8[32, 48], B: i8[48, 32], C: i32[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            C[i, j] = res
+
+
+@proc
+def matmul_unscaled_bare(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            tmp: f32
+            tmp = res
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@proc
 def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
@@ -429,8 +478,8 @@ def test_a_role_no_instruction_fills_is_named_with_its_statement():
         GemminiTarget().prepare(conv_channel_stride_2)
     assert "(line" in str(caught.value)
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
-        GemminiTarget().prepare(matmul_no_relu)
-    assert "epilogue storing the output `C[i, j] = tmp2` (line" in str(caught.value)
+        GemminiTarget().prepare(matmul_wrapping)  # i32 narrowed to i8 by C's wrap: no store clamps so
+    assert "epilogue storing the output `C[i, j] = res` (line" in str(caught.value)
     assert "fits" not in str(caught.value)
 
 
@@ -473,6 +522,39 @@ def test_an_epilogue_without_acc_scale_stores_at_scale_one_and_runs_bit_exact(ke
     assert v.ok and v.cycles == v.model_cycles, v.message
     script = result.candidates[0].replayed.script
     assert f"from exo_egraph.targets.gemmini.instructions import {store}" in script
+
+
+def test_an_i32_output_is_stored_whole_from_the_accumulator():
+    """``C[i, j] = res`` into an i32 output: st_acc_i32's full-width mvout, no epilogue, checked
+    against numpy (sums far beyond i8)."""
+    import numpy as np
+
+    from exo_egraph import explore
+
+    def reference(v: dict) -> dict:
+        return {"C": (v["A"].astype(np.int64) @ v["B"].astype(np.int64)).astype(np.int32)}
+
+    assert not GemminiTarget().prepare(matmul_i32_out).normal  # already the instructions' form
+    result = explore(matmul_i32_out, "gemmini", budget=Budget(seconds=30), top_k=1, reference=reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    assert "st_acc_i32" in result.candidates[0].replayed.script
+
+
+@pytest.mark.parametrize("kernel, store", [(matmul_no_relu, "st_acc_i8_no_act"),
+                                           (matmul_unscaled_bare, "st_acc_i8_unscaled_no_act")])  # fmt: skip
+def test_an_epilogue_reading_the_accumulator_directly_gets_its_copy_first(kernel, store):
+    """``acc_scale(res, tmp, scale)`` or ``tmp = res``: every store's body copies the accumulator
+    to an i32 first (``src_tmp = src[i, j]``, as Exo's kernels write it), so the replay binds
+    that read (``bind_expr``) and moves the copy to the epilogue's top before anything else."""
+    from exo_egraph import explore
+
+    normal = [x.render() for x in GemminiTarget().prepare(kernel).normal]
+    assert normal[0].startswith("bind_expr(") and all(x.startswith("reorder_stmts(") for x in normal[1:])
+    result = explore(kernel, "gemmini", budget=Budget(seconds=30), top_k=1)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    assert f"import {store}" in result.candidates[0].replayed.script
 
 
 def test_no_choice_lets_an_instructions_own_config_write_clobber_a_hoisted_one(monkeypatch):
