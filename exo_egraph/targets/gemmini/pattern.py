@@ -200,6 +200,15 @@ def strided(g: GemmPattern) -> list[tuple[str, Role, int]]:
     return found
 
 
+def transposed(g: GemmPattern, operand: str) -> bool:
+    """Does the kernel index ``operand`` with its tile's columns before its rows (``B[j, k]``,
+    ``A[k, i]``): a transposed operand."""
+    rows, cols = g.rows(operand)
+    idx = g.operand(operand)[1]
+    at = {v: next((d for d, a in enumerate(idx) if v in a.vars), -1) for v in (rows, cols)}
+    return at[cols] < at[rows]
+
+
 def _starts_from(rhs: t.Expr, args: dict, parallel: list[tuple[str, int]]) -> bool:
     """The accumulator's first value: a constant (zero), or a bias — an element of an i32 DRAM
     buffer indexed by the parallel loops only (loaded into the accumulator, not zeroed)."""

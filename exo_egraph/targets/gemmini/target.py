@@ -33,6 +33,7 @@ from .pattern import (
     initial_plan,
     role_statement,
     strided,
+    transposed,
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts
@@ -164,7 +165,12 @@ class GemminiTarget:
         if missing:
             role, words = missing[0]
             where = source_of(user, role_statement(pattern, role)) or "its statement"
-            raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}")
+            why = ""
+            if (operand := role.operand) is not None and transposed(pattern, operand):
+                (rows, cols), buf = pattern.rows(operand), pattern.operand(operand)[0]
+                why = (f": {buf} is transposed for this product (its rows follow '{cols}', its columns '{rows}'), and "
+                       f"{PLATFORM} has no transposing load or multiply")  # fmt: skip
+            raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}{why}")
         model = GemminiCost(pattern, selection, dict(CONSTANTS))
         return GemminiProblem(proc, term, pattern, selection, model, normal)
 

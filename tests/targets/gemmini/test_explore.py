@@ -324,6 +324,21 @@ def matmul_i32_out(A: i8[32, 48], B: i8[48, 32], C: i32[32, 32]):
 
 
 @proc
+def matmul_b_transposed(A: i8[32, 48], B: i8[32, 48], C: i32[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                res += a * b
+            C[i, j] = res
+
+
+@proc
 def matmul_unscaled_bare(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
@@ -480,6 +495,8 @@ def test_a_role_no_instruction_fills_is_named_with_its_statement():
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
         GemminiTarget().prepare(matmul_wrapping)  # i32 narrowed to i8 by C's wrap: no store clamps so
     assert "epilogue storing the output `C[i, j] = res` (line" in str(caught.value)
+    with pytest.raises(NotGemmini, match="second operand `b = B\\[j, k\\]` \\(line \\d+\\): B is transposed"):
+        GemminiTarget().prepare(matmul_b_transposed)  # C = A Bᵀ: B's rows follow j
     assert "fits" not in str(caught.value)
 
 
