@@ -38,6 +38,32 @@ def gemm_i8(
             C[i, j] = tmp2
 
 
+# C = A Bᵀ: B stored output-major (a linear layer's weights, ``B[j, k]``)
+@proc
+def gemm_i8_bt(
+    N: size, M: size, K: size, scale: f32, act: bool, A: i8[N, K] @ DRAM, B: i8[M, K] @ DRAM, C: i8[N, M] @ DRAM
+):
+    for i in seq(0, N):
+        for j in seq(0, M):
+            res: i32
+            res = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            acc_scale(src_tmp, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
 @proc
 def conv3x3_i8(
     OH: size,
@@ -247,6 +273,13 @@ def matmul_reference(v: dict) -> dict:
     import numpy as np
 
     acc = (v["A"].astype(np.int64) @ v["B"].astype(np.int64)).astype(np.int32)
+    return {"C": _epilogue(acc, v["scale"][0], bool(v["act"]))}
+
+
+def matmul_bt_reference(v: dict) -> dict:
+    import numpy as np
+
+    acc = (v["A"].astype(np.int64) @ v["B"].astype(np.int64).T).astype(np.int32)
     return {"C": _epilogue(acc, v["scale"][0], bool(v["act"]))}
 
 

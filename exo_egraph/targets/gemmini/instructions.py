@@ -9,12 +9,18 @@ Nor does any exo store take an epilogue without ``acc_scale`` (``tmp = src_tmp``
 then clamped). ``config_st`` takes the scale too: at 1.0 the hardware's scaling rounds an i32 to
 the nearest float, which is the C conversion ``tmp = src_tmp`` does, and clamping to i8 makes
 the two equal on every i32 (a float rounded past 2^24 is far beyond 127 either way).
+
+Nor does exo multiply by a transposed second operand (``b = B[j, k]``: a linear layer's weights
+stored output-major). Gemmini's ``config_ex`` has a B-transpose bit: with it set, the preloaded
+tile is read transposed, so a tile loaded as stored (``j`` rows of ``k``) multiplies as ``B^T``.
+``matmul_acc_i8_bt`` sets it inline; ``do_matmul_acc_i8_bt`` relies on ``config_matmul_bt``
+hoisted to the top (its twin ``matmul_acc_i8_bt_v2`` says so, as exo's ``*_v2`` procs do).
 """
 
 from __future__ import annotations
 
-from exo import DRAM, instr
-from exo.libs.memories import GEMM_ACCUM
+from exo import DRAM, config, instr, proc
+from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH
 from exo.libs.externs import relu
 from exo.platforms.gemmini import acc_scale, clamp
 
@@ -114,4 +120,160 @@ def st_acc_i8_unscaled_no_act(
             dst[i, j] = tmp2
 
 
-__all__ = ["st_acc_i8_no_act", "st_acc_i8_unscaled", "st_acc_i8_unscaled_no_act"]
+@config
+class ConfigMatmulBT:
+    done: bool
+
+
+# config_ex(dataflow WS, no activation, no shift, A_stride 1, A_transpose 0, B_transpose 1)
+_CONFIG_MATMUL_BT = "gemmini_extended_config_ex(WS, 0, 0, 1, 0, 1);\n"
+
+
+@instr(_CONFIG_MATMUL_BT)
+def config_matmul_bt():
+    ConfigMatmulBT.done = True
+
+
+# preload(B, C, B as multiplied: M columns by K rows, C: M by N), then compute; the accumulate
+# bit (0x40000000) on C adds to the accumulator instead of overwriting it
+def _matmul_bt(accumulate: bool) -> str:
+    c = "(uint32_t)(&{C_data})" + (" | 0x40000000" if accumulate else "")
+    return (
+        f"gemmini_extended_preload((uint32_t)(&{{B_data}}), {c}, {{M}}, {{K}}, {{M}}, {{N}});\n"
+        "gemmini_extended_compute_preloaded((uint32_t)(&{A_data}), ~((uint32_t)0), {K}, {N}, 16, 16);"
+    )
+
+
+@instr(_CONFIG_MATMUL_BT + _matmul_bt(True))
+def matmul_acc_i8_bt(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                C[i, j] += a * b
+
+
+@instr(_matmul_bt(True))
+def do_matmul_acc_i8_bt(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                C[i, j] += a * b
+
+
+@proc
+def matmul_acc_i8_bt_v2(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    config_matmul_bt()
+    do_matmul_acc_i8_bt(N, M, K, A, B, C)
+
+
+@instr(_CONFIG_MATMUL_BT + _matmul_bt(False))
+def matmul_i8_bt(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            C[i, j] = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                C[i, j] += a * b
+
+
+@instr(_matmul_bt(False))
+def do_matmul_i8_bt(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            C[i, j] = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                C[i, j] += a * b
+
+
+@proc
+def matmul_i8_bt_v2(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    config_matmul_bt()
+    do_matmul_i8_bt(N, M, K, A, B, C)
+
+
+__all__ = [
+    "st_acc_i8_no_act", "st_acc_i8_unscaled", "st_acc_i8_unscaled_no_act", "ConfigMatmulBT", "config_matmul_bt",
+    "matmul_acc_i8_bt", "do_matmul_acc_i8_bt", "matmul_acc_i8_bt_v2", "matmul_i8_bt", "do_matmul_i8_bt",
+    "matmul_i8_bt_v2",
+]  # fmt: skip

@@ -49,6 +49,7 @@ class GemmPattern:
     out: str
     roles: tuple[tuple[str, t.Block], ...]  # role → one tile's nest, as the replay leaves it
     buffers: tuple[tuple[str, t.Buffer], ...]  # every buffer the role nests use
+    transposed: frozenset[str] = frozenset()  # operands stored transposed (``B[j, k]``): tiles keep that layout
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
@@ -71,11 +72,13 @@ class GemmPattern:
 
     def columns(self, operand: str) -> str:
         """The iterator along an operand's DIM-column tiles (what a block load spans)."""
-        return {Operand.A: self.k, Operand.B: self.m}[operand]
+        return self.rows(operand)[1]
 
     def rows(self, operand: str) -> tuple[str, str]:
-        """The iterators along an operand's tile rows and columns."""
-        return {Operand.A: (self.n, self.k), Operand.B: (self.k, self.m)}[operand]
+        """The iterators along an operand's tile rows and columns: its rows and columns as the
+        kernel stores it (a tile is loaded as stored; a transposed one is multiplied so)."""
+        rows, cols = {Operand.A: (self.n, self.k), Operand.B: (self.k, self.m)}[operand]
+        return (cols, rows) if operand in self.transposed else (rows, cols)
 
     def row_step(self, operand: str) -> int:
         """Elements between consecutive rows of an operand's tile in its DRAM row dimension: 1,
@@ -201,10 +204,12 @@ def strided(g: GemmPattern) -> list[tuple[str, Role, int]]:
 
 
 def transposed(g: GemmPattern, operand: str) -> bool:
-    """Does the kernel index ``operand`` with its tile's columns before its rows (``B[j, k]``,
-    ``A[k, i]``): a transposed operand."""
-    rows, cols = g.rows(operand)
-    idx = g.operand(operand)[1]
+    """Is ``operand`` stored transposed for the product (``B[j, k]``, ``A[k, i]``)?"""
+    return operand in g.transposed
+
+
+def _stored_transposed(idx: tuple[t.Aff, ...], rows: str, cols: str) -> bool:
+    """Does ``idx`` index ``cols`` in an earlier dimension than ``rows`` (a transposed operand)?"""
     at = {v: next((d for d, a in enumerate(idx) if v in a.vars), -1) for v in (rows, cols)}
     return at[cols] < at[rows]
 
@@ -289,12 +294,18 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
     n1, m1, k1 = f"{n}_1", f"{m}_1", f"{k}_1"
     (a_buf, a_idx), (b_buf, b_idx) = a_read, b_read
     a_s, b_s = f"{a_buf}_s", f"{b_buf}_s"
+    # each operand's tiles keep its DRAM layout: rows and columns as the kernel stores them
+    a_rows, a_cols = (k, n) if (a_t := _stored_transposed(a_idx, n, k)) else (n, k)
+    b_rows, b_cols = (m, k) if (b_t := _stored_transposed(b_idx, k, m)) else (k, m)
+    tile_var = {n: n1, m: m1, k: k1}
     tile_env = {n: t.Aff.var(f"{n}_t") + t.Aff.var(n1), m: t.Aff.var(f"{m}_t") + t.Aff.var(m1),
                 k: t.Aff.var(f"{k}_t") + t.Aff.var(k1)}
     acc_tile = (acc, (t.Aff.var(n1), t.Aff.var(m1)))
-    mac_body = _replace_reads(
-        inner, {acc: acc_tile, a_buf: (a_s, (t.Aff.var(n1), t.Aff.var(k1))), b_buf: (b_s, (t.Aff.var(k1), t.Aff.var(m1)))}
-    )
+    mac_body = _replace_reads(inner, {
+        acc: acc_tile,
+        a_buf: (a_s, (t.Aff.var(tile_var[a_rows]), t.Aff.var(tile_var[a_cols]))),
+        b_buf: (b_s, (t.Aff.var(tile_var[b_rows]), t.Aff.var(tile_var[b_cols]))),
+    })  # fmt: skip
     tn, tm, tk = (min(extents[v], DIM) for v in (n, m, k))  # a tile's trips (partial below DIM)
     mac = _tile_loops((n1, m1, k1), mac_body, (tn, tm, tk))
     start = t.subst_expr(zero.rhs, tile_env)  # zero, or the bias at the tile's position
@@ -336,17 +347,18 @@ def _pattern(term, args, pvars, rvars, extents, n, m, k, acc, zero, inner, epilo
             buffers[s.name] = t.Buffer(s.typ, "DRAM", ())
     roles = (
         (Role.ZERO, zero_nest),
-        (Role.LOAD_A, load(a_s, a_buf, a_idx, n, k)),
-        (Role.LOAD_B, load(b_s, b_buf, b_idx, k, m)),
+        (Role.LOAD_A, load(a_s, a_buf, a_idx, a_rows, a_cols)),
+        (Role.LOAD_B, load(b_s, b_buf, b_idx, b_rows, b_cols)),
         (Role.MAC, mac),
         (Role.STORE, store),
         (Role.ZERO_MAC, zero_mac),
-        (Role.LOAD_A_BLOCK, load_block(a_s, a_buf, a_idx, n, k)),
-        (Role.LOAD_B_BLOCK, load_block(b_s, b_buf, b_idx, k, m)),
+        (Role.LOAD_A_BLOCK, load_block(a_s, a_buf, a_idx, a_rows, a_cols)),
+        (Role.LOAD_B_BLOCK, load_block(b_s, b_buf, b_idx, b_rows, b_cols)),
     )
     return GemmPattern(
         term.name, tuple(pvars), tuple(rvars), tuple(extents.items()), n, m, k, acc,
         ((Operand.A, a_buf, a_idx), (Operand.B, b_buf, b_idx)), out.buf, roles, tuple(buffers.items()),
+        frozenset(o for o, t_ in ((Operand.A, a_t), (Operand.B, b_t)) if t_),
     )
 
 

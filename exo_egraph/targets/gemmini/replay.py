@@ -409,7 +409,7 @@ def _has_reduce(x: t.Stmt, acc: str) -> bool:
 
 def _window(g: GemmPattern, operand: str, links: list[Plan]) -> str:
     buf, idx = g.operand(operand)
-    rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
+    rows, cols = g.rows(operand)
     env: dict[str, t.Aff] = {}
     for v in set(g.parallel) | set(g.reduction):
         parts = [x for x in links if isinstance(x, PLoop) and x.var == v]
@@ -435,7 +435,7 @@ def _stage_tiles(s: Session, g: GemmPattern, links: list[Plan], n1: str) -> None
     for operand in OPERANDS:
         staged = g.staged_name(operand)
         s.do("set_memory", staged, GEMM_SCRATCH)
-        rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
+        rows, cols = g.rows(operand)
         for dim, v in enumerate((rows, cols)):
             if g.tile(v) < DIM:  # a partial tile: the scratchpad row is DIM wide all the same
                 s.do("resize_dim", staged, dim, DIM, 0)
@@ -448,7 +448,7 @@ def _stage_strided(s: Session, g: GemmPattern, operand: str, n1: str) -> None:
     out of the tile nest, ``fission`` the copy from the multiply, and ``remove_loop`` the copy's
     loop over the other operand's columns: the copy nest ``stage_mem`` would have written."""
     staged, (buf, _) = g.staged_name(operand), g.operand(operand)
-    rows, cols = (g.n, g.k) if operand == Operand.A else (g.k, g.m)
+    rows, cols = g.rows(operand)
     path, idx = _first(_loops_where(s.term, _is_compute(g, n1)), f"compute loop {n1}")
     nest = block_at(s.term, path)[idx]
     steps = nest.body[0].body[0].body  # n1 → m1 → k1 → the multiply step

@@ -37,7 +37,7 @@ from .pattern import (
     unfilled_roles,
 )
 from .pieces import cut_nests, cuts
-from .plans import Role, show, to_egg
+from .plans import Operand, Role, show, to_egg
 from .replay import normalize, replay_plan
 from .selection import Selection, select_instructions
 
@@ -166,10 +166,11 @@ class GemminiTarget:
             role, words = missing[0]
             where = source_of(user, role_statement(pattern, role)) or "its statement"
             why = ""
-            if (operand := role.operand) is not None and transposed(pattern, operand):
-                (rows, cols), buf = pattern.rows(operand), pattern.operand(operand)[0]
-                why = (f": {buf} is transposed for this product (its rows follow '{cols}', its columns '{rows}'), and "
-                       f"{PLATFORM} has no transposing load or multiply")  # fmt: skip
+            flipped = [o for o in (Operand.A, Operand.B) if transposed(pattern, o)]
+            if flipped and role in (Role.MAC, Role.LOAD_A, Role.LOAD_B):
+                (rows, cols), buf = pattern.rows(flipped[0]), pattern.operand(flipped[0])[0]
+                why = (f": {buf} is stored transposed for this product (its rows follow '{rows}', its columns "
+                       f"'{cols}'), and no instruction multiplies {buf} so")  # fmt: skip
             raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}{why}")
         model = GemminiCost(pattern, selection, dict(CONSTANTS))
         return GemminiProblem(proc, term, pattern, selection, model, normal)

@@ -39,6 +39,7 @@ SMALL = {
     "conv2d_2x16": kernels.conv3x3_i8.partial_eval(OH=2, OW=16, OC=64, IC=32),
     "matmul_8x64x8": kernels.gemm_i8.partial_eval(N=8, M=64, K=8),  # partial row and reduction tiles
     "matmul_32x32x40": kernels.gemm_i8.partial_eval(N=32, M=32, K=40),  # 16q + r: 4 reduction tiles of 10
+    "matmul_bt_32x48x64": kernels.gemm_i8_bt.partial_eval(N=32, M=48, K=64),  # B stored transposed
 }
 
 
@@ -324,7 +325,7 @@ def matmul_i32_out(A: i8[32, 48], B: i8[48, 32], C: i32[32, 32]):
 
 
 @proc
-def matmul_b_transposed(A: i8[32, 48], B: i8[32, 48], C: i32[32, 32]):
+def matmul_a_transposed(A: i8[48, 32], B: i8[48, 32], C: i32[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
             res: i32
@@ -332,8 +333,8 @@ def matmul_b_transposed(A: i8[32, 48], B: i8[32, 48], C: i32[32, 32]):
             for k in seq(0, 48):
                 a: i32
                 b: i32
-                a = A[i, k]
-                b = B[j, k]
+                a = A[k, i]
+                b = B[k, j]
                 res += a * b
             C[i, j] = res
 
@@ -495,8 +496,8 @@ def test_a_role_no_instruction_fills_is_named_with_its_statement():
     with pytest.raises(NotGemmini, match="no instruction of exo.platforms.gemmini matches") as caught:
         GemminiTarget().prepare(matmul_wrapping)  # i32 narrowed to i8 by C's wrap: no store clamps so
     assert "epilogue storing the output `C[i, j] = res` (line" in str(caught.value)
-    with pytest.raises(NotGemmini, match="second operand `b = B\\[j, k\\]` \\(line \\d+\\): B is transposed"):
-        GemminiTarget().prepare(matmul_b_transposed)  # C = A Bᵀ: B's rows follow j
+    with pytest.raises(NotGemmini, match="multiply-accumulate step `res \\+= a \\* b` \\(line \\d+\\): A is stored transposed"):
+        GemminiTarget().prepare(matmul_a_transposed)  # C = Aᵀ B: A's rows follow k
     assert "fits" not in str(caught.value)
 
 
@@ -671,6 +672,24 @@ def test_a_reduction_of_16q_plus_r_trips_is_divided_into_equal_partial_tiles():
     assert result.validation.ok and 'divide_loop(p, "kch", 12' in result.candidates[0].replayed.script
 
 
+@pytest.mark.parametrize("sizes", [dict(N=32, M=48, K=64), dict(N=24, M=40, K=40)])  # cut rows and columns, K 4 x 10
+def test_a_transposed_second_operand_multiplies_with_config_exs_b_transpose(sizes):
+    """``b = B[j, k]`` (C = A Bᵀ): B's tiles are loaded as stored and multiplied by
+    `instructions.matmul_acc_i8_bt` (config_ex's B-transpose bit); bit-exact against numpy,
+    modeled = simulated, and the pasted script makes the same proc."""
+    from exo_egraph import explore
+
+    proc = kernels.gemm_i8_bt.partial_eval(**sizes)
+    result = explore(proc, "gemmini", budget=Budget(seconds=30), top_k=1, reference=kernels.matmul_bt_reference)
+    v = result.validation
+    assert v.ok and v.cycles == v.model_cycles, v.message
+    replayed = result.candidates[0].replayed
+    assert "_bt" in replayed.script and "config_matmul_bt" in replayed.script or "matmul_acc_i8_bt" in replayed.script
+    namespace: dict = {}
+    exec(replayed.script, namespace)
+    assert str(namespace["schedule"](proc)) == str(replayed.proc)
+
+
 def test_exos_own_form_with_i8_temporaries_explores_and_runs_bit_exact():
     """``a: i8; a = A[i, k]; a2: i32; a2 = a``: the replay inlines the copies first."""
     from exo_egraph import explore
@@ -692,7 +711,8 @@ EVERY_RULE = {"divide_loop", "reorder_loops", "stage_mem+lift", "acc_lift", "fir
     ("matmul_8x64x8", EVERY_RULE - {"reorder_loops"}),
     # input rows two apart (staged by bind_expr, loaded by ld_i8_s2); every loop is one tile
     ("conv_stride_2", EVERY_RULE - {"divide_loop"}),
-    ("matmul_32x32x40", EVERY_RULE - {"divide_loop"}),  # the reduction divided by 10 first (`split_reduction`)
+    ("matmul_32x32x40", EVERY_RULE - {"divide_loop"}),
+    ("matmul_bt_32x48x64", EVERY_RULE),  # B^T: tiles loaded as stored, multiplied with config_ex's B-transpose  # the reduction divided by 10 first (`split_reduction`)
 ])  # fmt: skip
 def test_every_plan_rule_is_sound_on_random_plans(name, rules):
     """Property: any plan of the saturated e-graph (double buffering included) replays through

@@ -142,6 +142,7 @@ typedef struct {
     int dataflow; /* WS or OS */
     int ex_act;   /* activation applied when the mesh writes to the scratchpad (0 none, 1 relu) */
     uint32_t sys_shift, a_stride;
+    int b_transpose; /* WS: the preloaded B tile is stored transposed (BD_cols rows of BD_rows) */
 
     /* systolic array: weights (WS) or partial sums (OS) */
     int32_t pe[GEMMINI_DIM][GEMMINI_DIM];
@@ -544,7 +545,9 @@ static inline void gemmini_model_config_st(uint64_t stride, int act, float scale
 static inline void gemmini_model_drain(void);
 
 /* config_ex: dataflow (OS 0 / WS 1), activation on mesh -> scratchpad writes, OS result shift,
-   A_stride (scratchpad rows between fed A rows), A/B transposition (not modelled) */
+   A_stride (scratchpad rows between fed A rows), A/B transposition. MODEL ASSUMPTION: B
+   transposition (WS only) reads the preloaded tile transposed, at no cost (Gemmini's README: the
+   B_transpose bit of config_ex); A transposition is not modelled. */
 static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_shift, uint32_t a_stride, int a_t,
                                            int b_t) {
     if (!gemmini_model_live())
@@ -557,8 +560,8 @@ static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_s
         gemmini_model_fail("config_ex: activation %d is not modelled (0 = none, 1 = relu)", act);
         return;
     }
-    if (a_t || b_t) {
-        gemmini_model_fail("config_ex: A/B transposition is not modelled");
+    if (a_t || (b_t && dataflow != WS)) {
+        gemmini_model_fail("config_ex: A transposition, and B transposition outside WS, are not modelled");
         return;
     }
     gemmini_model_drain(); /* the mesh drains before the dataflow changes */
@@ -566,6 +569,7 @@ static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_s
     gemmini_model.ex_act = act;
     gemmini_model.sys_shift = sys_shift;
     gemmini_model.a_stride = a_stride;
+    gemmini_model.b_transpose = b_t;
     gemmini_model.counters[GEMMINI_C_CONFIGS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_CONFIG_EX);
     gemmini_timed(GEMMINI_Q_EX, GEMMINI_T_CONFIG, 0, GEMMINI_T_CONFIG, gemmini_model.clock.drained[GEMMINI_Q_EX], NULL, 0,
@@ -769,8 +773,10 @@ static inline void gemmini_model_preload(uint32_t bd, uint32_t c, uint64_t bd_co
                                          uint64_t c_rows) {
     if (!gemmini_model_live())
         return;
+    /* BD_cols x BD_rows is B as multiplied; a transposed B is stored BD_cols rows of BD_rows */
+    uint64_t stored_rows = gemmini_model.b_transpose && gemmini_model.dataflow == WS ? bd_cols : bd_rows;
     if (!gemmini_check_dims("preload (B/D)", bd_cols, bd_rows) || !gemmini_check_dims("preload (C)", c_cols, c_rows) ||
-        !gemmini_check_operand("preload (B/D)", bd, (uint32_t)bd_rows, 1) ||
+        !gemmini_check_operand("preload (B/D)", bd, (uint32_t)stored_rows, 1) ||
         !gemmini_check_output("preload (C)", c, (uint32_t)c_rows))
         return;
     gemmini_model_drain(); /* OS: the previous results leave as the new D enters */
@@ -783,7 +789,7 @@ static inline void gemmini_model_preload(uint32_t bd, uint32_t c, uint64_t bd_co
     /* timing: PRELOAD + BD_rows */
     gemmini_model.counters[GEMMINI_C_PRELOADS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_EXEC, GEMMINI_T_PRELOAD + (long long)bd_rows);
-    gemmini_span src = gemmini_rows(bd, bd_rows);
+    gemmini_span src = gemmini_rows(bd, stored_rows);
     gemmini_timed(GEMMINI_Q_EX, GEMMINI_T_PRELOAD, GEMMINI_T_PRELOAD + (long long)bd_rows,
                   GEMMINI_T_PRELOAD + (long long)bd_rows, 0, &src, 1, NULL, 0);
 }
@@ -815,10 +821,12 @@ static inline void gemmini_model_compute(uint32_t a, uint32_t bd, uint64_t a_col
             BD[i][k] = gemmini_operand(bd, (uint32_t)bd_rows, (uint32_t)bd_cols, 1, i, k);
         }
     }
-    if (preloaded) /* WS: the weights B; OS: the initial sums D */
+    int transposed = m->b_transpose && m->dataflow == WS;
+    if (preloaded) /* WS: the weights B (stored transposed: W[k][j] = B[j][k]); OS: the initial sums D */
         for (uint32_t i = 0; i < GEMMINI_DIM; i++)
             for (uint32_t j = 0; j < GEMMINI_DIM; j++)
-                m->pe[i][j] = gemmini_operand(m->pre_addr, m->pre_rows, m->pre_cols, 1, i, j);
+                m->pe[i][j] = transposed ? gemmini_operand(m->pre_addr, m->pre_cols, m->pre_rows, 1, j, i)
+                                         : gemmini_operand(m->pre_addr, m->pre_rows, m->pre_cols, 1, i, j);
     uint64_t b_cols;
     if (m->dataflow == WS) {
         if (preloaded)
