@@ -80,7 +80,7 @@ from exo.libs.externs import relu
 
 
 @proc
-def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{K}, {M}] @ DRAM, C: i8[{N}, {M}] @ DRAM):
+def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{B_shape}] @ DRAM, C: i8[{N}, {M}] @ DRAM):
     for i in seq(0, {N}):
         for j in seq(0, {M}):
             res: i32
@@ -89,11 +89,18 @@ def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{K}, {M}] @ DRAM
                 a: i32
                 b: i32
                 a = A[i, k]
-                b = B[k, j]
+                b = B[{B_idx}]
                 res += a * b
 """
 
 MATMUL += _epilogue(" " * 12, "C[i, j]")
+B_LAYOUTS = {"": ("{K}, {M}", "k, j"), "_bt": ("{M}, {K}", "j, k")}  # as multiplied, or stored transposed
+
+
+def matmul_source(name: str, N: int, M: int, K: int, layout: str = "") -> str:
+    """The i8 matmul kernel ``name`` in Exo's Gemmini form; ``layout`` "_bt": B stored transposed."""
+    shape, idx = B_LAYOUTS[layout]
+    return MATMUL.format(name=name, N=N, M=M, K=K, B_shape=shape.format(N=N, M=M, K=K), B_idx=idx)
 
 CONV = """\
 from __future__ import annotations
@@ -103,8 +110,8 @@ from exo.libs.externs import relu
 
 
 @proc
-def {name}(scale: f32, act: bool, inp: i8[{OH} + 2, {OW} + 2, {IC}] @ DRAM, w: i8[3, 3, {IC}, {OC}] @ DRAM,
-        out: i8[{OH}, {OW}, {OC}] @ DRAM):
+def {name}(scale: f32, act: bool, inp: i8[{S} * {OH} + 3 - {S}, {S} * {OW} + 3 - {S}, {IC}] @ DRAM,
+        w: i8[3, 3, {IC}, {OC}] @ DRAM, out: i8[{OH}, {OW}, {OC}] @ DRAM):
     for oy in seq(0, {OH}):
         for ox in seq(0, {OW}):
             for oc in seq(0, {OC}):
@@ -115,7 +122,7 @@ def {name}(scale: f32, act: bool, inp: i8[{OH} + 2, {OW} + 2, {IC}] @ DRAM, w: i
                         for ic in seq(0, {IC}):
                             a: i32
                             b: i32
-                            a = inp[oy + ky, ox + kx, ic]
+                            a = inp[{S} * oy + ky, {S} * ox + kx, ic]
                             b = w[ky, kx, ic, oc]
                             res += a * b
 """
@@ -125,6 +132,7 @@ CONV += _epilogue(" " * 16, "out[oy, ox, oc]")
 # 1–4 tiles of 16, or one partial tile (the instructions' n, m, K < 16 arguments; staged tiles keep
 # 16 rows, which a load must agree with); shrinking tends to the first
 TILES = (32, 16, 48, 64, 8, 12)
+REDUCTIONS = TILES + (40,)  # 40 = 16q + r: divided into 4 partial tiles of 10 first
 LOOPED = (32, 48, 64)  # at least two tiles: a loop over tiles
 SPLITTABLE = (64, 96)  # 4 and 6 tiles: a tile loop that divide_loop splits
 # per check, the sizes a dimension is drawn from (others: TILES): what lets the rule apply
@@ -140,23 +148,26 @@ MATMUL_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
 
 @st.composite
 def gemmini_kernels(draw, for_rule: str | None = None) -> KernelSpec:
-    """A random kernel the Gemmini target takes: an i8 matmul (three times in four) or a 3×3
-    convolution, sized in whole tiles or one partial tile, and shaped so that the plan rule
-    ``for_rule`` applies."""
+    """A random kernel the Gemmini target takes: an i8 matmul (three times in four; its second
+    operand as multiplied or stored transposed) or a 3×3 convolution (stride 1 or 2), sized in
+    whole tiles or one partial tile (a reduction also in 16q + r), and shaped so that the plan
+    rule ``for_rule`` applies."""
     sizes = MATMUL_SIZES.get(for_rule or "", {})
     if draw(st.integers(0, 3)) < 3:
-        dims = {d: draw(st.sampled_from(sizes.get(d, TILES))) for d in ("N", "M", "K")}
+        dims = {d: draw(st.sampled_from(sizes.get(d, TILES if d != "K" else REDUCTIONS))) for d in ("N", "M", "K")}
         if for_rule == "divide_loop":
             dims[draw(st.sampled_from(("N", "M", "K")))] = draw(st.sampled_from(SPLITTABLE))
-        name = "matmul_{N}x{M}x{K}".format(**dims)
-        return KernelSpec(name, MATMUL.format(name=name, **dims))
+        layout = draw(st.sampled_from(tuple(B_LAYOUTS)))
+        name = "matmul_{N}x{M}x{K}".format(**dims) + layout
+        return KernelSpec(name, matmul_source(name, layout=layout, **dims))
     dims = {
         "OH": draw(st.sampled_from((2, 1, 3))),  # a loop of single rows (not tiled)
         "OW": draw(st.sampled_from((16, 14))),  # 14: ResNet's last 3x3 layers, partial row tiles
         "OC": draw(st.sampled_from(SPLITTABLE if for_rule == "divide_loop" else (32, 16, 64))),
         "IC": draw(st.sampled_from((16, 32))),
+        "S": draw(st.sampled_from((1, 2))),  # stride 2: input rows two apart (ld_i8_s2)
     }
-    name = "conv_{OH}x{OW}x{OC}x{IC}".format(**dims)
+    name = "conv_{OH}x{OW}x{OC}x{IC}_s{S}".format(**dims)
     return KernelSpec(name, CONV.format(name=name, **dims))
 
 

@@ -29,15 +29,16 @@ def test_each_plan_rule_check_passes_and_exercises_its_rule(rule):
 
 def test_the_accumulator_rule_without_its_guard_is_caught():
     """``accumulator_rules(lambda v: [])`` may move the accumulator into a reduction loop."""
-    report = check_plan_rule("lift_alloc(acc)", 8, seed=1, unguarded=True)
+    # the kernels vary in layout, stride and reduction too: the misplacement is drawn in about 1 of 10
+    report = check_plan_rule("lift_alloc(acc)", 24, seed=1, unguarded=True)
     assert not report.ok and report.failure is not None
-    assert report.examples < 8  # caught within the budget
+    assert report.examples < 24  # caught within the budget
     assert "plan:" in report.failure and report.kernel is not None  # the plan and kernel to read
     print(f"caught after {report.examples} examples: {report.failure}")
 
 
 def test_the_initial_plan_shows_no_rule():
-    kernel = KernelSpec("mm", checks.MATMUL.format(name="mm", N=32, M=48, K=64))
+    kernel = KernelSpec("mm", checks.matmul_source("mm", N=32, M=48, K=64))
     problem = GemminiTarget().prepare(kernel.proc())
     shown = effects(problem.pattern, problem.model, initial_plan(problem.pattern))
     assert not shown & set(CHECKS)
@@ -56,7 +57,7 @@ def test_double_buffering_past_capacity_is_caught():
     """Double buffering is only storage (always the same values), so its guard is capacity: twice
     the buffer must fit. A footprint that counted one buffer would let this plan through (64
     accumulator tiles, alternating: 2048 rows of 1024); the check catches it on the model."""
-    kernel = KernelSpec("mm", checks.MATMUL.format(name="mm", N=128, M=256, K=16))
+    kernel = KernelSpec("mm", checks.matmul_source("mm", N=128, M=256, K=16))
     problem = GemminiTarget().prepare(kernel.proc())
     model = problem.model
     choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks

@@ -60,7 +60,7 @@ def test_a_spread_places_every_load_once(nest, groups):
 def test_loading_ahead_into_the_buffer_this_trip_reads_is_caught():
     """The rule's guard is the second buffer: the next trip's loads must not overwrite the tiles
     this trip still reads. Loading ahead into a single buffer is rejected by Exo's checks."""
-    kernel = KernelSpec("mm", checks.MATMUL.format(name="mm", N=32, M=48, K=64))
+    kernel = KernelSpec("mm", checks.matmul_source("mm", N=32, M=48, K=64))
     problem = GemminiTarget().prepare(kernel.proc())
     choice = next(c for c in problem.model.choices() if not {i for _, i in c.instrs} & problem.model.selection.blocks
                   and not problem.model.overwrites(c.instr("zero")))  # fmt: skip
