@@ -23,6 +23,7 @@ from exo import DRAM, config, instr, proc
 from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH
 from exo.libs.externs import relu
 from exo.platforms.gemmini import acc_scale, clamp
+from exo.stdlib.scheduling import make_instr, rename
 
 # config_st(row stride in bytes, activation: 0 = none, scale), then the store
 _ST_ACC_I8_NO_ACT = (
@@ -144,31 +145,8 @@ def _matmul_bt(accumulate: bool) -> str:
     )
 
 
-@instr(_CONFIG_MATMUL_BT + _matmul_bt(True))
-def matmul_acc_i8_bt(
-    N: size,
-    M: size,
-    K: size,
-    A: [i8][N, 16] @ GEMM_SCRATCH,
-    B: [i8][M, 16] @ GEMM_SCRATCH,
-    C: [i32][N, 16] @ GEMM_ACCUM,
-):
-    assert N <= 16
-    assert M <= 16
-    assert K <= 16
-
-    for i in seq(0, N):
-        for j in seq(0, M):
-            for k in seq(0, K):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[j, k]
-                C[i, j] += a * b
-
-
-@instr(_matmul_bt(True))
-def do_matmul_acc_i8_bt(
+@proc
+def _matmul_acc_bt(
     N: size,
     M: size,
     K: size,
@@ -191,6 +169,37 @@ def do_matmul_acc_i8_bt(
 
 
 @proc
+def _matmul_bt_overwrite(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][N, 16] @ GEMM_SCRATCH,
+    B: [i8][M, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            C[i, j] = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[j, k]
+                C[i, j] += a * b
+
+
+# each body twice: with the config inline, and the do_ form relying on config_matmul_bt hoisted
+matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "matmul_acc_i8_bt"), _CONFIG_MATMUL_BT + _matmul_bt(True))
+do_matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "do_matmul_acc_i8_bt"), _matmul_bt(True))
+matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "matmul_i8_bt"), _CONFIG_MATMUL_BT + _matmul_bt(False))
+do_matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "do_matmul_i8_bt"), _matmul_bt(False))
+
+
+@proc
 def matmul_acc_i8_bt_v2(
     N: size,
     M: size,
@@ -205,54 +214,6 @@ def matmul_acc_i8_bt_v2(
 
     config_matmul_bt()
     do_matmul_acc_i8_bt(N, M, K, A, B, C)
-
-
-@instr(_CONFIG_MATMUL_BT + _matmul_bt(False))
-def matmul_i8_bt(
-    N: size,
-    M: size,
-    K: size,
-    A: [i8][N, 16] @ GEMM_SCRATCH,
-    B: [i8][M, 16] @ GEMM_SCRATCH,
-    C: [i32][N, 16] @ GEMM_ACCUM,
-):
-    assert N <= 16
-    assert M <= 16
-    assert K <= 16
-
-    for i in seq(0, N):
-        for j in seq(0, M):
-            C[i, j] = 0.0
-            for k in seq(0, K):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[j, k]
-                C[i, j] += a * b
-
-
-@instr(_matmul_bt(False))
-def do_matmul_i8_bt(
-    N: size,
-    M: size,
-    K: size,
-    A: [i8][N, 16] @ GEMM_SCRATCH,
-    B: [i8][M, 16] @ GEMM_SCRATCH,
-    C: [i32][N, 16] @ GEMM_ACCUM,
-):
-    assert N <= 16
-    assert M <= 16
-    assert K <= 16
-
-    for i in seq(0, N):
-        for j in seq(0, M):
-            C[i, j] = 0.0
-            for k in seq(0, K):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[j, k]
-                C[i, j] += a * b
 
 
 @proc
