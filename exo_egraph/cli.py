@@ -349,13 +349,13 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in checks]
     if unknown:
         raise InputError(f"unknown rule {unknown[0]} (known: {', '.join(checks)})")
-    reports = []
+    reports, line = [], Progress()
     for name in names:
         def progress(done: int, name: str = name) -> None:
-            print(f"\r  {name}: {done}/{args.examples} examples", end="", file=sys.stderr)
+            line.say(f"{name}: {done}/{args.examples} examples")
 
         reports.append(replace(checks[name](args.examples, args.seed, progress), rule=name))
-        print(file=sys.stderr)
+        line.end()
     print(_rules_table(reports))
     for rep in reports:
         if not rep.ok:
