@@ -49,7 +49,7 @@ class GemminiProblem:
     pattern: GemmPattern  # of the kernel in its normal form (``normal`` below)
     selection: Selection
     model: GemminiCost
-    normal: tuple[Step, ...] = ()  # Exo calls to the pattern's form, replayed first (temporaries, reduction)
+    normal: tuple[Step, ...] = ()  # Exo calls to the pattern's form, replayed first (`replay.normalize`)
     # a kernel cut into nests (`exo_egraph.targets.gemmini.pieces`): each nest's problem, the Exo
     # calls that cut it, and the cut kernel calling the nests' procs (pattern, selection and
     # model above are the first nest's)
@@ -109,6 +109,30 @@ def _instruction_modules() -> tuple:
     return tuple(importlib.import_module(m) for m in INSTRUCTION_MODULES)
 
 
+def _check_strides(proc: Procedure, g: GemmPattern) -> None:
+    """Decline, in one line naming the loop and the statement, a stride no tile load or store
+    takes: only the first operand's rows may be more than one apart, loaded by an instruction
+    that steps them (exo's ``ld_i8_s2``; the replay stages that operand by `_stage_strided`)."""
+    steps = strided(g)
+    filled = select_instructions(g, _instruction_modules()).for_role if steps else None
+    for var, role, elements in steps:
+        if not (role is Role.LOAD_A and filled(role)):
+            where = source_of(proc, role_statement(g, role)) or "its statement"
+            raise NotGemmini(f"{proc.name()}: loop '{var}' steps {elements} elements per trip in {where}: no Gemmini "
+                             f"tile load or store of {PLATFORM} moves rows or columns that far apart")  # fmt: skip
+
+
+def _why_unfilled(g: GemmPattern, role: Role) -> str:
+    """What the kernel shows of why no instruction fills ``role`` ("" when nothing): an operand
+    stored transposed, which no load-and-multiply of that operand takes."""
+    flipped = [o for o in (Operand.A, Operand.B) if transposed(g, o)]
+    if not flipped or role not in (Role.MAC, Role.LOAD_A, Role.LOAD_B):
+        return ""
+    (rows, cols), buf = g.rows(flipped[0]), g.operand(flipped[0])[0]
+    return (f": {buf} is stored transposed for this product (its rows follow '{rows}', its columns '{cols}'), "
+            f"and no instruction multiplies {buf} so")
+
+
 WIDE_SHORTLIST = 64  # plans the second phase's (small) e-graph gives the timed shortlist
 BUFFER_SEEDS = 8  # plans of the first saturation phase whose double-buffered variants are explored
 PLAN_TRIES = 64  # random plans drawn, at most, to find one that fits the memories (a draw takes ~1 ms)
@@ -140,14 +164,7 @@ class GemminiTarget:
         session = Session(proc)
         pattern = normalize(session)
         normal = tuple(session.steps)
-        steps = strided(pattern)
-        filled = select_instructions(pattern, _instruction_modules()).for_role if steps else None
-        for var, role, elements in steps:
-            if not (role is Role.LOAD_A and filled(role)):  # the replay steps the first operand's rows only
-                where = source_of(proc, role_statement(pattern, role)) or "its statement"
-                raise NotGemmini(f"{proc.name()}: loop '{var}' steps {elements} elements per trip in {where}: "
-                                 "no Gemmini tile load or store of exo.platforms.gemmini moves rows or columns "
-                                 "that far apart")  # fmt: skip
+        _check_strides(proc, pattern)
         if not cuts(pattern):
             return self._problem(proc, proc, term, pattern, normal)
         nests = cut_nests(session, pattern)
@@ -165,13 +182,8 @@ class GemminiTarget:
         if missing:
             role, words = missing[0]
             where = source_of(user, role_statement(pattern, role)) or "its statement"
-            why = ""
-            flipped = [o for o in (Operand.A, Operand.B) if transposed(pattern, o)]
-            if flipped and role in (Role.MAC, Role.LOAD_A, Role.LOAD_B):
-                (rows, cols), buf = pattern.rows(flipped[0]), pattern.operand(flipped[0])[0]
-                why = (f": {buf} is stored transposed for this product (its rows follow '{rows}', its columns "
-                       f"'{cols}'), and no instruction multiplies {buf} so")  # fmt: skip
-            raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}{why}")
+            raise NotGemmini(f"{user.name()}: no instruction of {PLATFORM} matches the {words} {where}"
+                             f"{_why_unfilled(pattern, role)}")  # fmt: skip
         model = GemminiCost(pattern, selection, dict(CONSTANTS))
         return GemminiProblem(proc, term, pattern, selection, model, normal)
 
