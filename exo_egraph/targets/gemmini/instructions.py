@@ -22,7 +22,7 @@ from __future__ import annotations
 from exo import DRAM, config, instr, proc
 from exo.libs.memories import GEMM_ACCUM, GEMM_SCRATCH
 from exo.libs.externs import relu
-from exo.platforms.gemmini import acc_scale, clamp
+from exo.platforms.gemmini import acc_scale, clamp, config_ld_i8_s2_id1, do_ld_i8_s2_id1
 from exo.stdlib.scheduling import make_instr, rename
 
 # config_st(row stride in bytes, activation: 0 = none, scale), then the store
@@ -231,6 +231,23 @@ def matmul_i8_bt_v2(
 
     config_matmul_bt()
     do_matmul_i8_bt(N, M, K, A, B, C)
+
+
+@proc
+def ld_i8_s2_id1_v2(
+    n: size,
+    m: size,
+    src: [i8][n * 2 - 1, m] @ DRAM,
+    dst: [i8][n, 16] @ GEMM_SCRATCH,
+):
+    assert n <= 16
+    assert m <= 16
+    assert stride(src, 1) == 1
+    assert stride(dst, 0) == 16
+    assert stride(dst, 1) == 1
+
+    config_ld_i8_s2_id1(stride(src, 0))
+    do_ld_i8_s2_id1(n, m, src, dst)
 
 
 __all__ = [
