@@ -4,6 +4,7 @@ the naive proc (host CPU).
     python benchmarks/gemmini_table.py [--budget-s S] [--out benchmarks/results/gemmini.json]
     python benchmarks/gemmini_table.py --large   # 512^3 and ResNet-50 matmuls vs expert-style hands
     python benchmarks/gemmini_table.py --conv    # ResNet-50 3x3 convolutions in Exo's own form
+    python benchmarks/gemmini_table.py --forms   # strides, epilogues, 16q + r, a transposed operand
 
 Every explored and hand schedule runs on the Gemmini model (exo_egraph/targets/gemmini/model) and
 must match the naive proc and the numpy reference bit for bit. Each run reports the decoupled
@@ -61,11 +62,14 @@ def main() -> None:
     ap.add_argument("--kernels", nargs="+", default=list(kernels.GEMMINI_KERNELS))
     ap.add_argument("--large", action="store_true", help="512^3 and the ResNet-50 layers, against expert-style hands")
     ap.add_argument("--conv", action="store_true", help="the ResNet-50 3x3 convolutions in Exo's own form")
+    ap.add_argument("--forms", action="store_true", help="the other kernel forms (strides, epilogues, K, layouts)")
     args = ap.parse_args()
     if args.large:
         return large(args.budget_s, Path(args.out).with_name("gemmini_large.json"))
     if args.conv:
-        return convolutions(args.budget_s, Path(args.out).with_name("gemmini_conv.json"))
+        return against_naive(kernels.GEMMINI_CONV, args.budget_s, Path(args.out).with_name("gemmini_conv.json"))
+    if args.forms:
+        return against_naive(tuple(kernels.FORMS), args.budget_s, Path(args.out).with_name("gemmini_forms.json"))
     rows = []
     head = (
         "| kernel | explore s | naive host cycles | hand: decoupled (util) / serial | hand 1-tile mvins: decoupled / serial "
@@ -161,16 +165,17 @@ def large(budget_s: float, out: Path) -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
-def convolutions(budget_s: float, out: Path) -> None:
-    """The 3x3 convolutions of ResNet-50 that Exo's apps/gemmini schedules, written as Exo writes
-    them (batch 4, bias row, i8 temporaries; output 56 and 28 wide are cut into whole tiles and a
-    partial one, 14 and 7 are one partial tile), stride 1 and stride 2 (``_s2_``: input rows and
-    columns two apart). No hand schedule here: explored against the naive proc."""
+def against_naive(names: tuple[str, ...], budget_s: float, out: Path) -> None:
+    """Kernels with no hand schedule, explored against the naive proc: ``--conv``, the 3x3
+    convolutions of ResNet-50 that Exo's apps/gemmini schedules, written as Exo writes them (batch
+    4, bias row, i8 temporaries; output 56 and 28 wide are cut into whole tiles and a partial one,
+    14 and 7 are one partial tile), stride 1 and stride 2 (``_s2_``); ``--forms``, the other
+    kernel forms the target takes (`kernels.FORMS`)."""
     head = ("| kernel | explore s | nests | explored: decoupled (util) / serial | model / simulated "
             "| naive host cycles | bit-exact |")  # fmt: skip
     lines, rows = [head, "|---|---:|---:|---:|---:|---:|---|"], []
     print("\n".join(lines))
-    for name in kernels.GEMMINI_CONV:
+    for name in names:
         proc, reference, r, seconds = explored(name, budget_s)
         v = r.validation
         nests = max(1, sum(line.startswith("part ") for line in r.details[0]["plan"]))

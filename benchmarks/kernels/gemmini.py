@@ -190,6 +190,106 @@ def conv_bias_s2_i8(
                     output[b, orow, ocol, och] = tmp_res2
 
 
+# Epilogue forms users write besides Exo's own (`acc_scale(src_tmp, ...)` after an i32 copy): the
+# accumulator read straight into acc_scale, no acc_scale (widened to f32, then clamped), an i32
+# output, with and without ReLU.
+@proc
+def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 32):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            tmp: f32
+            acc_scale(res, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_i32_out(A: i8[32, 48], B: i8[48, 32], C: i32[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            C[i, j] = res
+
+
+@proc
+def matmul_unscaled_bare(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            tmp: f32
+            tmp = res
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_unscaled(act: bool, A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            tmp = src_tmp
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
+@proc
+def matmul_unscaled_no_act(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
+    for i in seq(0, 32):
+        for j in seq(0, 32):
+            res: i32
+            res = 0.0
+            for k in seq(0, 48):
+                a: i32
+                b: i32
+                a = A[i, k]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            tmp = src_tmp
+            tmp2: i8
+            clamp(tmp, tmp2)
+            C[i, j] = tmp2
+
+
 def _sized(p, name: str, **sizes: int):
     from exo.stdlib.scheduling import rename
 
@@ -310,4 +410,52 @@ def _reference(name: str):
     return conv2d_reference if "conv" in name else matmul_reference
 
 
-REFERENCES = {name: _reference(name) for name in GEMMINI_KERNELS + GEMMINI_LARGE + GEMMINI_CONV}
+def _product(v: dict) -> "np.ndarray":
+    import numpy as np
+
+    return v["A"].astype(np.int64) @ v["B"].astype(np.int64)
+
+
+def unscaled_reference(v: dict) -> dict:
+    """Clamp to i8 without scaling, then ReLU when the kernel has an ``act`` argument and it is true."""
+    import numpy as np
+
+    y = np.clip(_product(v), -128, 127)
+    return {"C": (np.maximum(y, 0) if v.get("act") else y).astype(np.int8)}
+
+
+def i32_reference(v: dict) -> dict:
+    import numpy as np
+
+    return {"C": _product(v).astype(np.int32)}
+
+
+def no_act_reference(v: dict) -> dict:
+    return {"C": _epilogue(_product(v), v["scale"][0], False)}
+
+
+# the kernel forms beyond the tables' (`python benchmarks/gemmini_table.py --forms`), with references
+gemmini_form_stride2_conv = _sized(conv_bias_s2_i8, "gemmini_form_stride2_conv", batch=1, out_dim=16, out_ch=32,
+                                   in_ch=32)  # fmt: skip
+gemmini_form_unscaled = _sized(matmul_unscaled, "gemmini_form_unscaled")
+gemmini_form_bare_unscaled = _sized(matmul_unscaled_bare, "gemmini_form_bare_unscaled")
+gemmini_form_bare_acc_scale = _sized(matmul_no_relu, "gemmini_form_bare_acc_scale")
+gemmini_form_i32_out = _sized(matmul_i32_out, "gemmini_form_i32_out")
+gemmini_form_k40 = _sized(gemm_i8, "gemmini_form_k40", N=32, M=48, K=40)
+gemmini_form_k17 = _sized(gemm_i8, "gemmini_form_k17", N=16, M=16, K=17)
+gemmini_form_conv_ic24 = _sized(conv_bias_i8, "gemmini_form_conv_ic24", batch=1, out_dim=7, out_ch=16, in_ch=24)
+gemmini_form_bt_512 = _sized(gemm_i8_bt, "gemmini_form_bt_512", N=512, M=512, K=512)
+
+FORMS = {
+    "gemmini_form_stride2_conv": conv_bias_reference,
+    "gemmini_form_unscaled": unscaled_reference,
+    "gemmini_form_bare_unscaled": unscaled_reference,
+    "gemmini_form_bare_acc_scale": no_act_reference,
+    "gemmini_form_i32_out": i32_reference,
+    "gemmini_form_k40": matmul_reference,
+    "gemmini_form_k17": matmul_reference,
+    "gemmini_form_conv_ic24": conv_bias_reference,
+    "gemmini_form_bt_512": matmul_bt_reference,
+}
+
+REFERENCES = {name: _reference(name) for name in GEMMINI_KERNELS + GEMMINI_LARGE + GEMMINI_CONV} | FORMS

@@ -32,6 +32,13 @@ from exo_egraph.targets.gemmini.target import GemminiTarget
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks" / "kernels"))
 import gemmini as kernels  # noqa: E402
+from gemmini import (  # noqa: E402  (epilogue forms, also in benchmarks/gemmini_forms.py)
+    matmul_i32_out,
+    matmul_no_relu,
+    matmul_unscaled,
+    matmul_unscaled_bare,
+    matmul_unscaled_no_act,
+)
 
 SMALL = {
     "matmul_32x48x64": kernels.gemm_i8.partial_eval(N=32, M=48, K=64),
@@ -276,46 +283,12 @@ def conv_channel_stride_2(scale: f32, act: bool, inp: i8[18, 18, 32], w: i8[3, 3
 
 
 @proc
-def matmul_no_relu(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
-    for i in seq(0, 32):
-        for j in seq(0, 32):
-            res: i32
-            res = 0.0
-            for k in seq(0, 32):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[k, j]
-                res += a * b
-            tmp: f32
-            acc_scale(res, tmp, scale)
-            tmp2: i8
-            clamp(tmp, tmp2)
-            C[i, j] = tmp2
-
-
-@proc
 def matmul_wrapping(A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
             res: i32
             res = 0.0
             for k in seq(0, 32):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[k, j]
-                res += a * b
-            C[i, j] = res
-
-
-@proc
-def matmul_i32_out(A: i8[32, 48], B: i8[48, 32], C: i32[32, 32]):
-    for i in seq(0, 32):
-        for j in seq(0, 32):
-            res: i32
-            res = 0.0
-            for k in seq(0, 48):
                 a: i32
                 b: i32
                 a = A[i, k]
@@ -340,25 +313,6 @@ def matmul_a_transposed(A: i8[48, 32], B: i8[48, 32], C: i32[32, 32]):
 
 
 @proc
-def matmul_unscaled_bare(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
-    for i in seq(0, 32):
-        for j in seq(0, 32):
-            res: i32
-            res = 0.0
-            for k in seq(0, 48):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[k, j]
-                res += a * b
-            tmp: f32
-            tmp = res
-            tmp2: i8
-            clamp(tmp, tmp2)
-            C[i, j] = tmp2
-
-
-@proc
 def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
     for i in seq(0, 32):
         for j in seq(0, 32):
@@ -374,50 +328,6 @@ def matmul_no_act(scale: f32, A: i8[32, 32], B: i8[32, 32], C: i8[32, 32]):
             src_tmp = res
             tmp: f32
             acc_scale(src_tmp, tmp, scale)
-            tmp2: i8
-            clamp(tmp, tmp2)
-            C[i, j] = tmp2
-
-
-@proc
-def matmul_unscaled(act: bool, A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
-    for i in seq(0, 32):
-        for j in seq(0, 32):
-            res: i32
-            res = 0.0
-            for k in seq(0, 48):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[k, j]
-                res += a * b
-            src_tmp: i32
-            src_tmp = res
-            tmp: f32
-            tmp = src_tmp
-            tmp2: i8
-            clamp(tmp, tmp2)
-            if act == True:
-                tmp2 = relu(tmp2)
-            C[i, j] = tmp2
-
-
-@proc
-def matmul_unscaled_no_act(A: i8[32, 48], B: i8[48, 32], C: i8[32, 32]):
-    for i in seq(0, 32):
-        for j in seq(0, 32):
-            res: i32
-            res = 0.0
-            for k in seq(0, 48):
-                a: i32
-                b: i32
-                a = A[i, k]
-                b = B[k, j]
-                res += a * b
-            src_tmp: i32
-            src_tmp = res
-            tmp: f32
-            tmp = src_tmp
             tmp2: i8
             clamp(tmp, tmp2)
             C[i, j] = tmp2
