@@ -64,6 +64,32 @@ def gemm_i8_bt(
             C[i, j] = tmp2
 
 
+# C = Aᵀ B: A stored reduction-major (a backward pass's activations, ``A[k, i]``)
+@proc
+def gemm_i8_at(
+    N: size, M: size, K: size, scale: f32, act: bool, A: i8[K, N] @ DRAM, B: i8[K, M] @ DRAM, C: i8[N, M] @ DRAM
+):
+    for i in seq(0, N):
+        for j in seq(0, M):
+            res: i32
+            res = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[k, i]
+                b = B[k, j]
+                res += a * b
+            src_tmp: i32
+            src_tmp = res
+            tmp: f32
+            acc_scale(src_tmp, tmp, scale)
+            tmp2: i8
+            clamp(tmp, tmp2)
+            if act == True:
+                tmp2 = relu(tmp2)
+            C[i, j] = tmp2
+
+
 @proc
 def conv3x3_i8(
     OH: size,
@@ -383,6 +409,13 @@ def matmul_bt_reference(v: dict) -> dict:
     return {"C": _epilogue(acc, v["scale"][0], bool(v["act"]))}
 
 
+def matmul_at_reference(v: dict) -> dict:
+    import numpy as np
+
+    acc = (v["A"].astype(np.int64).T @ v["B"].astype(np.int64)).astype(np.int32)
+    return {"C": _epilogue(acc, v["scale"][0], bool(v["act"]))}
+
+
 def conv2d_reference(v: dict) -> dict:
     import numpy as np
 
@@ -445,6 +478,7 @@ gemmini_form_k40 = _sized(gemm_i8, "gemmini_form_k40", N=32, M=48, K=40)
 gemmini_form_k17 = _sized(gemm_i8, "gemmini_form_k17", N=16, M=16, K=17)
 gemmini_form_conv_ic24 = _sized(conv_bias_i8, "gemmini_form_conv_ic24", batch=1, out_dim=7, out_ch=16, in_ch=24)
 gemmini_form_bt_512 = _sized(gemm_i8_bt, "gemmini_form_bt_512", N=512, M=512, K=512)
+gemmini_form_at_512 = _sized(gemm_i8_at, "gemmini_form_at_512", N=512, M=512, K=512)
 
 FORMS = {
     "gemmini_form_stride2_conv": conv_bias_reference,
@@ -456,6 +490,7 @@ FORMS = {
     "gemmini_form_k17": matmul_reference,
     "gemmini_form_conv_ic24": conv_bias_reference,
     "gemmini_form_bt_512": matmul_bt_reference,
+    "gemmini_form_at_512": matmul_at_reference,
 }
 
 REFERENCES = {name: _reference(name) for name in GEMMINI_KERNELS + GEMMINI_LARGE + GEMMINI_CONV} | FORMS

@@ -80,7 +80,7 @@ from exo.libs.externs import relu
 
 
 @proc
-def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{B_shape}] @ DRAM, C: i8[{N}, {M}] @ DRAM):
+def {name}(scale: f32, act: bool, A: i8[{A_shape}] @ DRAM, B: i8[{B_shape}] @ DRAM, C: i8[{N}, {M}] @ DRAM):
     for i in seq(0, {N}):
         for j in seq(0, {M}):
             res: i32
@@ -88,19 +88,26 @@ def {name}(scale: f32, act: bool, A: i8[{N}, {K}] @ DRAM, B: i8[{B_shape}] @ DRA
             for k in seq(0, {K}):
                 a: i32
                 b: i32
-                a = A[i, k]
+                a = A[{A_idx}]
                 b = B[{B_idx}]
                 res += a * b
 """
 
 MATMUL += _epilogue(" " * 12, "C[i, j]")
-B_LAYOUTS = {"": ("{K}, {M}", "k, j"), "_bt": ("{M}, {K}", "j, k")}  # as multiplied, or stored transposed
+# (A's shape and index, B's): both as multiplied, B stored transposed (C = A Bᵀ) or A (C = Aᵀ B)
+LAYOUTS = {
+    "": ("{N}, {K}", "i, k", "{K}, {M}", "k, j"),
+    "_bt": ("{N}, {K}", "i, k", "{M}, {K}", "j, k"),
+    "_at": ("{K}, {N}", "k, i", "{K}, {M}", "k, j"),
+}
 
 
 def matmul_source(name: str, N: int, M: int, K: int, layout: str = "") -> str:
-    """The i8 matmul kernel ``name`` in Exo's Gemmini form; ``layout`` "_bt": B stored transposed."""
-    shape, idx = B_LAYOUTS[layout]
-    return MATMUL.format(name=name, N=N, M=M, K=K, B_shape=shape.format(N=N, M=M, K=K), B_idx=idx)
+    """The i8 matmul kernel ``name`` in Exo's Gemmini form; ``layout`` one of `LAYOUTS`."""
+    a_shape, a_idx, b_shape, b_idx = LAYOUTS[layout]
+    dims = dict(N=N, M=M, K=K)
+    return MATMUL.format(name=name, A_shape=a_shape.format(**dims), A_idx=a_idx, B_shape=b_shape.format(**dims),
+                         B_idx=b_idx, **dims)  # fmt: skip
 
 CONV = """\
 from __future__ import annotations
@@ -149,7 +156,7 @@ MATMUL_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
 @st.composite
 def gemmini_kernels(draw, for_rule: str | None = None) -> KernelSpec:
     """A random kernel the Gemmini target takes: an i8 matmul (three times in four; its second
-    operand as multiplied or stored transposed) or a 3×3 convolution (stride 1 or 2), sized in
+    operand as multiplied, or one of the two stored transposed) or a 3×3 convolution (stride 1 or 2), sized in
     whole tiles or one partial tile (a reduction also in 16q + r), and shaped so that the plan
     rule ``for_rule`` applies."""
     sizes = MATMUL_SIZES.get(for_rule or "", {})
@@ -157,7 +164,7 @@ def gemmini_kernels(draw, for_rule: str | None = None) -> KernelSpec:
         dims = {d: draw(st.sampled_from(sizes.get(d, TILES if d != "K" else REDUCTIONS))) for d in ("N", "M", "K")}
         if for_rule == "divide_loop":
             dims[draw(st.sampled_from(("N", "M", "K")))] = draw(st.sampled_from(SPLITTABLE))
-        layout = draw(st.sampled_from(tuple(B_LAYOUTS)))
+        layout = draw(st.sampled_from(tuple(LAYOUTS)))
         name = "matmul_{N}x{M}x{K}".format(**dims) + layout
         return KernelSpec(name, matmul_source(name, layout=layout, **dims))
     dims = {

@@ -15,6 +15,10 @@ stored output-major). Gemmini's ``config_ex`` has a B-transpose bit: with it set
 tile is read transposed, so a tile loaded as stored (``j`` rows of ``k``) multiplies as ``B^T``.
 ``matmul_acc_i8_bt`` sets it inline; ``do_matmul_acc_i8_bt`` relies on ``config_matmul_bt``
 hoisted to the top (its twin ``matmul_acc_i8_bt_v2`` says so, as exo's ``*_v2`` procs do).
+The A-transpose bit does the same for a transposed first operand (``a = A[k, i]``: C = A^T B,
+as a backward pass multiplies by activations stored batch-major): ``matmul_acc_i8_at`` and kin.
+The model transposes one operand at a time (as stated in its config_ex), so a kernel with both
+transposed is declined.
 """
 
 from __future__ import annotations
@@ -126,8 +130,14 @@ class ConfigMatmulBT:
     done: bool
 
 
-# config_ex(dataflow WS, no activation, no shift, A_stride 1, A_transpose 0, B_transpose 1)
+@config
+class ConfigMatmulAT:
+    done: bool
+
+
+# config_ex(dataflow WS, no activation, no shift, A_stride 1, A_transpose, B_transpose)
 _CONFIG_MATMUL_BT = "gemmini_extended_config_ex(WS, 0, 0, 1, 0, 1);\n"
+_CONFIG_MATMUL_AT = "gemmini_extended_config_ex(WS, 0, 0, 1, 1, 0);\n"
 
 
 @instr(_CONFIG_MATMUL_BT)
@@ -135,9 +145,15 @@ def config_matmul_bt():
     ConfigMatmulBT.done = True
 
 
-# preload(B, C, B as multiplied: M columns by K rows, C: M by N), then compute; the accumulate
-# bit (0x40000000) on C adds to the accumulator instead of overwriting it
-def _matmul_bt(accumulate: bool) -> str:
+@instr(_CONFIG_MATMUL_AT)
+def config_matmul_at():
+    ConfigMatmulAT.done = True
+
+
+# preload(B, C, B as multiplied: M columns by K rows, C: M by N), then compute(A as multiplied:
+# K columns by N rows); the accumulate bit (0x40000000) on C adds to the accumulator instead of
+# overwriting it. A transposed tile's address and sizes are the same: config_ex says how it is stored.
+def _matmul_c(accumulate: bool) -> str:
     c = "(uint32_t)(&{C_data})" + (" | 0x40000000" if accumulate else "")
     return (
         f"gemmini_extended_preload((uint32_t)(&{{B_data}}), {c}, {{M}}, {{K}}, {{M}}, {{N}});\n"
@@ -192,11 +208,62 @@ def _matmul_bt_overwrite(
                 C[i, j] += a * b
 
 
-# each body twice: with the config inline, and the do_ form relying on config_matmul_bt hoisted
-matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "matmul_acc_i8_bt"), _CONFIG_MATMUL_BT + _matmul_bt(True))
-do_matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "do_matmul_acc_i8_bt"), _matmul_bt(True))
-matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "matmul_i8_bt"), _CONFIG_MATMUL_BT + _matmul_bt(False))
-do_matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "do_matmul_i8_bt"), _matmul_bt(False))
+@proc
+def _matmul_acc_at(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][K, 16] @ GEMM_SCRATCH,
+    B: [i8][K, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[k, i]
+                b = B[k, j]
+                C[i, j] += a * b
+
+
+@proc
+def _matmul_at_overwrite(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][K, 16] @ GEMM_SCRATCH,
+    B: [i8][K, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    for i in seq(0, N):
+        for j in seq(0, M):
+            C[i, j] = 0.0
+            for k in seq(0, K):
+                a: i32
+                b: i32
+                a = A[k, i]
+                b = B[k, j]
+                C[i, j] += a * b
+
+
+# each body twice: with the config inline, and the do_ form relying on its config hoisted
+matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "matmul_acc_i8_bt"), _CONFIG_MATMUL_BT + _matmul_c(True))
+do_matmul_acc_i8_bt = make_instr(rename(_matmul_acc_bt, "do_matmul_acc_i8_bt"), _matmul_c(True))
+matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "matmul_i8_bt"), _CONFIG_MATMUL_BT + _matmul_c(False))
+do_matmul_i8_bt = make_instr(rename(_matmul_bt_overwrite, "do_matmul_i8_bt"), _matmul_c(False))
+matmul_acc_i8_at = make_instr(rename(_matmul_acc_at, "matmul_acc_i8_at"), _CONFIG_MATMUL_AT + _matmul_c(True))
+do_matmul_acc_i8_at = make_instr(rename(_matmul_acc_at, "do_matmul_acc_i8_at"), _matmul_c(True))
+matmul_i8_at = make_instr(rename(_matmul_at_overwrite, "matmul_i8_at"), _CONFIG_MATMUL_AT + _matmul_c(False))
+do_matmul_i8_at = make_instr(rename(_matmul_at_overwrite, "do_matmul_i8_at"), _matmul_c(False))
 
 
 @proc
@@ -234,6 +301,40 @@ def matmul_i8_bt_v2(
 
 
 @proc
+def matmul_acc_i8_at_v2(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][K, 16] @ GEMM_SCRATCH,
+    B: [i8][K, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    config_matmul_at()
+    do_matmul_acc_i8_at(N, M, K, A, B, C)
+
+
+@proc
+def matmul_i8_at_v2(
+    N: size,
+    M: size,
+    K: size,
+    A: [i8][K, 16] @ GEMM_SCRATCH,
+    B: [i8][K, 16] @ GEMM_SCRATCH,
+    C: [i32][N, 16] @ GEMM_ACCUM,
+):
+    assert N <= 16
+    assert M <= 16
+    assert K <= 16
+
+    config_matmul_at()
+    do_matmul_i8_at(N, M, K, A, B, C)
+
+
+@proc
 def ld_i8_s2_id1_v2(
     n: size,
     m: size,
@@ -253,5 +354,6 @@ def ld_i8_s2_id1_v2(
 __all__ = [
     "st_acc_i8_no_act", "st_acc_i8_unscaled", "st_acc_i8_unscaled_no_act", "ConfigMatmulBT", "config_matmul_bt",
     "matmul_acc_i8_bt", "do_matmul_acc_i8_bt", "matmul_acc_i8_bt_v2", "matmul_i8_bt", "do_matmul_i8_bt",
-    "matmul_i8_bt_v2",
+    "matmul_i8_bt_v2", "ConfigMatmulAT", "config_matmul_at", "matmul_acc_i8_at", "do_matmul_acc_i8_at",
+    "matmul_acc_i8_at_v2", "matmul_i8_at", "do_matmul_i8_at", "matmul_i8_at_v2",
 ]  # fmt: skip

@@ -124,10 +124,15 @@ def _check_strides(proc: Procedure, g: GemmPattern) -> None:
 
 def _why_unfilled(g: GemmPattern, role: Role) -> str:
     """What the kernel shows of why no instruction fills ``role`` ("" when nothing): an operand
-    stored transposed, which no load-and-multiply of that operand takes."""
+    stored transposed that no load-and-multiply takes so (one at a time, through config_ex's
+    A- or B-transpose bit), or both operands transposed."""
     flipped = [o for o in (Operand.A, Operand.B) if transposed(g, o)]
     if not flipped or role not in (Role.MAC, Role.LOAD_A, Role.LOAD_B):
         return ""
+    if len(flipped) == 2:
+        a, b = (g.operand(o)[0] for o in flipped)
+        return (f": {a} and {b} are both stored transposed for this product, and config_ex transposes one "
+                f"operand at a time (store one of them as multiplied)")
     (rows, cols), buf = g.rows(flipped[0]), g.operand(flipped[0])[0]
     return (f": {buf} is stored transposed for this product (its rows follow '{rows}', its columns '{cols}'), "
             f"and no instruction multiplies {buf} so")

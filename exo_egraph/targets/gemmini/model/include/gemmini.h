@@ -142,6 +142,7 @@ typedef struct {
     int dataflow; /* WS or OS */
     int ex_act;   /* activation applied when the mesh writes to the scratchpad (0 none, 1 relu) */
     uint32_t sys_shift, a_stride;
+    int a_transpose; /* WS: the A tile is stored transposed (A_cols rows of A_rows) */
     int b_transpose; /* WS: the preloaded B tile is stored transposed (BD_cols rows of BD_rows) */
 
     /* systolic array: weights (WS) or partial sums (OS) */
@@ -545,9 +546,11 @@ static inline void gemmini_model_config_st(uint64_t stride, int act, float scale
 static inline void gemmini_model_drain(void);
 
 /* config_ex: dataflow (OS 0 / WS 1), activation on mesh -> scratchpad writes, OS result shift,
-   A_stride (scratchpad rows between fed A rows), A/B transposition. MODEL ASSUMPTION: B
-   transposition (WS only) reads the preloaded tile transposed, at no cost (Gemmini's README: the
-   B_transpose bit of config_ex); A transposition is not modelled. */
+   A_stride (scratchpad rows between stored A rows), A/B transposition. MODEL ASSUMPTION: in WS,
+   either bit (Gemmini's README: config_ex's A_transpose and B_transpose) makes the mesh read that
+   operand's tile transposed, at no cost: a compute still takes COMPUTE + A_rows cycles (the rows
+   fed to the mesh), and its hazards cover the rows the tile is stored in. Transposing both at
+   once, or either outside WS, is not modelled. */
 static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_shift, uint32_t a_stride, int a_t,
                                            int b_t) {
     if (!gemmini_model_live())
@@ -560,8 +563,8 @@ static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_s
         gemmini_model_fail("config_ex: activation %d is not modelled (0 = none, 1 = relu)", act);
         return;
     }
-    if (a_t || (b_t && dataflow != WS)) {
-        gemmini_model_fail("config_ex: A transposition, and B transposition outside WS, are not modelled");
+    if ((a_t && b_t) || ((a_t || b_t) && dataflow != WS)) {
+        gemmini_model_fail("config_ex: transposing both A and B, or either outside WS, is not modelled");
         return;
     }
     gemmini_model_drain(); /* the mesh drains before the dataflow changes */
@@ -569,6 +572,7 @@ static inline void gemmini_model_config_ex(int dataflow, int act, uint32_t sys_s
     gemmini_model.ex_act = act;
     gemmini_model.sys_shift = sys_shift;
     gemmini_model.a_stride = a_stride;
+    gemmini_model.a_transpose = a_t;
     gemmini_model.b_transpose = b_t;
     gemmini_model.counters[GEMMINI_C_CONFIGS] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_OTHER, GEMMINI_T_CONFIG_EX);
@@ -809,15 +813,19 @@ static inline void gemmini_model_compute(uint32_t a, uint32_t bd, uint64_t a_col
         return;
     gemmini_model_state *m = &gemmini_model;
     const char *what = preloaded ? "compute_preloaded" : "compute_accumulated";
+    /* A_cols x A_rows is A as multiplied; a transposed A is stored A_cols rows of A_rows */
+    int a_transposed = m->a_transpose && m->dataflow == WS;
+    uint32_t a_stored_rows = (uint32_t)(a_transposed ? a_cols : a_rows);
     if (!gemmini_check_dims(what, a_cols, a_rows) || !gemmini_check_dims(what, bd_cols, bd_rows) ||
-        !gemmini_check_operand(what, a, (uint32_t)a_rows, m->a_stride) ||
+        !gemmini_check_operand(what, a, a_stored_rows, m->a_stride) ||
         !gemmini_check_operand(what, bd, (uint32_t)bd_rows, 1))
         return;
     /* operands, zero outside their rows x cols and for GARBAGE */
     int32_t A[GEMMINI_DIM][GEMMINI_DIM], BD[GEMMINI_DIM][GEMMINI_DIM];
     for (uint32_t i = 0; i < GEMMINI_DIM; i++) {
         for (uint32_t k = 0; k < GEMMINI_DIM; k++) {
-            A[i][k] = gemmini_operand(a, (uint32_t)a_rows, (uint32_t)a_cols, m->a_stride, i, k);
+            A[i][k] = a_transposed ? gemmini_operand(a, a_stored_rows, (uint32_t)a_rows, m->a_stride, k, i)
+                                   : gemmini_operand(a, (uint32_t)a_rows, (uint32_t)a_cols, m->a_stride, i, k);
             BD[i][k] = gemmini_operand(bd, (uint32_t)bd_rows, (uint32_t)bd_cols, 1, i, k);
         }
     }
@@ -860,7 +868,7 @@ static inline void gemmini_model_compute(uint32_t a, uint32_t bd, uint64_t a_col
     m->counters[GEMMINI_C_COMPUTES] += 1;
     gemmini_add_cycles(GEMMINI_C_CYCLES_EXEC, GEMMINI_T_COMPUTE + (long long)a_rows);
     long long occupancy = GEMMINI_T_COMPUTE + (long long)a_rows;
-    gemmini_span reads[2] = {{a, a_rows, m->a_stride, 1, 0}, gemmini_rows(bd, bd_rows)};
+    gemmini_span reads[2] = {{a, a_stored_rows, m->a_stride, 1, 0}, gemmini_rows(bd, bd_rows)};
     gemmini_span out = gemmini_rows(m->out_addr, m->out_rows); /* OS: counted as written now */
     gemmini_timed(GEMMINI_Q_EX, occupancy, occupancy, occupancy + GEMMINI_T_MESH_LATENCY, 0, reads, 2, &out, 1);
 }
