@@ -106,6 +106,20 @@ void t_ws(const int8_t *A, const int8_t *B, const int8_t *D, const int8_t *A2, i
     gemmini_extended_mvout(out3, 64, 16, 16);
 }
 
+/* WS with config_ex's transpose bits: A at rows 0, B at rows 16, each stored as given (a
+   transposed one: K rows of N, or M rows of K); C = A * B as multiplied, N x M, into the accumulator */
+void t_ws_transposed(const int8_t *A, const int8_t *B, int64_t N, int64_t K, int64_t M, int64_t a_t, int64_t b_t,
+                     int32_t *out) {
+    gemmini_extended3_config_ld(16, 1.0f, 0, 0);
+    gemmini_extended_mvin(A, 0, 16, 16);
+    gemmini_extended_mvin(B, 16, 16, 16);
+    gemmini_extended_config_ex(WS, 0, 0, 1, a_t, b_t);
+    gemmini_extended_config_st(64, 0, 1.0f);
+    gemmini_extended_preload(16, 0x80000000u, M, K, M, N);
+    gemmini_extended_compute_preloaded(0, ~((uint32_t)0), K, N, 16, 16);
+    gemmini_extended_mvout(out, 0xA0000000u, 16, 16);
+}
+
 /* output-stationary: A rows 0, B rows 16, D rows 32, A2 rows 48, B2 rows 64 */
 void t_os(const int8_t *A, const int8_t *B, const int8_t *D, const int8_t *A2, const int8_t *B2, int64_t shift,
           int32_t *before, int32_t *after, int8_t *out_sp) {
@@ -393,6 +407,31 @@ def test_weight_stationary_preload_compute_preloaded_and_accumulated(N, K, M, us
     assert counters["macs"] == 3 * N * K * M and counters["preloads"] == 3 and counters["computes"] == 3
     exec_cycles = 3 * (T["PRELOAD"] + K) + 3 * (T["COMPUTE"] + N)
     assert counters["cycles_exec"] == exec_cycles
+
+
+@pytest.mark.parametrize("N, K, M", [(16, 16, 16), (13, 11, 9)])
+@pytest.mark.parametrize("a_t, b_t", [(0, 0), (1, 0), (0, 1)])
+def test_a_transpose_bit_reads_that_operands_tile_transposed(N, K, M, a_t, b_t):
+    """config_ex's A_transpose (B_transpose) bit: the tile stored K rows of N (M rows of K)
+    multiplies as its transpose, in the same cycles; partial sizes cut the stored tile's rows and
+    columns the other way round."""
+    r = rng(30 + N)
+    A, B = (r.integers(-128, 128, (16, 16)).astype(np.int8) for _ in range(2))
+    out = np.zeros((16, 16), np.int32)
+    counters = call("t_ws_transposed", A, B, N, K, M, a_t, b_t, out)
+    a = (A[:K, :N].T if a_t else A[:N, :K]).astype(np.int32)
+    b = (B[:M, :K].T if b_t else B[:K, :M]).astype(np.int32)
+    want = np.zeros((16, 16), np.int32)
+    want[:N, :M] = a @ b
+    assert (out == want).all()
+    assert counters["macs"] == N * K * M and counters["cycles_exec"] == T["PRELOAD"] + K + T["COMPUTE"] + N
+
+
+def test_transposing_both_operands_is_not_modelled():
+    A = B = np.zeros((16, 16), np.int8)
+    reset_model(lib())
+    lib().t_ws_transposed(*map(_c_arg, (A, B, 16, 16, 16, 1, 1, np.zeros((16, 16), np.int32))))
+    assert "transposing both A and B" in (model_error(lib()) or "")
 
 
 @pytest.mark.parametrize("shift", [0, 3])
