@@ -45,7 +45,11 @@ class InputError(Exception):
 
 
 def load_module(path: Path) -> dict[str, object]:
-    """What an ordinary Python file defines, imported as ``python FILE.py`` would (its folder on the path)."""
+    """What an ordinary Python file defines, imported as ``python FILE.py`` would (its folder on the path).
+
+    What the file prints while it imports goes to stderr, and the streams are put back after it:
+    Exo's own examples print their schedules at import, and one silences ``sys.stdout`` when not
+    run as ``__main__``, which would swallow this command's report."""
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     module_name = _module_name(path)
@@ -53,14 +57,17 @@ def load_module(path: Path) -> dict[str, object]:
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)  # the kernel may import its neighbours
+    streams = sys.stdout, sys.stderr
     try:
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
         sys.modules[module_name] = module  # Exo's parser looks the module up while it runs
+        sys.stdout = sys.stderr
         loader.loader.exec_module(module)
     except Exception as e:
         raise InputError(f"{path} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     finally:
+        sys.stdout, sys.stderr = streams
         if added:
             sys.path.remove(folder)
     return vars(module)

@@ -82,8 +82,21 @@ def lower(proc: Procedure, *, instr_ok: bool = False) -> Proc:
         raise UnsupportedConstruct("@instr procedure", ir.srcinfo, f"{ir.name} is an instruction, not a kernel")
     args = tuple(_arg(a) for a in ir.args)
     scope = frozenset(a.name for a in args)
-    preds = tuple(_value(p) for p in ir.preds)
+    preds = tuple(x for x in (_precondition(p, strict=instr_ok) for p in ir.preds) if x is not None)
     return Proc(str(ir.name), args, preds, _block(ir.body, scope))
+
+
+def _precondition(p: Any, *, strict: bool) -> Expr | None:
+    """An assertion's term. A kernel's that has no term (``assert H % 32 == 0``) is left out: no
+    rule reads a kernel's preconditions (a fact left out can only hold a rewrite back), and Exo
+    keeps it in the proc every schedule is replayed on. An instruction's is its unifier's guard:
+    ``strict``, it must lower."""
+    try:
+        return _value(p)
+    except UnsupportedConstruct:
+        if strict:
+            raise
+        return None
 
 
 def source_of(proc: Procedure, match: Callable[[Stmt], bool]) -> str | None:

@@ -408,6 +408,59 @@ def saxpy(n: size, x: f32[n] @ DRAM, y: f32[n] @ DRAM):
     assert report["validation"]["sizes"] == {"n": 40} and report["notes"]
 
 
+def test_validation_sizes_meet_the_procs_preconditions(tmp_path, capsys):
+    """As Exo's own examples write them: a size that a precondition ties to the others
+    (``assert oh == ih - kd + 1``) takes that value, and a divisibility precondition (``H % 32``,
+    which the e-graph has no term for: it is left out there, Exo keeps it) picks sizes that meet
+    it. At the default 16 for all, the convolution read past its input and validation reported a
+    difference that was noise."""
+    f = _kernel(tmp_path, """
+@proc
+def conv1(oh: size, ih: size, kd: size, inp: f32[ih] @ DRAM, w: f32[kd] @ DRAM, out: f32[oh] @ DRAM):
+    assert oh == ih - kd + 1
+    for y in seq(0, oh):
+        out[y] = 0.0
+        for r in seq(0, kd):
+            out[y] += w[r] * inp[y + r]
+
+@proc
+def rows32(H: size, x: f32[H, 8] @ DRAM, y: f32[H, 8] @ DRAM):
+    assert H % 32 == 0
+    for i in seq(0, H):
+        for j in seq(0, 8):
+            y[i, j] = 2.0 * x[i, j]
+""")  # fmt: skip
+    for name, holds in (("conv1", lambda z: z["oh"] == z["ih"] - z["kd"] + 1), ("rows32", lambda z: z["H"] % 32 == 0)):
+        assert main(["explore", f"{f}::{name}", "--out", str(tmp_path / name)]) == 0
+        validation = json.loads((tmp_path / name / "report.json").read_text())["validation"]
+        assert validation["ok"] is True and holds(validation["sizes"]), validation
+    # sizes given that break one: said, with its line, and nothing is run on them
+    assert main(["explore", f"{f}::rows32", "--out", str(tmp_path / "o"), "--sizes", "H=40"]) == 0
+    skipped = json.loads((tmp_path / "o" / "report.json").read_text())["validation"]["skipped"]
+    line = f.read_text().splitlines().index("    assert H % 32 == 0") + 1
+    assert f"the sizes given (H=40) break its precondition `H % 32 == 0` (line {line})" in skipped, skipped
+    capsys.readouterr()
+
+
+def test_a_kernel_file_that_silences_stdout_at_import_cannot_swallow_the_report(tmp_path, capsys):
+    """One of Exo's examples sets ``sys.stdout`` to devnull when imported; what a file prints while
+    it imports goes to stderr."""
+    f = _kernel(tmp_path, """
+import os, sys
+print("kernel file says hello")
+sys.stdout = open(os.devnull, "w")
+
+@proc
+def double(x: f32[16] @ DRAM, y: f32[16] @ DRAM):
+    for i in seq(0, 16):
+        y[i] = 2.0 * x[i]
+""")  # fmt: skip
+    assert main(["explore", f"{f}::double", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "kernel file says hello" in captured.err
+    assert "kernel file says hello" not in captured.out
+
+
 def test_an_instr_or_a_non_proc_is_named_for_what_it_is_and_neighbours_import(tmp_path, capsys):
     (tmp_path / "helpers.py").write_text("N = 8\n")
     f = _kernel(tmp_path, """

@@ -230,7 +230,7 @@ class CpuTarget:
 
     def begin_validation(self, problem: CpuProblem, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         """The input's compared call, begun in a child process (a naive 1024³ matmul's takes 10 s)."""
-        return None if cannot_validate(problem.proc) else begin_reference(problem.proc, sizes, cflags=self.cflags)
+        return None if cannot_validate(problem.proc, sizes) else begin_reference(problem.proc, sizes, cflags=self.cflags)
 
     def validate(
         self,
@@ -243,7 +243,7 @@ class CpuTarget:
         deadline: Deadline,
         ahead: ReferenceCall | None = None,
     ) -> Validation | NotValidated:
-        why = cannot_validate(problem.proc)
+        why = cannot_validate(problem.proc, sizes)
         if why:
             return NotValidated(why)
         try:
@@ -263,7 +263,7 @@ class CpuTarget:
         self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
     ) -> Measurement:
         """``scheduled`` compared with ``original`` and timed against it, interleaved, for ``tune``."""
-        why = cannot_validate(original)
+        why = cannot_validate(original, sizes)
         if why:
             return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
         return measure_cpu(original, scheduled, require_exact=self.exact, sizes=sizes, seconds=seconds, cflags=self.cflags)

@@ -11,6 +11,7 @@ import atexit
 import ctypes
 import hashlib
 import json
+import operator
 import shutil
 import statistics
 import subprocess
@@ -103,8 +104,8 @@ class Validation:
         return [("validation", f"{self.ok} (exact {self.exact}){at}"), ("speed-up (measured)", f"{self.speedup:.2f}x{runs}")]
 
 
-def cannot_validate(proc: Procedure) -> str | None:
-    """Why the CPU validator cannot run ``proc`` (said before any work), or None when it can."""
+def cannot_validate(proc: Procedure, sizes: Mapping[str, int] | None = None) -> str | None:
+    """Why the CPU validator cannot run ``proc`` at ``sizes`` (said before any work), or None when it can."""
     for a in proc.INTERNAL_proc().args:
         t = a.type
         if isinstance(t, LoopIR.Tensor) and t.is_window:
@@ -112,7 +113,100 @@ def cannot_validate(proc: Procedure) -> str | None:
         name = type_name(t)
         if name not in C_TYPES and name not in INDEX_TYPES and name != "bool":
             return f"argument {a.name} has type {name}, which the validator cannot pass"
+    try:
+        validation_sizes(proc, sizes)
+    except ValidationError as e:
+        return str(e)
     return None
+
+
+SIZE_TRIES = (16, 32, 64, 8, 128, 256, 12, 24, 48)  # uniform values tried for the sizes not given
+
+
+def validation_sizes(proc: Procedure, given: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The size arguments' values a validation run uses: ``given`` (``--sizes``), the others 16, so
+    long as the proc's preconditions on sizes hold there (an input that breaks them reads and
+    writes out of bounds: the comparison would be noise). Else the first value of `SIZE_TRIES`
+    given to all of them at which they hold. Either way a size that a precondition equates to
+    an expression of the others (``assert out_h == in_h - kernel_dim + 1``) takes that value.
+    Preconditions over strides are left to the dense buffers the validator passes. Raises
+    `ValidationError` naming the precondition no value met."""
+    ir = proc.INTERNAL_proc()
+    names = [a.name.name() for a in ir.args if type_name(a.type) in INDEX_TYPES]
+    given = {k: int(v) for k, v in (given or {}).items() if k in names}
+    preds = [p for p in ir.preds if _size_only(p, set(names))]
+    defined = [d for d in map(_definition, preds) if d is not None and d[0] not in given]
+    failed = None
+    for value in SIZE_TRIES:
+        sizes = {n: given.get(n, value) for n in names}
+        for _ in defined:  # a definition may use another's result: as many passes as definitions
+            for name, expr in defined:
+                sizes[name] = _eval_size(expr, sizes)
+        failed = next((p for p in preds if not _holds(p, sizes)), None)
+        if failed is None and min(sizes.values(), default=1) > 0 and _shapes_positive(ir, sizes):
+            return sizes
+        if not names or len(given) == len(names):
+            break  # nothing left to vary
+    line = getattr(getattr(failed, "srcinfo", None), "lineno", None)
+    what = f"precondition `{failed}`" + (f" (line {line})" if line else "") if failed is not None else "array shapes"
+    if len(given) == len(names):
+        shown = ", ".join(f"{k}={v}" for k, v in given.items())
+        raise ValidationError(f"{proc.name()}: the sizes given ({shown}) break its {what}")
+    tried = ", ".join(map(str, SIZE_TRIES))
+    raise ValidationError(f"{proc.name()}: no sizes tried (each of {tried} for the sizes not given) meet its {what}; "
+                          f"give --sizes NAME=N,...")  # fmt: skip
+
+
+def _size_only(e: Any, names: set[str]) -> bool:
+    """Is ``e`` built from size arguments, constants and arithmetic or comparison only?"""
+    match e:
+        case LoopIR.Const():
+            return True
+        case LoopIR.Read():
+            return not e.idx and e.name.name() in names
+        case LoopIR.USub():
+            return _size_only(e.arg, names)
+        case LoopIR.BinOp():
+            return _size_only(e.lhs, names) and _size_only(e.rhs, names)
+    return False
+
+
+def _definition(p: Any) -> tuple[str, Any] | None:
+    """``(name, expr)`` when ``p`` is ``name == expr`` (or ``expr == name``) over sizes, ``expr`` free of ``name``."""
+    if not (isinstance(p, LoopIR.BinOp) and p.op == "=="):
+        return None
+    for lone, other in ((p.lhs, p.rhs), (p.rhs, p.lhs)):
+        if isinstance(lone, LoopIR.Read) and not lone.idx and lone.name not in _reads(other):
+            return lone.name.name(), other
+    return None
+
+
+def _reads(e: Any) -> set[Any]:
+    match e:
+        case LoopIR.Read():
+            return {e.name}
+        case LoopIR.USub():
+            return _reads(e.arg)
+        case LoopIR.BinOp():
+            return _reads(e.lhs) | _reads(e.rhs)
+    return set()
+
+
+def _holds(p: Any, sizes: Mapping[str, int]) -> bool:
+    """The truth of the size precondition ``p`` at ``sizes``."""
+    if isinstance(p, LoopIR.BinOp) and p.op in ("and", "or"):
+        lhs, rhs = _holds(p.lhs, sizes), _holds(p.rhs, sizes)
+        return lhs and rhs if p.op == "and" else lhs or rhs
+    if isinstance(p, LoopIR.BinOp) and p.op in _COMPARE:
+        return _COMPARE[p.op](_eval_size(p.lhs, sizes), _eval_size(p.rhs, sizes))
+    return bool(_eval_size(p, sizes))
+
+
+_COMPARE = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _shapes_positive(ir: Any, sizes: Mapping[str, int]) -> bool:
+    return all(_eval_size(e, sizes) > 0 for a in ir.args if isinstance(a.type, LoopIR.Tensor) for e in a.type.hi)
 
 
 @dataclass(frozen=True)
@@ -161,7 +255,9 @@ def _eval_size(e: Any, sizes: Mapping[str, int]) -> int:
             return int(e.val)
         case LoopIR.Read():
             return int(sizes[e.name.name()])
-        case LoopIR.BinOp():
+        case LoopIR.USub():
+            return -_eval_size(e.arg, sizes)
+        case LoopIR.BinOp() if e.op in ("+", "-", "*", "/", "%"):
             lhs, rhs = _eval_size(e.lhs, sizes), _eval_size(e.rhs, sizes)
             return {"+": lhs + rhs, "-": lhs - rhs, "*": lhs * rhs, "/": lhs // max(rhs, 1), "%": lhs % max(rhs, 1)}[
                 e.op
@@ -170,10 +266,10 @@ def _eval_size(e: Any, sizes: Mapping[str, int]) -> int:
 
 
 def _param_values(proc: Procedure, sizes: Mapping[str, int] | None) -> list[dict[str, Any]]:
-    """``proc``'s arguments as `reference_call.random_values` takes them (size arguments from
-    ``sizes``, default 16; array shapes evaluated at those sizes)."""
+    """``proc``'s arguments as `reference_call.random_values` takes them (size arguments by
+    `validation_sizes`; array shapes evaluated at those sizes)."""
     params = _params(proc)
-    index = {p.name: int((sizes or {}).get(p.name, 16)) for p in params if p.is_index}
+    index = validation_sizes(proc, sizes)
     out: list[dict[str, Any]] = []
     for p in params:
         if p.is_index:
@@ -187,7 +283,7 @@ def _param_values(proc: Procedure, sizes: Mapping[str, int] | None) -> list[dict
 
 
 def random_inputs(proc: Procedure, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, Any]:
-    """Seeded random values for every argument (size arguments from ``sizes``, default 16)."""
+    """Seeded random values for every argument (size arguments by `validation_sizes`)."""
     return random_values(_param_values(proc, sizes), seed)
 
 

@@ -165,7 +165,7 @@ class X86Target:
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         if isinstance(problem, Portable):
             return self.portable.begin_validation(problem.problem, sizes=sizes)
-        return None if cannot_validate(problem.proc) else begin_reference(problem.proc, sizes, cflags=self.cflags)
+        return None if cannot_validate(problem.proc, sizes) else begin_reference(problem.proc, sizes, cflags=self.cflags)
 
     def validate(
         self,
@@ -182,7 +182,7 @@ class X86Target:
             return self.portable.validate(
                 problem.problem, replayed, pick, reference=reference, sizes=sizes, deadline=deadline, ahead=ahead
             )
-        why = cannot_validate(problem.proc)
+        why = cannot_validate(problem.proc, sizes)
         if why:
             return NotValidated(why)
         # the tile's FMA rounds a * b + c once: results match the input within tolerance, not bit for bit
@@ -235,7 +235,7 @@ class X86Target:
         self, original: Procedure, scheduled: Procedure, *, sizes: Mapping[str, int] | None, seconds: float
     ) -> Measurement:
         """``scheduled`` against ``original``, interleaved, at this target's flags (floats within tolerance)."""
-        why = cannot_validate(original)
+        why = cannot_validate(original, sizes)
         if why:
             return Measurement(ok=None, exact=False, unit="seconds", naive=0, median=0, message=why)
         return measure_cpu(original, scheduled, require_exact=False, sizes=sizes, seconds=seconds, cflags=self.cflags)
