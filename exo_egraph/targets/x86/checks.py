@@ -92,13 +92,16 @@ def conv2d_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
 @st.composite
 def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
     """A random f32 ``out[x, y] += row[x, r] * col[r, y]`` with its loops in a random order, sized
-    so that ``rule`` applies (more than one row, vector or reduction block)."""
+    so that ``rule`` applies (more than one row, vector or reduction block); one in three runs
+    its reduction over a size argument ``K`` (as Exo's AVX2 example does), except for the
+    reduction-block rule, which needs a constant one."""
     m = draw(st.sampled_from((2, 3, 4, 6, 8) if rule == "divide_loop(rows)" else (1, 2, 3, 4, 6, 8)))
     n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4))) + draw(TAILS)
-    k = draw(st.sampled_from((32, 48, 64) if rule == "divide_loop(reduction)" else (3, 16, 32, 48)))
+    k = draw(st.sampled_from((32, 48, 64) if rule == "divide_loop(reduction)" else (3, 16, 32, 48, "K")))
     loops = draw(st.permutations(["i", "j", "k"]))
     product = "A[i, k] * B[k, j]" if draw(st.booleans()) else "B[k, j] * A[i, k]"
-    args = f"A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM"
+    size = "K: size, " if k == "K" else ""
+    args = f"{size}A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM"
     return KernelSpec("mm", _source(args, loops, {"i": m, "j": n, "k": k}, f"C[i, j] += {product}"))
 
 

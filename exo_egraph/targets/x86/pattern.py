@@ -56,6 +56,7 @@ class MicroKernel:
     row: str
     col: str
     col_idx: tuple[t.Aff, ...]
+    symbolic: tuple[str, ...] = ()  # reductions of a size argument's trips, priced at `SYMBOLIC_STEPS`
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
@@ -67,7 +68,8 @@ class MicroKernel:
 
     @property
     def blockable(self) -> bool:
-        return len(self.reductions) == 1
+        """One reduction, of constant trips (a block must divide it)."""
+        return len(self.reductions) == 1 and not self.symbolic
 
     @property
     def orders(self) -> tuple[tuple[str, ...], ...]:
@@ -113,8 +115,8 @@ def _uses(e: t.Read, var: str) -> bool:
 
 
 def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
-    """The perfect nest of constant loops (``least`` or more) around ``out[...] += a[...] * b[...]``
-    over f32 arguments; `NotMicroKernel` naming what does not fit."""
+    """The perfect nest of loops from 0 (``least`` or more) around ``out[...] += a[...] * b[...]``
+    over f32 arguments; `NotMicroKernel` naming what does not fit. Their trips: `_extents`."""
     body = tuple(s for s in p.body if not isinstance(s, t.Pass))
     loops: list[t.Loop] = []
     while len(body) == 1 and isinstance(body[0], t.Loop):
@@ -123,7 +125,7 @@ def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
     if len(loops) < least or len(body) != 1:
         raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under {least} or more loops (found {len(loops)} loops around {len(body)} statements)")
     for loop in loops:
-        if loop.lo != t.Aff() or not loop.hi.is_const:
+        if loop.lo != t.Aff() or loop.hi.vars & {lp.var for lp in loops}:
             raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
     s = body[0]
     if not (isinstance(s, t.Reduce) and isinstance(s.rhs, t.BinOp) and s.rhs.op == "*"):
@@ -135,6 +137,26 @@ def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
     if any(types.get(b) != "f32" for b in (s.buf, factors[0].buf, factors[1].buf)):
         raise NotMicroKernel(f"{p.name}: the x86 micro-kernel is f32 (out, and both factors, must be f32 arguments)")
     return loops, s
+
+
+# What a reduction of a size argument's trips is priced at (as `extract.cost` prices any loop of
+# symbolic trips): every plan of a kernel shares it, so it ranks them and does not decide them.
+SYMBOLIC_STEPS = 64
+
+
+def _extents(p: t.Proc, loops: list[t.Loop], symbolic_ok: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+    """Each loop's trips, and which of ``symbolic_ok`` run a size argument's (``for k in seq(0, K)``,
+    priced at `SYMBOLIC_STEPS`; plans never divide them). Any other loop must run a constant."""
+    extents, symbolic = [], []
+    for loop in loops:
+        if loop.hi.is_const:
+            extents.append((loop.var, loop.hi.const))
+        elif loop.var in symbolic_ok:
+            extents.append((loop.var, SYMBOLIC_STEPS))
+            symbolic.append(loop.var)
+        else:
+            raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
+    return tuple(extents), tuple(symbolic)
 
 
 def find_micro_kernel(p: t.Proc) -> MicroKernel:
@@ -167,9 +189,9 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
         raise NotMicroKernel(f"{p.name}: no output index that only {row.buf} uses, to hold rows of registers")
     x = rows[-1]
     outer = tuple(v for v in names if v in out_vars and v not in (x, y))
+    extents, symbolic = _extents(p, loops, reductions)
     return MicroKernel(
-        p.name, tuple(names), x, y, reductions, outer, tuple((lp.var, lp.hi.const) for lp in loops),
-        s.buf, s.idx, row.buf, col.buf, col.idx,
+        p.name, tuple(names), x, y, reductions, outer, extents, s.buf, s.idx, row.buf, col.buf, col.idx, symbolic,
     )  # fmt: skip
 
 
@@ -242,9 +264,9 @@ def find_dot_kernel(p: t.Proc) -> DotKernel:
     if vec is None or mat is None or not along_y(mat) or not _uses(mat, x):
         raise NotMicroKernel(f"{p.name}: needs {s.buf}[..., {x}] += a[..., {x}, {y}] * b[..., {y}] (both contiguous along {y}, b not using {x})")
     outer = tuple(v for v in names if v in out_vars and v != x)
+    extents, _ = _extents(p, loops, ())  # the lanes run along the reduction: tiles divide it
     return DotKernel(
-        p.name, tuple(names), x, y, outer, tuple((lp.var, lp.hi.const) for lp in loops),
-        s.buf, s.idx, mat.buf, mat.idx, vec.buf, vec.idx,
+        p.name, tuple(names), x, y, outer, extents, s.buf, s.idx, mat.buf, mat.idx, vec.buf, vec.idx,
     )  # fmt: skip
 
 

@@ -106,6 +106,38 @@ def test_explore_writes_an_avx_schedule_that_validates_and_the_report_says_how_i
     assert "replace_all" in script and _isa().instr(Role.FMA) in script
 
 
+RANK_K = """from __future__ import annotations
+from exo import *
+
+
+@proc
+def rank_k_6x16(K: size, A: f32[6, K] @ DRAM, B: f32[K, 16] @ DRAM, C: f32[6, 16] @ DRAM):
+    for i in seq(0, 6):
+        for j in seq(0, 16):
+            for k in seq(0, K):
+                C[i, j] += A[i, k] * B[k, j]
+"""
+
+
+def test_a_reduction_of_a_size_arguments_trips_is_tiled_in_registers_and_never_blocked(tmp_path, capsys):
+    """The form of Exo's own AVX2 example (``rank_k_reduce_6x16``): a 6 x 16 output over ``K``
+    steps. The register tile needs constant rows and lanes only; the reduction runs whole (no
+    block can be known to divide ``K``), priced at `SYMBOLIC_STEPS`. Validated at K = 40."""
+    from exo_egraph.targets.x86.pattern import SYMBOLIC_STEPS
+
+    f = tmp_path / "rank_k.py"
+    f.write_text(RANK_K)
+    from exo_egraph.cli import load_proc
+
+    mk = find_micro_kernel(lower(load_proc(f"{f}::rank_k_6x16")))
+    assert mk.symbolic == ("k",) and mk.steps == SYMBOLIC_STEPS and not mk.blockable and not reduction_blocks(mk)
+    assert main(["explore", f"{f}::rank_k_6x16", "--target", "x86", "--out", str(tmp_path / "o"), "--sizes", "K=40"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"K": 40}
+    script = (tmp_path / "o" / "schedule.py").read_text()
+    assert _isa().instr(Role.FMA) in script and 'divide_loop(p, "k"' not in script
+
+
 def test_a_kernel_that_is_not_a_micro_kernel_takes_the_loop_rules_at_native_flags(tmp_path, capsys):
     code = main(["explore", f"{KERNELS}/conv1d.py::conv1d_f32", "--target", "x86", "--out", str(tmp_path), "--budget-s", "30"])
     assert code == 0
