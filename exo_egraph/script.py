@@ -146,29 +146,31 @@ def piece_name(proc: str, i: int) -> str:
     return f"{proc}_part{i}"
 
 
-def extract_pieces(proc: Procedure, name: str, nests: int) -> tuple[Procedure, tuple[Procedure, ...]]:
-    """The first ``nests`` top-level nests of ``proc`` made procs of their own (``extract_subproc``):
-    (``proc`` calling them, the nests' procs)."""
+def extract_pieces(proc: Procedure, name: str, nests: int, first: int = 0) -> tuple[Procedure, tuple[Procedure, ...]]:
+    """``nests`` top-level nests of ``proc`` from the ``first``-th made procs of their own
+    (``extract_subproc``): (``proc`` calling them, the nests' procs)."""
     out = []
     for i in range(nests):
-        proc, piece = scheduling.extract_subproc(proc, top(i).resolve(proc), piece_name(name, i))
+        proc, piece = scheduling.extract_subproc(proc, top(first + i).resolve(proc), piece_name(name, i))
         out.append(piece)
     return proc, tuple(out)
 
 
 def replay_pieces(
-    proc: Procedure, prelude: Sequence[Step], calls: Procedure, done: Sequence[tuple[Procedure, Replayed]], what: str = ""
+    proc: Procedure, prelude: Sequence[Step], calls: Procedure, done: Sequence[tuple[Procedure, Replayed]], what: str = "",
+    first: int = 0,
 ) -> Replayed:
-    """``proc`` cut by the ``prelude`` into ``calls`` (as `extract_pieces` made it) and pieces, each
-    piece scheduled on its own (``done``: the piece and its replay) and put back by ``call_eqv``.
-    The prelude is recorded, not run again: Exo checked it when ``calls`` was made."""
+    """``proc`` cut by the ``prelude`` into ``calls`` (as `extract_pieces` made it, from the
+    ``first``-th top-level statement) and pieces, each piece scheduled on its own (``done``: the
+    piece and its replay) and put back by ``call_eqv``. The prelude is recorded, not run again:
+    Exo checked it when ``calls`` was made."""
     s = Session(proc)
     for x in prelude:
         s.record(x, calls)
     main = calls
     for i, (piece, replayed) in enumerate(done):
         main = scheduling.call_eqv(main, f"{piece.name()}(_)", replayed.proc)
-        s.record(Piece(top(i), piece.name(), replayed.steps), main)
+        s.record(Piece(top(first + i), piece.name(), replayed.steps), main)
     return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps, what))
 
 

@@ -21,13 +21,21 @@ from .pattern import Kernel
 
 
 @dataclass(frozen=True)
-class CutTail:
-    """A kernel cut at its last whole vector of lanes."""
+class Split:
+    """A kernel split by Exo calls into one nest the plans tile and the rest, left as written: a
+    tail of lanes cut off here, or an accumulator's initial values and epilogue (`accumulator`)."""
 
-    prelude: tuple[Step, ...]  # cut_loop, then fission of the loops around it
-    calls: Procedure  # the kernel calling the nest of whole vectors, the tail inline as written
-    piece: Procedure  # the nest of whole vectors: what the plans tile
-    share: float  # the tail's work over the piece's (lanes r over 16 q)
+    prelude: tuple[Step, ...]  # the calls that split it (cut_loop, fission, ...)
+    calls: Procedure  # the kernel calling the piece, the rest inline as written
+    piece: Procedure  # the nest the plans tile
+    share: float  # the rest's work over the piece's (lanes r over 16 q; two passes over the outputs)
+    first: int = 0  # the piece's place among the kernel's top-level statements
+
+
+def extract_split(s: Session, name: str, first: int, share: float) -> Split:
+    """The split ``s`` has made, its ``first``-th top-level nest extracted as the piece."""
+    calls, (piece,) = extract_pieces(s.proc, name, 1, first)
+    return Split(tuple(s.steps), calls, piece, share, first)
 
 
 def whole_lanes(kernel: Kernel, width: int) -> int:
@@ -35,7 +43,7 @@ def whole_lanes(kernel: Kernel, width: int) -> int:
     return kernel.extent(kernel.y) - kernel.extent(kernel.y) % width
 
 
-def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> CutTail:
+def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> Split:
     """``proc`` cut into its whole vectors of lanes and the tail (Exo calls, each checked)."""
     at = whole_lanes(kernel, width)
     s = Session(proc)
@@ -43,5 +51,4 @@ def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> CutTail:
     depth = kernel.loops.index(kernel.y)  # the loops around the lanes loop: each splits at the cut
     if depth:
         s.do("fission", find_loop(f"{kernel.y} #0").then("after"), n_lifts=depth)
-    calls, (piece,) = extract_pieces(s.proc, proc.name(), 1)
-    return CutTail(tuple(s.steps), calls, piece, (kernel.extent(kernel.y) - at) / at)
+    return extract_split(s, proc.name(), 0, (kernel.extent(kernel.y) - at) / at)

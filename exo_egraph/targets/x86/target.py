@@ -22,7 +22,7 @@ from exo_egraph.extract.x86_cost import DotCost, X86Cost, X86Machine, cost_model
 from exo_egraph.lower import lower
 from exo_egraph.rewrites.x86 import initial_plan, to_egg, x86_rules
 from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturated, saturate
-from exo_egraph.script import Replayed, replay_pieces
+from exo_egraph.script import Replayed, ReplayError, replay_pieces
 from exo_egraph.target import REPLAY_AND_WAIT_S, NotValidated, Pick, Target, create as create_target
 from exo_egraph.validate.cpu import (
     NATIVE_CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
@@ -32,7 +32,8 @@ from exo_egraph.validate.measurement import Measurement
 from .isa import Isa, default_isa, select_isa
 from .pattern import Kernel, NotMicroKernel, Plan, find_kernel
 from .replay import replay_plan
-from .tails import CutTail, cut_vector_tail, whole_lanes
+from .accumulator import split_accumulator
+from .tails import Split, cut_vector_tail, whole_lanes
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,21 @@ class X86Problem:
     isa: Isa
     model: X86Cost | DotCost
     notes: tuple[str, ...] = ()
-    tail: CutTail | None = None  # lanes past the last whole vector, cut off and left as written
+    split: Split | None = None  # a tail of lanes cut off, or an accumulator's initial values and epilogue
 
     @property
     def tiled(self) -> Procedure:
-        """The proc the plans tile: the kernel, or its nest of whole vectors."""
-        return self.tail.piece if self.tail else self.proc
+        """The proc the plans tile: the kernel, or the nest split out of it."""
+        return self.split.piece if self.split else self.proc
 
     def priced(self, plan: Plan) -> float:
         """The plan's cycles, and the tail's as written."""
-        return self.model.plan(plan) + self.tail_cycles
+        return self.model.plan(plan) + self.rest_cycles
 
     @property
-    def tail_cycles(self) -> float:
-        return self.model.naive() * self.tail.share if self.tail else 0.0
+    def rest_cycles(self) -> float:
+        """What is left as written beside the piece, priced as its share of the piece's naive cost."""
+        return self.model.naive() * self.split.share if self.split else 0.0
 
 
 def _value(op: str) -> Any:
@@ -87,6 +89,16 @@ def plans_of(view: EGraphView) -> list[Plan]:
         if op == "XP.plan":
             out += [Plan(r, v, kc, tuple(value[order].split())) for r, v, kc in tiles[tile]]
     return out
+
+
+def _accumulator_split(proc: Procedure, term: Any, whole: NotMicroKernel) -> Split:
+    """`split_accumulator`, or `NotMicroKernel` saying why neither the kernel nor its split is one."""
+    try:
+        return split_accumulator(proc, term)
+    except NotMicroKernel as acc:
+        raise NotMicroKernel(f"{whole}; nor does it reduce into a scalar accumulator ({str(acc).split(': ', 1)[-1]})") from None
+    except ReplayError as e:
+        raise NotMicroKernel(f"{whole}; Exo refused to split its accumulator ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -113,20 +125,26 @@ class X86Target:
     def prepare(self, proc: Procedure) -> X86Problem | Portable:
         isa = select_isa(self.isa_name)
         term = lower(proc)
-        tail = None
+        split, notes = None, ()
         try:
-            mk = find_kernel(term)
-            if mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
-                tail = cut_vector_tail(proc, mk, isa.width)
-                mk = find_kernel(lower(tail.piece))
+            try:
+                mk = find_kernel(term)
+            except NotMicroKernel as whole:
+                split = _accumulator_split(proc, term, whole)
+                mk = find_kernel(lower(split.piece))
+                notes = (f"{mk.out}: the scalar accumulator is given a dimension per loop around it and its reduction "
+                         "split out as the micro-kernel (expand_dim, lift_alloc, fission, extract_subproc)",)  # fmt: skip
+            if split is None and mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
+                split = cut_vector_tail(proc, mk, isa.width)
+                mk = find_kernel(lower(split.piece))
+                notes = (f"{mk.y}: the last {split.share * mk.extent(mk.y):.0f} lanes are not a whole vector: cut off "
+                         "(cut_loop, fission) and left as written",)  # fmt: skip
             initial_plan(mk, isa)  # says why when the kernel's sizes do not tile
         except NotMicroKernel as e:
             problem = self.portable.prepare(proc)
             why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
             return Portable(problem, (*getattr(problem, "notes", ()), why))
-        notes = (f"{mk.y}: the last {tail.share * mk.extent(mk.y):.0f} lanes are not a whole vector: cut off "
-                 "(cut_loop, fission) and left as written",) if tail else ()  # fmt: skip
-        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, tail)
+        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, split)
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -139,7 +157,7 @@ class X86Target:
     def naive_cost(self, problem: Any) -> float:
         if isinstance(problem, Portable):
             return self.portable.naive_cost(problem.problem)
-        return problem.model.naive() + problem.tail_cycles
+        return problem.model.naive() + problem.rest_cycles
 
     def extract(self, problem: Any, saturated: Saturated, k: int, deadline: Deadline) -> list[Pick]:
         if isinstance(problem, Portable):
@@ -155,9 +173,10 @@ class X86Target:
         if isinstance(problem, Portable):
             return self.portable.replay(problem.problem, pick)
         done = replay_plan(problem.tiled, problem.kernel, problem.isa, pick.term)
-        if problem.tail is None:
+        if problem.split is None:
             return done
-        return replay_pieces(problem.proc, problem.tail.prelude, problem.tail.calls, [(problem.tail.piece, done)])
+        split = problem.split
+        return replay_pieces(problem.proc, split.prelude, split.calls, [(split.piece, done)], first=split.first)
 
     def after_search(self, problem: Any) -> float:
         return REPLAY_AND_WAIT_S

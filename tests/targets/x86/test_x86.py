@@ -138,6 +138,64 @@ def test_a_reduction_of_a_size_arguments_trips_is_tiled_in_registers_and_never_b
     assert _isa().instr(Role.FMA) in script and 'divide_loop(p, "k"' not in script
 
 
+ACCUMULATOR_CONV = """from __future__ import annotations
+from exo import *
+from exo.libs.externs import relu
+
+
+@proc
+def conv_relu(inp: f32[2, 6, 10, 8] @ DRAM, out: f32[2, 4, 8, 32] @ DRAM, w: f32[8, 3, 3, 32] @ DRAM, bias: f32[32] @ DRAM):
+    for oc in seq(0, 32):
+        for n in seq(0, 2):
+            for oy in seq(0, 4):
+                for ox in seq(0, 8):
+                    res: f32
+                    res = bias[oc]
+                    for ky in seq(0, 3):
+                        for kx in seq(0, 3):
+                            for kc in seq(0, 8):
+                                res += w[kc, ky, kx, oc] * inp[n, oy + ky, ox + kx, kc]
+                    relu_v: f32
+                    relu_v = relu(res)
+                    out[n, oy, ox, oc] = relu_v
+"""
+
+
+def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(tmp_path):
+    """Exo's own x86 convolution's form: ``res = bias[oc]``, the reduction into ``res``, a ReLU and
+    the store. ``res`` gets a dimension per loop around it (lanes last), is lifted out, and the
+    loops split after its initial value and after its reduction; the middle nest is tiled as a
+    micro-kernel and put back (``extract_subproc``, ``call_eqv``). Within float tolerance of the
+    input, and the pasted script makes the same proc."""
+    f = tmp_path / "conv_relu.py"
+    f.write_text(ACCUMULATOR_CONV)
+    assert main(["explore", f"{f}::conv_relu", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["speedup"] > 1, report["validation"]
+    assert any("scalar accumulator" in n for n in report["notes"])
+    script = (tmp_path / "o" / "schedule.py").read_text()
+    assert 'expand_dim(p, "res", 32, "oc")' in script and "extract_subproc" in script
+    assert _isa().instr(Role.FMA) in script
+    from exo_egraph.cli import load_proc
+
+    namespace: dict = {}
+    exec(script, namespace)
+    original = load_proc(f"{f}::conv_relu")
+    got, want = run_many([namespace["schedule"](original), original], random_inputs(original), NATIVE_CFLAGS)
+    assert np.allclose(got["out"], want["out"], rtol=1e-4, atol=1e-4)
+
+
+def test_an_accumulator_whose_store_misses_a_loop_is_left_to_the_loop_rules_and_says_why(tmp_path):
+    f = tmp_path / "bad_conv.py"
+    f.write_text(ACCUMULATOR_CONV.replace("out[n, oy, ox, oc] = relu_v", "out[n, oy, 0, oc] = relu_v"))
+    from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.target import Portable, X86Target
+
+    problem = X86Target(_isa().name).prepare(load_proc(f"{f}::conv_relu"))
+    assert isinstance(problem, Portable)
+    assert "nor does it reduce into a scalar accumulator (the epilogue's last statement" in problem.notes[-1]
+
+
 def test_a_kernel_that_is_not_a_micro_kernel_takes_the_loop_rules_at_native_flags(tmp_path, capsys):
     code = main(["explore", f"{KERNELS}/conv1d.py::conv1d_f32", "--target", "x86", "--out", str(tmp_path), "--budget-s", "30"])
     assert code == 0
