@@ -72,24 +72,21 @@ def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
         s.do("expand_dim", acc, extent[var], var)
     s.do("lift_alloc", acc, n_lifts=len(loops))
     s.do("fission", find(f"{acc}[_] = _").then("after"), n_lifts=len(loops))
-    reduction_loop = _first_loop_under(term, len(loops))
-    s.do("fission", find_loop(reduction_loop).then("after"), n_lifts=len(loops))
+    s.do("fission", find_loop(_reduction_nest(term, len(loops)).var).then("after"), n_lifts=len(loops))
     return extract_split(s, proc.name(), first=2, share=2 / _steps(term, len(loops)))
 
 
-def _first_loop_under(p: t.Proc, depth: int) -> str:
+def _reduction_nest(p: t.Proc, depth: int) -> t.Loop:
+    """The first loop ``depth`` loops down: the reduction nest under the accumulator's loops."""
     body = p.body
     for _ in range(depth):
         body = next(s for s in body if isinstance(s, t.Loop)).body
-    return next(s for s in body if isinstance(s, t.Loop)).var
+    return next(s for s in body if isinstance(s, t.Loop))
 
 
 def _steps(p: t.Proc, depth: int) -> int:
     """Multiply-adds per output element: the reduction nest's trips (1 if any is not constant)."""
-    body = p.body
-    for _ in range(depth):
-        body = next(s for s in body if isinstance(s, t.Loop)).body
-    loop, trips = next(s for s in body if isinstance(s, t.Loop)), 1
+    loop, trips = _reduction_nest(p, depth), 1
     while isinstance(loop, t.Loop):
         trips *= loop.hi.const if loop.hi.is_const and loop.lo == t.Aff() else 1
         loop = loop.body[0] if len(loop.body) == 1 else None
