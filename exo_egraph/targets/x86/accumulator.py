@@ -23,22 +23,30 @@ size, written and read once more each.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from exo import Procedure
 
 from exo_egraph import terms as t
 from exo_egraph.script import Session, find, find_loop
 
-from .pattern import NotMicroKernel
+from .pattern import NotMicroKernel, iterator_of, perfect_nest
 from .tails import Split, extract_split
 
 
-def find_accumulator(p: t.Proc) -> tuple[list[t.Loop], str, tuple[str, ...]]:
-    """The loops around ``p``'s scalar accumulator, its name, and the loop iterators the output
-    store indexes by (outermost dimension first); `NotMicroKernel` naming what does not fit."""
-    loops, body = [], tuple(s for s in p.body if not isinstance(s, t.Pass))
-    while len(body) == 1 and isinstance(body[0], t.Loop):
-        loops.append(body[0])
-        body = tuple(s for s in body[0].body if not isinstance(s, t.Pass))
+@dataclass(frozen=True)
+class Accumulator:
+    """A scalar accumulator under a nest of constant loops, as `find_accumulator` found it."""
+
+    loops: tuple[t.Loop, ...]  # around the accumulator, outermost first
+    name: str
+    out_vars: tuple[str, ...]  # the loop iterators the output store indexes by, outermost dimension first
+    reduction: t.Loop  # the nest reducing into it
+
+
+def find_accumulator(p: t.Proc) -> Accumulator:
+    """``p``'s scalar accumulator; `NotMicroKernel` naming what does not fit."""
+    loops, body = perfect_nest(p)
     if len(body) < 4 or not isinstance(body[0], t.Alloc) or body[0].shape:
         raise NotMicroKernel(f"{p.name}: no scalar accumulator under its loops (a declaration, its initial value, the reduction, the store)")
     acc = body[0].name
@@ -52,41 +60,32 @@ def find_accumulator(p: t.Proc) -> tuple[list[t.Loop], str, tuple[str, ...]]:
         raise NotMicroKernel(f"{p.name}: the statement after {acc}'s initial value is not a loop nest reducing into it")
     store = epilogue[-1]
     names = [lp.var for lp in loops]
-    out_vars = tuple(a.terms[0][0] if len(a.terms) == 1 and a.terms[0][1] == 1 and not a.const else None
-                     for a in getattr(store, "idx", ()))  # fmt: skip
-    if not isinstance(store, t.Assign) or sorted(v for v in out_vars if v) != sorted(names) or None in out_vars:
+    out_vars = tuple(iterator_of(a) for a in getattr(store, "idx", ()))
+    if not isinstance(store, t.Assign) or None in out_vars or sorted(out_vars) != sorted(names):
         raise NotMicroKernel(f"{p.name}: the epilogue's last statement must store to an output indexed by each loop around {acc} once")
     for loop in loops:
         if loop.lo != t.Aff() or not loop.hi.is_const:
             raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
-    return loops, acc, out_vars
+    return Accumulator(tuple(loops), acc, out_vars, reduction)
 
 
 def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
     """``proc`` split into its initial values, the reduction (the piece) and the epilogue, by Exo's
     own calls (each checked): see the module's docstring."""
-    loops, acc, out_vars = find_accumulator(term)
-    extent = {lp.var: lp.hi.const for lp in loops}
+    acc = find_accumulator(term)
+    depth, extent = len(acc.loops), {lp.var: lp.hi.const for lp in acc.loops}
     s = Session(proc)
-    for var in reversed(out_vars):  # expand_dim adds a leading dimension: the lanes first
-        s.do("expand_dim", acc, extent[var], var)
-    s.do("lift_alloc", acc, n_lifts=len(loops))
-    s.do("fission", find(f"{acc}[_] = _").then("after"), n_lifts=len(loops))
-    s.do("fission", find_loop(_reduction_nest(term, len(loops)).var).then("after"), n_lifts=len(loops))
-    return extract_split(s, proc.name(), first=2, share=2 / _steps(term, len(loops)))
+    for var in reversed(acc.out_vars):  # expand_dim adds a leading dimension: the lanes first
+        s.do("expand_dim", acc.name, extent[var], var)
+    s.do("lift_alloc", acc.name, n_lifts=depth)
+    s.do("fission", find(f"{acc.name}[_] = _").then("after"), n_lifts=depth)
+    s.do("fission", find_loop(acc.reduction.var).then("after"), n_lifts=depth)
+    return extract_split(s, proc.name(), first=2, share=2 / _steps(acc.reduction))
 
 
-def _reduction_nest(p: t.Proc, depth: int) -> t.Loop:
-    """The first loop ``depth`` loops down: the reduction nest under the accumulator's loops."""
-    body = p.body
-    for _ in range(depth):
-        body = next(s for s in body if isinstance(s, t.Loop)).body
-    return next(s for s in body if isinstance(s, t.Loop))
-
-
-def _steps(p: t.Proc, depth: int) -> int:
+def _steps(loop: t.Loop | None) -> int:
     """Multiply-adds per output element: the reduction nest's trips (1 if any is not constant)."""
-    loop, trips = _reduction_nest(p, depth), 1
+    trips = 1
     while isinstance(loop, t.Loop):
         trips *= loop.hi.const if loop.hi.is_const and loop.lo == t.Aff() else 1
         loop = loop.body[0] if len(loop.body) == 1 else None

@@ -105,9 +105,20 @@ class Plan:
         return f"{self.rows}x{self.vectors} registers, kc={self.kc}, tiles by {' '.join(self.order)}"
 
 
-def _var(a: t.Aff) -> str | None:
+def iterator_of(a: t.Aff) -> str | None:
     """The iterator of an index that is exactly one iterator (coefficient 1, no offset)."""
     return a.terms[0][0] if len(a.terms) == 1 and a.terms[0][1] == 1 and a.const == 0 else None
+
+
+def perfect_nest(p: t.Proc) -> tuple[list[t.Loop], tuple[t.Stmt, ...]]:
+    """The loops of ``p``'s body while each holds one statement (outermost first), and what the
+    innermost holds (``pass`` statements at the top level left out)."""
+    body = tuple(s for s in p.body if not isinstance(s, t.Pass))
+    loops: list[t.Loop] = []
+    while len(body) == 1 and isinstance(body[0], t.Loop):
+        loops.append(body[0])
+        body = body[0].body
+    return loops, body
 
 
 def _uses(e: t.Read, var: str) -> bool:
@@ -117,11 +128,7 @@ def _uses(e: t.Read, var: str) -> bool:
 def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
     """The perfect nest of loops from 0 (``least`` or more) around ``out[...] += a[...] * b[...]``
     over f32 arguments; `NotMicroKernel` naming what does not fit. Their trips: `_extents`."""
-    body = tuple(s for s in p.body if not isinstance(s, t.Pass))
-    loops: list[t.Loop] = []
-    while len(body) == 1 and isinstance(body[0], t.Loop):
-        loops.append(body[0])
-        body = body[0].body
+    loops, body = perfect_nest(p)
     if len(loops) < least or len(body) != 1:
         raise NotMicroKernel(f"{p.name}: the x86 micro-kernel needs one statement under {least} or more loops (found {len(loops)} loops around {len(body)} statements)")
     for loop in loops:
@@ -163,7 +170,7 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
     """The micro-kernel of ``p``, or `NotMicroKernel` naming what does not fit."""
     loops, s = _nest(p, least=3)
     factors = (s.rhs.lhs, s.rhs.rhs)
-    out_vars = [_var(a) for a in s.idx]
+    out_vars = [iterator_of(a) for a in s.idx]
     names = [lp.var for lp in loops]
     if len(out_vars) < 2 or None in out_vars or len(set(out_vars)) != len(out_vars):
         raise NotMicroKernel(f"{p.name}: the output {s.buf} must be indexed by two or more distinct loop iterators")
@@ -245,7 +252,7 @@ def find_dot_kernel(p: t.Proc) -> DotKernel:
     """The matrix-vector product of ``p``, or `NotMicroKernel` naming what does not fit."""
     loops, s = _nest(p)
     factors = (s.rhs.lhs, s.rhs.rhs)
-    out_vars = [_var(a) for a in s.idx]
+    out_vars = [iterator_of(a) for a in s.idx]
     names = [lp.var for lp in loops]
     reductions = [v for v in names if v not in out_vars]
     if None in out_vars or len(reductions) != 1:
@@ -254,7 +261,7 @@ def find_dot_kernel(p: t.Proc) -> DotKernel:
 
     def along_y(f: t.Read) -> bool:  # contiguous along y: last index exactly y, y nowhere else
         *rest, last = f.idx
-        return _var(last) == y and not any(y in a.vars for a in rest)
+        return iterator_of(last) == y and not any(y in a.vars for a in rest)
 
     if not out_vars:
         raise NotMicroKernel(f"{p.name}: the output {s.buf} has no index to hold rows of")
