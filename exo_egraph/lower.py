@@ -212,6 +212,22 @@ def _fold(e: BinOp) -> BinOp | Const:
     return e
 
 
+def _sizes_only(e: Any) -> bool:
+    """Does index expression ``e`` read size arguments only (no loop iterator)? An expression of
+    them is fixed for the whole call, so it may stand as one opaque symbol in an `Aff`."""
+    match e:
+        case LoopIR.Read():
+            return isinstance(e.type, LoopIR.Size)
+        case LoopIR.Const():
+            return True
+        case LoopIR.USub():
+            return _sizes_only(e.arg)
+        case LoopIR.BinOp():
+            return _sizes_only(e.lhs) and _sizes_only(e.rhs)
+        case _:
+            return False
+
+
 def _aff(e: Any) -> Aff:
     """An index expression as an affine form; non-affine index arithmetic is unsupported."""
     match e:
@@ -236,6 +252,8 @@ def _aff(e: Any) -> Aff:
             lhs, rhs = _aff(e.lhs), _aff(e.rhs)
             if lhs.is_const and rhs.is_const and rhs.const > 0:  # Exo leaves `18 / 4` after a cut divide
                 return Aff((), lhs.const // rhs.const if e.op == "/" else lhs.const % rhs.const)
+            if rhs.is_const and rhs.const > 0 and _sizes_only(e.lhs):  # `M / 8` after cutting a loop of M trips
+                return Aff.var(f"({lhs} {e.op} {rhs.const})")  # a symbol of its own: it is fixed, as M is
             raise UnsupportedConstruct(f"index operator '{e.op}'", e.srcinfo, str(e))
         case LoopIR.BinOp():
             raise UnsupportedConstruct(f"index operator '{e.op}'", e.srcinfo, str(e))

@@ -264,7 +264,7 @@ def script_text(name: str, steps: list[Step | Piece] | tuple[Step | Piece, ...],
         for r in s.refs():
             imports.setdefault(r.module, set()).add(r.name)
     lines = [f"from {m} import {', '.join(sorted(names))}" for m, names in sorted(imports.items()) if names]
-    pieces = [s for s in steps if isinstance(s, Piece)]
+    pieces = _pieces(steps)
     return (
         f'"""{what or "Schedule"} found by exo-egraph; paste into your Exo project."""\n\n'
         "from __future__ import annotations\n\n"
@@ -274,6 +274,11 @@ def script_text(name: str, steps: list[Step | Piece] | tuple[Step | Piece, ...],
         + "".join("\n\n" + _function(f"schedule_{x.name}", f"Schedule {x.name}, the part of {name} it names.", x.steps)
                   for x in pieces)  # fmt: skip
     )
+
+
+def _pieces(steps: Sequence[Step | Piece]) -> list[Piece]:
+    """Every `Piece` among ``steps``, and the pieces cut inside each piece's steps, in script order."""
+    return [x for s in steps if isinstance(s, Piece) for x in (s, *_pieces(s.steps))]
 
 
 def _function(name: str, doc: str, steps: list[Step | Piece] | tuple[Step | Piece, ...]) -> str:

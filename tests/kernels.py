@@ -60,6 +60,13 @@ def inner_alloc(a: i32[8, 8] @ DRAM, o: i32[8, 8] @ DRAM):
 
 
 @proc
+def scale_rows_n(n: size, a: f32[8, n] @ DRAM):
+    for i in seq(0, 8):
+        for j in seq(0, n):
+            a[i, j] = 2.0 * a[i, j]
+
+
+@proc
 def nonaffine(a: f32[16] @ DRAM):
     for i in seq(0, 16):
         a[i / 2] = 0.0

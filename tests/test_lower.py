@@ -87,3 +87,18 @@ def test_constant_arithmetic_is_folded_as_exo_simplify_folds_it():
     assert lower(K.const_arith) == lower(simplify(K.const_arith))
     a_stmt = lower(K.const_arith).body[0].body[0]
     assert a_stmt.rhs.rhs == t.Const("0.30000000000000004", "R")  # Python's double, as Exo computes it
+
+
+def test_a_size_divided_by_a_constant_is_one_symbol_and_an_iterator_divided_is_refused():
+    """After ``divide_loop(p, "j", 3, ..., tail="cut")`` on a loop of ``n`` trips, Exo writes
+    ``seq(0, n / 3)`` and a tail of ``n % 3``: fixed for the call, as ``n`` is, so each lowers as a
+    symbol of its own (printed as Exo reads it back). An iterator divided still says which
+    operator and where (`test_non_affine_index_is_named_with_its_line`)."""
+    from exo.stdlib.scheduling import divide_loop
+
+    p = lower(divide_loop(K.scale_rows_n, "j", 3, ["jo", "ji"], tail="cut"))
+    jo, tail = p.body[0].body
+    assert jo.var == "jo" and jo.hi == t.Aff.var("(n / 3)") and str(jo.hi.scale(3)) == "3 * (n / 3)"
+    assert tail.hi == t.Aff.var("(n % 3)")
+    ji = jo.body[0]
+    assert ji.body[0].idx[1] == t.Aff.of(jo=3, ji=1)

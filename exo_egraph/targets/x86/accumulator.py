@@ -2,7 +2,7 @@
 
 Exo's own x86 convolution is written as users write reductions with an epilogue::
 
-    for n, oy, ox, oc:                       (constant loops, any order)
+    for n, oy, ox, oc:                       (loops to constants or sizes, any order)
         res: f32
         res = bias[oc]                       (the initial value)
         for ky, kx, kc:
@@ -30,13 +30,13 @@ from exo import Procedure
 from exo_egraph import terms as t
 from exo_egraph.script import Session, find, find_loop
 
-from .pattern import NotMicroKernel, iterator_of, perfect_nest
+from .pattern import SYMBOLIC_STEPS, NotMicroKernel, iterator_of, perfect_nest
 from .tails import Split, extract_split
 
 
 @dataclass(frozen=True)
 class Accumulator:
-    """A scalar accumulator under a nest of constant loops, as `find_accumulator` found it."""
+    """A scalar accumulator under a nest of loops from 0 (to constants or sizes), as `find_accumulator` found it."""
 
     loops: tuple[t.Loop, ...]  # around the accumulator, outermost first
     name: str
@@ -64,8 +64,8 @@ def find_accumulator(p: t.Proc) -> Accumulator:
     if not isinstance(store, t.Assign) or None in out_vars or sorted(out_vars) != sorted(names):
         raise NotMicroKernel(f"{p.name}: the epilogue's last statement must store to an output indexed by each loop around {acc} once")
     for loop in loops:
-        if loop.lo != t.Aff() or not loop.hi.is_const:
-            raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
+        if loop.lo != t.Aff() or loop.hi.vars & set(names):
+            raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant or a size")
     return Accumulator(tuple(loops), acc, out_vars, reduction)
 
 
@@ -73,10 +73,10 @@ def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
     """``proc`` split into its initial values, the reduction (the piece) and the epilogue, by Exo's
     own calls (each checked): see the module's docstring."""
     acc = find_accumulator(term)
-    depth, extent = len(acc.loops), {lp.var: lp.hi.const for lp in acc.loops}
+    depth, extent = len(acc.loops), {lp.var: lp.hi for lp in acc.loops}
     s = Session(proc)
     for var in reversed(acc.out_vars):  # expand_dim adds a leading dimension: the lanes first
-        s.do("expand_dim", acc.name, extent[var], var)
+        s.do("expand_dim", acc.name, extent[var].const if extent[var].is_const else str(extent[var]), var)
     s.do("lift_alloc", acc.name, n_lifts=depth)
     s.do("fission", find(f"{acc.name}[_] = _").then("after"), n_lifts=depth)
     s.do("fission", find_loop(acc.reduction.var).then("after"), n_lifts=depth)
@@ -84,9 +84,9 @@ def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
 
 
 def _steps(loop: t.Loop | None) -> int:
-    """Multiply-adds per output element: the reduction nest's trips (1 if any is not constant)."""
+    """Multiply-adds per output element: the reduction nest's trips (`SYMBOLIC_STEPS` for a size's)."""
     trips = 1
     while isinstance(loop, t.Loop):
-        trips *= loop.hi.const if loop.hi.is_const and loop.lo == t.Aff() else 1
+        trips *= loop.hi.const if loop.hi.is_const and loop.lo == t.Aff() else SYMBOLIC_STEPS
         loop = loop.body[0] if len(loop.body) == 1 else None
     return max(trips, 1)

@@ -115,15 +115,17 @@ def _accumulator_source(args: str, loops: list[str], extent: dict[str, int]) -> 
 @st.composite
 def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
     """A random f32 ``out[x, y] += row[x, r] * col[r, y]`` with its loops in a random order, sized
-    so that ``rule`` applies (more than one row, vector or reduction block); one in three runs
-    its reduction over a size argument ``K`` (as Exo's AVX2 example does), except for the
-    reduction-block rule, which needs a constant one."""
-    m = draw(st.sampled_from((2, 3, 4, 6, 8) if rule == "divide_loop(rows)" else (1, 2, 3, 4, 6, 8)))
-    n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4))) + draw(TAILS)
+    so that ``rule`` applies (more than one row, vector or reduction block). Any of its sizes may be
+    a size argument instead, as users write Exo's sgemm (one in five rows ``M``, lanes ``N``; one
+    in five reductions ``K``, except for the reduction-block rule, which needs a constant one):
+    tile loops of such sizes are cut at replay, validated at `CUT_SIZE`, whole tiles and a tail."""
+    m = draw(st.sampled_from((2, 3, 4, 6, 8, "M") if rule == "divide_loop(rows)" else (1, 2, 3, 4, 6, 8, "M")))
+    vectors = draw(st.sampled_from((2, 3, 4, "N") if rule == "divide_loop(vectors)" else (1, 2, 3, 4, "N")))
+    n = vectors if vectors == "N" else width * vectors + draw(TAILS)
     k = draw(st.sampled_from((32, 48, 64) if rule == "divide_loop(reduction)" else (3, 16, 32, 48, "K")))
     loops = draw(st.permutations(["i", "j", "k"]))
     product = "A[i, k] * B[k, j]" if draw(st.booleans()) else "B[k, j] * A[i, k]"
-    size = "K: size, " if k == "K" else ""
+    size = "".join(f"{v}: size, " for v in (m, n, k) if isinstance(v, str))
     args = f"{size}A: f32[{m}, {k}] @ DRAM, B: f32[{k}, {n}] @ DRAM, C: f32[{m}, {n}] @ DRAM"
     return KernelSpec("mm", _source(args, loops, {"i": m, "j": n, "k": k}, f"C[i, j] += {product}"))
 
@@ -166,7 +168,7 @@ def check_example(rule: str, spec: KernelSpec, isa_name: str, seed: int) -> Outc
     showing = [p for p in plans if _shows(rule, mk, p)]
     picks = list(dict.fromkeys(([rng.choice(showing)] if showing else []) + [rng.choice(plans)]))[:PLANS_CHECKED]
     done = [target.replay(problem, Pick(0.0, p)) for p in picks]  # an Exo rejection raises: a guard let it through
-    inputs = random_inputs(kernel, seed=seed)
+    inputs = random_inputs(kernel, problem.sizes(None), seed=seed)  # tiles cut at replay: whole ones and a tail
     want, *gots = run_many([kernel] + [d.proc for d in done], inputs, NATIVE_CFLAGS)
     for plan, got in zip(picks, gots):  # every output (a split kernel's piece writes a buffer of its own)
         for name, value in want.items():

@@ -1,7 +1,7 @@
 """lower (x86): a kernel term → the matmul-like micro-kernel the x86 rules tile, and its plans.
 
 The shape is that of Exo's own x86 sgemm example, and of the convolutions written the same way:
-constant loops, in any order, around one f32 reduction
+loops from 0, in any order, around one f32 reduction
 
     out[..., x, y] += row[...] * col[..., y + d]        (either factor order)
 
@@ -12,6 +12,10 @@ constant loops, in any order, around one f32 reduction
 - the reduction loops: the iterators the output does not use (one for a matmul, three for a 2-D
   convolution over channels and a window);
 - any other output index is a parallel loop kept outermost, as written.
+
+A loop may run to a size argument (``for i in seq(0, M)``, as users write Exo's sgemm). Plans price
+it at `SYMBOLIC_STEPS` trips; a symbolic reduction is never blocked, and a symbolic ``x`` or ``y``
+is cut where the plan's whole tiles end, its tail left as written (`tails.cut_tiles`).
 
 A `Plan` holds ``rows`` × ``vectors`` output registers across ``kc`` steps of the reduction (the
 register tile), with the loops over tiles in ``order``.
@@ -56,7 +60,7 @@ class MicroKernel:
     row: str
     col: str
     col_idx: tuple[t.Aff, ...]
-    symbolic: tuple[str, ...] = ()  # reductions of a size argument's trips, priced at `SYMBOLIC_STEPS`
+    symbolic: tuple[str, ...] = ()  # loops of a size argument's trips, priced at `SYMBOLIC_STEPS`
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
@@ -69,7 +73,13 @@ class MicroKernel:
     @property
     def blockable(self) -> bool:
         """One reduction, of constant trips (a block must divide it)."""
-        return len(self.reductions) == 1 and not self.symbolic
+        return len(self.reductions) == 1 and self.r not in self.symbolic
+
+    @property
+    def cut(self) -> tuple[str, ...]:
+        """The tile loops (``x``, ``y``) of a size argument's trips: a plan's whole tiles are cut
+        from their tails at replay (`exo_egraph.targets.x86.tails.cut_tiles`)."""
+        return tuple(v for v in (self.x, self.y) if v in self.symbolic)
 
     @property
     def orders(self) -> tuple[tuple[str, ...], ...]:
@@ -146,14 +156,15 @@ def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
     return loops, s
 
 
-# What a reduction of a size argument's trips is priced at (as `extract.cost` prices any loop of
+# What a loop of a size argument's trips is priced at (as `extract.cost` prices any loop of
 # symbolic trips): every plan of a kernel shares it, so it ranks them and does not decide them.
+# A power of two, so plans tile it whole as they would the common sizes.
 SYMBOLIC_STEPS = 64
 
 
 def _extents(p: t.Proc, loops: list[t.Loop], symbolic_ok: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
     """Each loop's trips, and which of ``symbolic_ok`` run a size argument's (``for k in seq(0, K)``,
-    priced at `SYMBOLIC_STEPS`; plans never divide them). Any other loop must run a constant."""
+    priced at `SYMBOLIC_STEPS`). Any other loop must run a constant."""
     extents, symbolic = [], []
     for loop in loops:
         if loop.hi.is_const:
@@ -196,7 +207,7 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
         raise NotMicroKernel(f"{p.name}: no output index that only {row.buf} uses, to hold rows of registers")
     x = rows[-1]
     outer = tuple(v for v in names if v in out_vars and v not in (x, y))
-    extents, symbolic = _extents(p, loops, reductions)
+    extents, symbolic = _extents(p, loops, tuple(names))
     return MicroKernel(
         p.name, tuple(names), x, y, reductions, outer, extents, s.buf, s.idx, row.buf, col.buf, col.idx, symbolic,
     )  # fmt: skip

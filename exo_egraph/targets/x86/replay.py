@@ -14,10 +14,11 @@ from __future__ import annotations
 from exo import Procedure
 
 from exo_egraph import terms as t
-from exo_egraph.script import Ref, Replayed, Session, find, script_text
+from exo_egraph.script import Ref, Replayed, Session, find, replay_pieces, script_text
 
 from .isa import Isa, Role
 from .pattern import DotKernel, Kernel, MicroKernel, Plan
+from .tails import cut_tiles
 
 ACC, COL, ROW = "acc_reg", "col_reg", "row_reg"  # the register buffers the replay allocates
 VEC, MAT, LANES = "vec_reg", "mat_reg", "lanes"  # a matrix-vector tile's (lanes: in memory, to add up)
@@ -56,10 +57,16 @@ def _window(idx: tuple[t.Aff, ...], ranges: dict[int, tuple[str, int]], at: dict
 
 
 def replay_plan(proc: Procedure, kernel: Kernel, isa: Isa, plan: Plan) -> Replayed:
-    """Schedule ``proc`` as ``plan`` of its ``kernel``; raises `ReplayError` when Exo rejects a step."""
+    """Schedule ``proc`` as ``plan`` of its ``kernel``; raises `ReplayError` when Exo rejects a step.
+    Tile loops of symbolic trips are cut first (`cut_tiles`): the plan tiles their whole tiles."""
     if isinstance(kernel, DotKernel):
         return _replay_dot(proc, kernel, isa, plan)
-    return _replay_tile(proc, kernel, isa, plan)
+    if not kernel.cut:
+        return _replay_tile(proc, kernel, isa, plan)
+    size = {kernel.x: plan.rows, kernel.y: plan.vectors * isa.width}
+    split = cut_tiles(proc, kernel, {v: size[v] for v in kernel.cut})
+    done = _replay_tile(split.piece, kernel, isa, plan, divided=kernel.cut)
+    return replay_pieces(proc, split.prelude, split.calls, [(split.piece, done)], first=split.first)
 
 
 def _into_order(s: Session, want: list[str]) -> None:
@@ -124,13 +131,15 @@ def _replay_dot(proc: Procedure, dk: DotKernel, isa: Isa, plan: Plan) -> Replaye
     return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps), None)
 
 
-def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
-    """A register tile of the output, broadcasting the row operand (Exo's x86 sgemm example)."""
+def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan, divided: tuple[str, ...] = ()) -> Replayed:
+    """A register tile of the output, broadcasting the row operand (Exo's x86 sgemm example).
+    The tile loops in ``divided`` come divided already (`cut_tiles`)."""
     s = Session(proc)
     w, rows, cols = isa.width, plan.rows, plan.vectors * isa.width
     xo, xi, yo, yi = f"{mk.x}o", f"{mk.x}i", f"{mk.y}o", f"{mk.y}i"
-    s.do("divide_loop", mk.x, rows, [xo, xi], perfect=True)
-    s.do("divide_loop", mk.y, cols, [yo, yi], perfect=True)
+    for var, size, names in ((mk.x, rows, [xo, xi]), (mk.y, cols, [yo, yi])):
+        if var not in divided:
+            s.do("divide_loop", var, size, names, perfect=True)
     tiles = {mk.x: xo, mk.y: yo}
     reductions, at = list(mk.reductions), {mk.x: f"{rows} * {xo}", mk.y: f"{cols} * {yo}"}
     if plan.kc < mk.steps:

@@ -7,6 +7,10 @@ the plans to tile, and the tail of ``r`` lanes, left as written (gcc's code at t
 The replay puts the scheduled nest back with ``call_eqv`` (`exo_egraph.script.replay_pieces`).
 Either nest covers disjoint lanes: outputs for a matmul, reduction steps for a matrix-vector
 product (whose partial sums Exo lets be added in any order, as it reasons over the reals).
+
+A tile loop of a size argument's trips (``for i in seq(0, M)``) is cut the same way, at replay,
+where the plan's whole tiles end (`cut_tiles`): ``divide_loop(..., tail="cut")`` makes the whole
+tiles' loops and a tail of ``M % rows`` trips, which ``fission`` moves out of every loop around it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from exo import Procedure
 
 from exo_egraph.script import Session, Step, extract_pieces, find_loop
 
-from .pattern import Kernel
+from .pattern import Kernel, MicroKernel
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,18 @@ def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> Split:
     if depth:
         s.do("fission", find_loop(f"{kernel.y} #0").then("after"), n_lifts=depth)
     return extract_split(s, proc.name(), 0, (kernel.extent(kernel.y) - at) / at)
+
+
+def cut_tiles(proc: Procedure, kernel: MicroKernel, tile: dict[str, int]) -> Split:
+    """``proc`` cut where the whole tiles of each symbolic loop in ``tile`` end (its trips divided by
+    ``tile[var]``, the tail after them); the piece is the nest of whole tiles, whose loops are
+    already divided as a plan's replay divides them (``{var}o``, ``{var}i``)."""
+    s = Session(proc)
+    cut: list[str] = []
+    for var in (v for v in kernel.loops if v in tile):  # outermost first: its depth is known
+        depth = kernel.loops.index(var) + len(cut)  # a loop cut before, around this one, is two loops now
+        s.do("divide_loop", var, tile[var], [f"{var}o", f"{var}i"], tail="cut")
+        if depth:
+            s.do("fission", find_loop(f"{var}o").then("after"), n_lifts=depth)
+        cut.append(var)
+    return extract_split(s, proc.name(), 0, 0.0)

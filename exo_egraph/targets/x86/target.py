@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from exo import Procedure
@@ -30,7 +30,7 @@ from exo_egraph.validate.cpu import (
 from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
-from .pattern import Kernel, NotMicroKernel, Plan, find_kernel
+from .pattern import Kernel, NotMicroKernel, Plan, find_kernel, perfect_nest
 from .replay import replay_plan
 from .accumulator import split_accumulator
 from .tails import Split, cut_vector_tail, whole_lanes
@@ -56,6 +56,7 @@ class X86Problem:
     model: X86Cost | DotCost
     notes: tuple[str, ...] = ()
     split: Split | None = None  # a tail of lanes cut off, or an accumulator's initial values and epilogue
+    cut_sizes: Mapping[str, int] = field(default_factory=dict)  # the sizes of tile loops cut at replay, to validate at
 
     @property
     def tiled(self) -> Procedure:
@@ -66,10 +67,29 @@ class X86Problem:
         """The plan's cycles, and the tail's as written."""
         return self.model.plan(plan) + self.rest_cycles
 
+    def sizes(self, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
+        """The sizes to validate at: ``given``, and a tile loop cut at replay (`MicroKernel.cut`)
+        that runs to a size argument not given at `CUT_SIZE`, so that whole tiles and a tail both
+        run, unless that breaks a precondition."""
+        hint = {**self.cut_sizes, **(given or {})}
+        return hint if hint != dict(given or {}) and not cannot_validate(self.proc, hint) else given
+
     @property
     def rest_cycles(self) -> float:
         """What is left as written beside the piece, priced as its share of the piece's naive cost."""
         return self.model.naive() * self.split.share if self.split else 0.0
+
+
+# The size a tile loop cut at replay is validated at when not given: whole tiles of every plan's
+# width (at most 64 lanes or rows here) and a tail of lanes or rows after them.
+CUT_SIZE = 100
+
+
+def _cut_sizes(term: Any, kernel: Kernel) -> dict[str, int]:
+    """`CUT_SIZE` for each size argument that a tile loop cut at replay runs to."""
+    cut = getattr(kernel, "cut", ())
+    loops, _ = perfect_nest(term)
+    return {str(lp.hi): CUT_SIZE for lp in loops if lp.var in cut and len(lp.hi.terms) == 1 and lp.hi.const == 0 and lp.hi.terms[0][1] == 1}
 
 
 def _value(op: str) -> Any:
@@ -144,7 +164,8 @@ class X86Target:
             problem = self.portable.prepare(proc)
             why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
             return Portable(problem, (*getattr(problem, "notes", ()), why))
-        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, split)
+        cut = _cut_sizes(lower(split.piece) if split else term, mk)
+        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, split, cut)
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -184,6 +205,7 @@ class X86Target:
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         if isinstance(problem, Portable):
             return self.portable.begin_validation(problem.problem, sizes=sizes)
+        sizes = problem.sizes(sizes)
         return None if cannot_validate(problem.proc, sizes) else begin_reference(problem.proc, sizes, cflags=self.cflags)
 
     def validate(
@@ -201,6 +223,7 @@ class X86Target:
             return self.portable.validate(
                 problem.problem, replayed, pick, reference=reference, sizes=sizes, deadline=deadline, ahead=ahead
             )
+        sizes = problem.sizes(sizes)
         why = cannot_validate(problem.proc, sizes)
         if why:
             return NotValidated(why)

@@ -138,6 +138,51 @@ def test_a_reduction_of_a_size_arguments_trips_is_tiled_in_registers_and_never_b
     assert _isa().instr(Role.FMA) in script and 'divide_loop(p, "k"' not in script
 
 
+SGEMM_AS_WRITTEN = """from __future__ import annotations
+from exo import *
+
+
+@proc
+def sgemm(M: size, N: size, K: size, A: f32[M, K] @ DRAM, B: f32[K, N] @ DRAM, C: f32[M, N] @ DRAM):
+    assert M >= 1
+    assert N >= 1
+    for k in seq(0, K):
+        for i in seq(0, M):
+            for j in seq(0, N):
+                C[i, j] += A[i, k] * B[k, j]
+"""
+
+
+def test_tile_loops_of_size_arguments_are_cut_where_whole_tiles_end_and_the_tails_left_as_written(tmp_path):
+    """Exo's own sgemm, as written: every size an argument. The plan tiles rows and lanes as if
+    they ran `SYMBOLIC_STEPS`; the replay cuts each where the plan's whole tiles end
+    (``divide_loop(..., tail="cut")``, then ``fission`` of the tail out of the loops around it),
+    tiles the whole tiles and leaves the tails as written. Validated where both run (M = N =
+    `CUT_SIZE`, not a multiple of any tile), and the pasted script computes the same at other
+    sizes, tails of every length included."""
+    from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.target import CUT_SIZE, X86Target
+
+    f = tmp_path / "sgemm.py"
+    f.write_text(SGEMM_AS_WRITTEN)
+    original = load_proc(f"{f}::sgemm")
+    problem = X86Target(_isa().name).prepare(original)
+    assert problem.kernel.cut == ("i", "j") and problem.sizes(None) == {"M": CUT_SIZE, "N": CUT_SIZE}
+    assert problem.sizes({"M": 7}) == {"M": 7, "N": CUT_SIZE}
+    assert main(["explore", f"{f}::sgemm", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"M": CUT_SIZE, "N": CUT_SIZE, "K": 16}
+    script = (tmp_path / "o" / "schedule.py").read_text()
+    assert 'divide_loop(p, "i", ' in script and 'tail="cut"' in script and _isa().instr(Role.FMA) in script
+    namespace: dict = {}
+    exec(script, namespace)
+    scheduled = namespace["schedule"](original)
+    for sizes in ({"M": 1, "N": 1, "K": 1}, {"M": 37, "N": 45, "K": 9}, {"M": 64, "N": 64, "K": 3}):
+        inputs = random_inputs(original, sizes)
+        got, want = run_many([scheduled, original], inputs, NATIVE_CFLAGS)
+        assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5), sizes
+
+
 ACCUMULATOR_CONV = """from __future__ import annotations
 from exo import *
 from exo.libs.externs import relu
@@ -183,6 +228,22 @@ def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(
     original = load_proc(f"{f}::conv_relu")
     got, want = run_many([namespace["schedule"](original), original], random_inputs(original), NATIVE_CFLAGS)
     assert np.allclose(got["out"], want["out"], rtol=1e-4, atol=1e-4)
+
+
+def test_an_accumulator_under_loops_of_size_arguments_is_split_and_its_tiles_cut(tmp_path):
+    """Exo's own x86 convolution as written: its output loops run to size arguments. ``res`` is
+    expanded by those sizes, and the tile loops of its reduction are cut at replay."""
+    f = tmp_path / "conv_sizes.py"
+    text = ACCUMULATOR_CONV.replace("def conv_relu(", "def conv_relu(W: size, OC: size, ")
+    text = text.replace("f32[2, 6, 10, 8]", "f32[2, 6, W + 2, 8]").replace("f32[2, 4, 8, 32]", "f32[2, 4, W, OC]")
+    text = text.replace("f32[8, 3, 3, 32]", "f32[8, 3, 3, OC]").replace("bias: f32[32]", "bias: f32[OC]")
+    text = text.replace("seq(0, 32)", "seq(0, OC)").replace("for ox in seq(0, 8)", "for ox in seq(0, W)")
+    f.write_text(text)
+    assert main(["explore", f"{f}::conv_relu", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"W": 100, "OC": 100}, report["validation"]
+    script = (tmp_path / "o" / "schedule.py").read_text()
+    assert 'expand_dim(p, "res", "OC", "oc")' in script and 'tail="cut"' in script and _isa().instr(Role.FMA) in script
 
 
 def test_an_accumulator_whose_store_misses_a_loop_is_left_to_the_loop_rules_and_says_why(tmp_path):
