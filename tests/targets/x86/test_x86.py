@@ -17,6 +17,7 @@ from exo import DRAM, proc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exo_egraph import terms as t
 from exo_egraph.cli import main
 from exo_egraph.lower import Unsupported, lower
 from exo_egraph.rewrites.x86 import MIN_KC, initial_plan, reduction_blocks, tiles, to_egg, x86_rules
@@ -222,12 +223,19 @@ def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(
     assert 'expand_dim(p, "res", 32, "oc")' in script and "extract_subproc" in script
     assert _isa().instr(Role.FMA) in script
     from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.pattern import perfect_nest
 
     namespace: dict = {}
     exec(script, namespace)
     original = load_proc(f"{f}::conv_relu")
-    got, want = run_many([namespace["schedule"](original), original], random_inputs(original), NATIVE_CFLAGS)
+    scheduled = namespace["schedule"](original)
+    got, want = run_many([scheduled, original], random_inputs(original), NATIVE_CFLAGS)
     assert np.allclose(got["out"], want["out"], rtol=1e-4, atol=1e-4)
+    # the passes over the buffer (initial values, epilogue) walk it in its layout, lanes innermost
+    alloc, init, _, epilogue = lower(scheduled).body
+    for nest in (init, epilogue):
+        loops, _ = perfect_nest(t.Proc("nest", (), (), (nest,)))
+        assert [lp.var for lp in loops] == ["n", "oy", "ox", "oc"]
 
 
 def test_an_accumulator_under_loops_of_size_arguments_is_split_and_its_tiles_cut(tmp_path):
