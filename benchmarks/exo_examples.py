@@ -64,7 +64,8 @@ def ours(proc: Any, ex: Example, budget_s: float, fixed: bool) -> tuple[Any, flo
     """exo-egraph's schedule of ``proc`` (sizes fixed by ``partial_eval`` when ``fixed``), its
     search seconds, what the run said (its stop reason and last note) and whether what it handed
     back is the input as written (no schedule beat it)."""
-    target = proc.partial_eval(**ex.sizes) if fixed else proc
+    # renamed when fixed: the pieces a split makes are named after the proc, and both runs' pieces share one library
+    target = rename(proc.partial_eval(**ex.sizes), f"{proc.name()}_fixed") if fixed else proc
     began = time.perf_counter()
     result = explore(target, "x86", budget=Budget(seconds=budget_s), sizes=None if fixed else ex.sizes, isa=ex.isa)
     seconds = time.perf_counter() - began

@@ -133,7 +133,7 @@ def explore(
     deadline = Deadline.after(budget.seconds, budget.max_memory_mb)
     phases = Phases()
     with phases("lower"):
-        problem = tgt.prepare(proc)
+        problem = tgt.prepare(proc, sizes)
     try:
         ahead = tgt.begin_validation(problem, sizes=sizes) if validate else None
     except KeyboardInterrupt:  # nothing searched yet: the best so far is the input as written

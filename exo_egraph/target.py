@@ -91,8 +91,10 @@ class Target(Protocol):
     cost_unit: str  # what costs count, e.g. "model cost" or "cycles"
     build: str  # how validation builds and times code (compiler and flags), for the report
 
-    def prepare(self, proc: Procedure) -> Any:
-        """Lower ``proc`` (and select instructions); raises `Unsupported` naming what does not fit."""
+    def prepare(self, proc: Procedure, sizes: Mapping[str, int] | None = None) -> Any:
+        """Lower ``proc`` (and select instructions); raises `Unsupported` naming what does not fit.
+        ``sizes``: values of size arguments the user runs at (``--sizes``); a model may price loops
+        of those sizes at them rather than at its default for a symbolic trip count."""
         ...
 
     def saturate(

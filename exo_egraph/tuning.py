@@ -126,7 +126,7 @@ def tune(
         key = _Key(_kernel_key(proc, sizes), proc.name(), _target_key(tgt), machine.fingerprint)
         run = _Run(tgt, proc, source, key, database, sizes, measure_seconds, progress, phases)
         with phases("lower"):
-            run.problem = tgt.prepare(proc)
+            run.problem = tgt.prepare(proc, sizes)
         run.load()
         stop, stats, unsound = StopReason.SATURATED, None, ()
         if run.needed(trials):
@@ -254,7 +254,7 @@ class _Run:
         rankings = [("model", self.tgt, self.problem)]
         if self.calibration is not None:
             calibrated = self.tgt.calibrated(self.calibration)
-            rankings.insert(0, ("calibrated", calibrated, calibrated.prepare(self.proc)))
+            rankings.insert(0, ("calibrated", calibrated, calibrated.prepare(self.proc, self.sizes)))
         exploit = math.ceil(want * EXPLOIT)
         k = len(seen) + exploit
         if len(self.written) < k:  # extracted once, and again only when the run has used it up

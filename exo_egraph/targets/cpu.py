@@ -164,7 +164,8 @@ class CpuTarget:
         reassociate, and a build that fuses into FMA (`contracts`) rounds per loop structure."""
         return not self.rules.reassociate and not contracts(self.cflags)
 
-    def prepare(self, proc: Procedure) -> CpuProblem:
+    def prepare(self, proc: Procedure, sizes: Mapping[str, int] | None = None) -> CpuProblem:
+        # ``sizes`` unused: the loop model prices any symbolic trip count at its ``symbolic`` default
         term = lower(proc)
         buffers = buffers_of(term)
         cal = self.calibration

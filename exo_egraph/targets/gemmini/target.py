@@ -167,7 +167,8 @@ class GemminiTarget:
     cost_unit: str = "cycles"
     staged: bool = True  # double buffering explored around the first phase's best plans only
 
-    def prepare(self, proc: Procedure) -> GemminiProblem:
+    def prepare(self, proc: Procedure, sizes: Mapping[str, int] | None = None) -> GemminiProblem:
+        # ``sizes`` unused: the Gemmini plans need constant sizes, which the kernel states
         term = lower(proc)
         session = Session(proc)
         pattern = normalize(session)

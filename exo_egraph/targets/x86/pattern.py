@@ -14,8 +14,9 @@ loops from 0, in any order, around one f32 reduction
 - any other output index is a parallel loop kept outermost, as written.
 
 A loop may run to a size argument (``for i in seq(0, M)``, as users write Exo's sgemm). Plans price
-it at `SYMBOLIC_STEPS` trips; a symbolic reduction is never blocked, and a symbolic ``x`` or ``y``
-is cut where the plan's whole tiles end, its tail left as written (`tails.cut_tiles`).
+it at the size the user runs it at (``--sizes``) when given, else at `SYMBOLIC_STEPS` trips; a
+symbolic reduction is never blocked, and a symbolic ``x`` or ``y`` is cut where the plan's whole
+tiles end, its tail left as written (`tails.cut_tiles`).
 
 A `Plan` holds ``rows`` × ``vectors`` output registers across ``kc`` steps of the reduction (the
 register tile), with the loops over tiles in ``order``.
@@ -34,7 +35,8 @@ reals) and validation compares within float tolerance.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Mapping
 
 from exo_egraph import terms as t
 from exo_egraph.lower import Unsupported
@@ -64,6 +66,10 @@ class MicroKernel:
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
+
+    def priced_at(self, var: str, trips: int) -> "MicroKernel":
+        """This kernel with loop ``var`` priced at ``trips``."""
+        return replace(self, extents=tuple((v, trips if v == var else e) for v, e in self.extents))
 
     @property
     def r(self) -> str:
@@ -162,23 +168,28 @@ def _nest(p: t.Proc, least: int = 2) -> tuple[list[t.Loop], t.Reduce]:
 SYMBOLIC_STEPS = 64
 
 
-def _extents(p: t.Proc, loops: list[t.Loop], symbolic_ok: tuple[str, ...]) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+def _extents(
+    p: t.Proc, loops: list[t.Loop], symbolic_ok: tuple[str, ...], sizes: Mapping[str, int] | None = None
+) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
     """Each loop's trips, and which of ``symbolic_ok`` run a size argument's (``for k in seq(0, K)``,
-    priced at `SYMBOLIC_STEPS`). Any other loop must run a constant."""
+    priced at its value in ``sizes``, else at `SYMBOLIC_STEPS`). Any other loop must run a constant."""
     extents, symbolic = [], []
     for loop in loops:
         if loop.hi.is_const:
             extents.append((loop.var, loop.hi.const))
         elif loop.var in symbolic_ok:
-            extents.append((loop.var, SYMBOLIC_STEPS))
+            given = sizes is not None and loop.hi.vars <= set(sizes)
+            trips = sum(c * sizes[v] for v, c in loop.hi.terms) + loop.hi.const if given else SYMBOLIC_STEPS
+            extents.append((loop.var, trips if trips > 0 else SYMBOLIC_STEPS))
             symbolic.append(loop.var)
         else:
             raise NotMicroKernel(f"{p.name}: loop {loop.var} runs from {loop.lo} to {loop.hi}, not 0 to a constant")
     return tuple(extents), tuple(symbolic)
 
 
-def find_micro_kernel(p: t.Proc) -> MicroKernel:
-    """The micro-kernel of ``p``, or `NotMicroKernel` naming what does not fit."""
+def find_micro_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> MicroKernel:
+    """The micro-kernel of ``p`` (its symbolic loops priced at ``sizes``: `_extents`), or
+    `NotMicroKernel` naming what does not fit."""
     loops, s = _nest(p, least=3)
     factors = (s.rhs.lhs, s.rhs.rhs)
     out_vars = [iterator_of(a) for a in s.idx]
@@ -207,7 +218,7 @@ def find_micro_kernel(p: t.Proc) -> MicroKernel:
         raise NotMicroKernel(f"{p.name}: no output index that only {row.buf} uses, to hold rows of registers")
     x = rows[-1]
     outer = tuple(v for v in names if v in out_vars and v not in (x, y))
-    extents, symbolic = _extents(p, loops, tuple(names))
+    extents, symbolic = _extents(p, loops, tuple(names), sizes)
     return MicroKernel(
         p.name, tuple(names), x, y, reductions, outer, extents, s.buf, s.idx, row.buf, col.buf, col.idx, symbolic,
     )  # fmt: skip
@@ -291,11 +302,11 @@ def find_dot_kernel(p: t.Proc) -> DotKernel:
 Kernel = MicroKernel | DotKernel  # what the x86 rules tile
 
 
-def find_kernel(p: t.Proc) -> Kernel:
-    """The kernel the x86 rules tile: a matmul-like micro-kernel, else a matrix-vector product;
-    `NotMicroKernel` says why it is neither."""
+def find_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> Kernel:
+    """The kernel the x86 rules tile: a matmul-like micro-kernel (symbolic loops priced at
+    ``sizes``), else a matrix-vector product; `NotMicroKernel` says why it is neither."""
     try:
-        return find_micro_kernel(p)
+        return find_micro_kernel(p, sizes)
     except NotMicroKernel as tile:
         try:
             return find_dot_kernel(p)

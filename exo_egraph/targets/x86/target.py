@@ -142,18 +142,20 @@ class X86Target:
     def build(self) -> str:
         return " ".join(["gcc", *self.cflags]) + f" ({self.isa_name})"
 
-    def prepare(self, proc: Procedure) -> X86Problem | Portable:
+    def prepare(self, proc: Procedure, sizes: Mapping[str, int] | None = None) -> X86Problem | Portable:
         isa = select_isa(self.isa_name)
         term = lower(proc)
         split, notes = None, ()
         try:
             try:
-                mk = find_kernel(term)
+                mk = find_kernel(term, sizes)
             except NotMicroKernel as whole:
                 split = _accumulator_split(proc, term, whole)
-                mk = find_kernel(lower(split.piece))
+                mk = find_kernel(lower(split.piece), sizes)
                 notes = (f"{mk.out}: the scalar accumulator is given a dimension per loop around it and its reduction "
                          "split out as the micro-kernel (expand_dim, lift_alloc, fission, extract_subproc)",)  # fmt: skip
+            if mk.y in getattr(mk, "cut", ()) and whole_lanes(mk, isa.width):  # its tail is cut at replay:
+                mk = mk.priced_at(mk.y, whole_lanes(mk, isa.width))  # plans tile the whole vectors
             if split is None and mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
                 split = cut_vector_tail(proc, mk, isa.width)
                 mk = find_kernel(lower(split.piece))

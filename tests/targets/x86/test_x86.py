@@ -162,6 +162,7 @@ def test_tile_loops_of_size_arguments_are_cut_where_whole_tiles_end_and_the_tail
     `CUT_SIZE`, not a multiple of any tile), and the pasted script computes the same at other
     sizes, tails of every length included."""
     from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.pattern import SYMBOLIC_STEPS
     from exo_egraph.targets.x86.target import CUT_SIZE, X86Target
 
     f = tmp_path / "sgemm.py"
@@ -170,6 +171,11 @@ def test_tile_loops_of_size_arguments_are_cut_where_whole_tiles_end_and_the_tail
     problem = X86Target(_isa().name).prepare(original)
     assert problem.kernel.cut == ("i", "j") and problem.sizes(None) == {"M": CUT_SIZE, "N": CUT_SIZE}
     assert problem.sizes({"M": 7}) == {"M": 7, "N": CUT_SIZE}
+    assert problem.kernel.extent("i") == problem.kernel.extent("j") == SYMBOLIC_STEPS
+    # at the sizes the user runs it at, plans are priced there: rows dividing M, the lanes' whole vectors
+    at = X86Target(_isa().name).prepare(original, {"M": 100, "N": 100, "K": 40}).kernel
+    assert (at.extent("i"), at.extent("j"), at.extent("k")) == (100, 100 - 100 % _isa().width, 40)
+    assert at.symbolic == ("k", "i", "j") and not at.blockable  # K is still not divided: it may be any size
     assert main(["explore", f"{f}::sgemm", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["validation"]["ok"] and report["validation"]["sizes"] == {"M": CUT_SIZE, "N": CUT_SIZE, "K": 16}
