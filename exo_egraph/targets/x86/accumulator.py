@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from exo import Procedure
 
 from exo_egraph import terms as t
-from exo_egraph.script import ReplayError, Session, find, find_loop, top
+from exo_egraph.script import Session, find, find_loop
 
 from .pattern import SYMBOLIC_STEPS, NotMicroKernel, iterator_of, perfect_nest
-from .tails import Split, extract_split
+from .tails import Split, extract_split, reorder_nest
 
 
 @dataclass(frozen=True)
@@ -81,27 +81,11 @@ def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
     s.do("lift_alloc", acc.name, n_lifts=depth)
     s.do("fission", find(f"{acc.name}[_] = _").then("after"), n_lifts=depth)
     s.do("fission", find_loop(acc.reduction.var).then("after"), n_lifts=depth)
-    for nest in (1, 3):  # after the buffer: the initial values and the epilogue, one pass each over it, in its layout
-        _into_layout(s, nest, [lp.var for lp in acc.loops], list(acc.out_vars))
+    # after the buffer: its initial values and the epilogue, one pass each over it, in its layout (the
+    # innermost loop walks contiguous memory, where the order written may stride by a row each element)
+    for nest in (1, 3):
+        reorder_nest(s, nest, [lp.var for lp in acc.loops], list(acc.out_vars))
     return extract_split(s, proc.name(), first=2, share=2 / _steps(acc.reduction))
-
-
-def _into_layout(s: Session, nest: int, order: list[str], layout: list[str]) -> None:
-    """Adjacent ``reorder_loops`` swaps of the ``nest``-th top-level nest (loops ``order``) until it
-    runs in ``layout``, the buffer's dimension order: its innermost loop then walks contiguous
-    memory (gcc vectorises it), where a loop order that strides by a row touches a cache line per
-    element. Each element is independent of the others; where Exo sees otherwise, the nest stays."""
-    order = list(order)
-    while order != layout:
-        d = next(d for d in range(len(order) - 1) if layout.index(order[d]) > layout.index(order[d + 1]))
-        at = top(nest)
-        for _ in range(d):
-            at = at.body(0)
-        try:
-            s.do("reorder_loops", at)
-        except ReplayError:
-            return
-        order[d], order[d + 1] = order[d + 1], order[d]
 
 
 def _steps(loop: t.Loop | None) -> int:

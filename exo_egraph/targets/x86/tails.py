@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from exo import Procedure
 
-from exo_egraph.script import Session, Step, extract_pieces, find_loop
+from exo_egraph.script import ReplayError, Session, Step, extract_pieces, find_loop, top
 
 from .pattern import Kernel, MicroKernel
 
@@ -61,13 +61,34 @@ def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> Split:
 def cut_tiles(proc: Procedure, kernel: MicroKernel, tile: dict[str, int]) -> Split:
     """``proc`` cut where the whole tiles of each symbolic loop in ``tile`` end (its trips divided by
     ``tile[var]``, the tail after them); the piece is the nest of whole tiles, whose loops are
-    already divided as a plan's replay divides them (``{var}o``, ``{var}i``)."""
+    already divided as a plan's replay divides them (``{var}o``, ``{var}i``). Each tail runs its
+    lanes innermost, where gcc vectorises them (a reduction innermost would be one scalar chain)."""
     s = Session(proc)
-    cut: list[str] = []
-    for var in (v for v in kernel.loops if v in tile):  # outermost first: its depth is known
-        depth = kernel.loops.index(var) + len(cut)  # a loop cut before, around this one, is two loops now
+    order, tails = list(kernel.loops), []  # the whole tiles' loops; the tails' (top-level nests 1, 2)
+    for var in (v for v in kernel.loops if v in tile):  # outermost first
+        depth = order.index(var)
         s.do("divide_loop", var, tile[var], [f"{var}o", f"{var}i"], tail="cut")
         if depth:
             s.do("fission", find_loop(f"{var}o").then("after"), n_lifts=depth)
-        cut.append(var)
+        tails.insert(0, [f"{var}i" if v == var else v for v in order])  # right after the whole tiles
+        order[depth : depth + 1] = [f"{var}o", f"{var}i"]
+    for nest, loops in enumerate(tails, start=1):
+        lanes = f"{kernel.y}i" if f"{kernel.y}i" in loops else kernel.y
+        reorder_nest(s, nest, loops, [v for v in loops if v != lanes] + [lanes])
     return extract_split(s, proc.name(), 0, 0.0)
+
+
+def reorder_nest(s: Session, nest: int, order: list[str], want: list[str]) -> None:
+    """Adjacent ``reorder_loops`` swaps of the ``nest``-th top-level statement, a perfect nest of
+    loops ``order``, until it runs in the order ``want``; where Exo refuses a swap, it stays there."""
+    order = list(order)
+    while order != want:
+        d = next(d for d in range(len(order) - 1) if want.index(order[d]) > want.index(order[d + 1]))
+        at = top(nest)
+        for _ in range(d):
+            at = at.body(0)
+        try:
+            s.do("reorder_loops", at)
+        except ReplayError:
+            return
+        order[d], order[d + 1] = order[d + 1], order[d]
