@@ -434,6 +434,16 @@ def rows32(H: size, x: f32[H, 8] @ DRAM, y: f32[H, 8] @ DRAM):
         assert main(["explore", f"{f}::{name}", "--out", str(tmp_path / name)]) == 0
         validation = json.loads((tmp_path / name / "report.json").read_text())["validation"]
         assert validation["ok"] is True and holds(validation["sizes"]), validation
+        if name == "conv1":  # the size the definition subtracts is a window of 3, so oh is 14, not 1
+            assert validation["sizes"] == {"oh": 14, "ih": 16, "kd": 3}, validation
+    # a defined size wanted at 100 is reached through the size its definition adds
+    from exo_egraph.validate.cpu import sizes_reaching, validation_sizes
+
+    procs = load_procs(f)
+    assert sizes_reaching(procs["conv1"], None, {"oh": 100}) == {"ih": 102}
+    assert validation_sizes(procs["conv1"], {"ih": 102})["oh"] == 100
+    assert sizes_reaching(procs["conv1"], {"kd": 5}, {"oh": 100}) == {"kd": 5, "ih": 104}
+    assert sizes_reaching(procs["rows32"], None, {"H": 100}) == {}  # 100 breaks H % 32 == 0: left at 32
     # sizes given that break one: said, with its line, and nothing is run on them
     assert main(["explore", f"{f}::rows32", "--out", str(tmp_path / "o"), "--sizes", "H=40"]) == 0
     skipped = json.loads((tmp_path / "o" / "report.json").read_text())["validation"]["skipped"]

@@ -121,6 +121,7 @@ def cannot_validate(proc: Procedure, sizes: Mapping[str, int] | None = None) -> 
 
 
 SIZE_TRIES = (16, 32, 64, 8, 128, 256, 12, 24, 48)  # uniform values tried for the sizes not given
+SUBTRACTED_SIZE = 3  # tried first for a size a definition subtracts (a window: ``out_h == in_h - kernel_dim + 1``)
 
 
 def validation_sizes(proc: Procedure, given: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -129,22 +130,26 @@ def validation_sizes(proc: Procedure, given: Mapping[str, int] | None = None) ->
     writes out of bounds: the comparison would be noise). Else the first value of `SIZE_TRIES`
     given to all of them at which they hold. Either way a size that a precondition equates to
     an expression of the others (``assert out_h == in_h - kernel_dim + 1``) takes that value.
-    Preconditions over strides are left to the dense buffers the validator passes. Raises
-    `ValidationError` naming the precondition no value met."""
+    A size such a definition subtracts (``kernel_dim``) is tried at `SUBTRACTED_SIZE` first, so
+    that what it defines is not left at one (a 16-wide window over 16 inputs). Preconditions over
+    strides are left to the dense buffers the validator passes. Raises `ValidationError` naming
+    the precondition no value met."""
     ir = proc.INTERNAL_proc()
     names = [a.name.name() for a in ir.args if type_name(a.type) in INDEX_TYPES]
     given = {k: int(v) for k, v in (given or {}).items() if k in names}
     preds = [p for p in ir.preds if _size_only(p, set(names))]
     defined = [d for d in map(_definition, preds) if d is not None and d[0] not in given]
+    subtracted = {n.name() for _, expr in defined for n in _subtracted(expr)} - set(given)
     failed = None
     for value in SIZE_TRIES:
-        sizes = {n: given.get(n, value) for n in names}
-        for _ in defined:  # a definition may use another's result: as many passes as definitions
-            for name, expr in defined:
-                sizes[name] = _eval_size(expr, sizes)
-        failed = next((p for p in preds if not _holds(p, sizes)), None)
-        if failed is None and min(sizes.values(), default=1) > 0 and _shapes_positive(ir, sizes):
-            return sizes
+        for small in (SUBTRACTED_SIZE, value) if subtracted else (value,):
+            sizes = {n: given.get(n, small if n in subtracted else value) for n in names}
+            for _ in defined:  # a definition may use another's result: as many passes as definitions
+                for name, expr in defined:
+                    sizes[name] = _eval_size(expr, sizes)
+            failed = next((p for p in preds if not _holds(p, sizes)), None)
+            if failed is None and min(sizes.values(), default=1) > 0 and _shapes_positive(ir, sizes):
+                return sizes
         if not names or len(given) == len(names):
             break  # nothing left to vary
     line = getattr(getattr(failed, "srcinfo", None), "lineno", None)
@@ -155,6 +160,27 @@ def validation_sizes(proc: Procedure, given: Mapping[str, int] | None = None) ->
     tried = ", ".join(map(str, SIZE_TRIES))
     raise ValidationError(f"{proc.name()}: no sizes tried (each of {tried} for the sizes not given) meet its {what}; "
                           f"give --sizes NAME=N,...")  # fmt: skip
+
+
+def sizes_reaching(proc: Procedure, given: Mapping[str, int] | None, want: Mapping[str, int]) -> dict[str, int]:
+    """``given`` plus sizes chosen so that `validation_sizes` gives each size in ``want`` its wanted
+    value: the size itself when it is free, else a size its definition adds (``out_w`` through
+    ``in_w`` when ``out_w == in_w - kernel_dim + 1``), found by trying each. A wanted size that no
+    single size reaches keeps its validation value. Raises `ValidationError` as `validation_sizes` does."""
+    sizes = dict(given or {})
+    for name, value in want.items():
+        at = validation_sizes(proc, sizes)
+        if name in sizes or at.get(name, value) == value:
+            continue
+        for free in [name, *(n for n in at if n not in sizes and n != name)]:
+            trial = {**sizes, free: at[free] + value - at[name]}
+            try:
+                if trial[free] > 0 and validation_sizes(proc, trial)[name] == value:
+                    sizes = trial
+                    break
+            except ValidationError:
+                continue
+    return sizes
 
 
 def _size_only(e: Any, names: set[str]) -> bool:
@@ -179,6 +205,18 @@ def _definition(p: Any) -> tuple[str, Any] | None:
         if isinstance(lone, LoopIR.Read) and not lone.idx and lone.name not in _reads(other):
             return lone.name.name(), other
     return None
+
+
+def _subtracted(e: Any, negative: bool = False) -> set[Any]:
+    """The sizes ``e`` reads with a negative sign."""
+    match e:
+        case LoopIR.Read():
+            return {e.name} if negative else set()
+        case LoopIR.USub():
+            return _subtracted(e.arg, not negative)
+        case LoopIR.BinOp() if e.op in ("+", "-"):
+            return _subtracted(e.lhs, negative) | _subtracted(e.rhs, negative != (e.op == "-"))
+    return set()
 
 
 def _reads(e: Any) -> set[Any]:

@@ -25,7 +25,8 @@ from exo_egraph.saturate import Budget, Deadline, EGraphView, Iteration, Saturat
 from exo_egraph.script import Replayed, ReplayError, replay_pieces
 from exo_egraph.target import REPLAY_AND_WAIT_S, NotValidated, Pick, Target, create as create_target
 from exo_egraph.validate.cpu import (
-    NATIVE_CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, measure_cpu, validate_cpu,
+    NATIVE_CFLAGS, ReferenceCall, Unfinished, Validation, ValidationError, begin_reference, cannot_validate, measure_cpu,
+    sizes_reaching, validate_cpu,
 )  # fmt: skip
 from exo_egraph.validate.measurement import Measurement
 
@@ -56,7 +57,7 @@ class X86Problem:
     model: X86Cost | DotCost
     notes: tuple[str, ...] = ()
     split: Split | None = None  # a tail of lanes cut off, or an accumulator's initial values and epilogue
-    cut_sizes: Mapping[str, int] = field(default_factory=dict)  # the sizes of tile loops cut at replay, to validate at
+    cut_sizes: tuple[str, ...] = ()  # the size arguments tile loops cut at replay run to
 
     @property
     def tiled(self) -> Procedure:
@@ -68,10 +69,14 @@ class X86Problem:
         return self.model.plan(plan) + self.rest_cycles
 
     def sizes(self, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
-        """The sizes to validate at: ``given``, and a tile loop cut at replay (`MicroKernel.cut`)
-        that runs to a size argument not given at `CUT_SIZE`, so that whole tiles and a tail both
-        run, unless that breaks a precondition."""
-        hint = {**self.cut_sizes, **(given or {})}
+        """The sizes to validate at: ``given``, and each size argument that a tile loop cut at replay
+        (`MicroKernel.cut`) runs to and is not given at `CUT_SIZE` (set through the size that
+        defines it, when a precondition does: `sizes_reaching`), so that whole tiles and a tail
+        both run."""
+        try:
+            hint = sizes_reaching(self.proc, given, {name: CUT_SIZE for name in self.cut_sizes})
+        except ValidationError:
+            return given
         return hint if hint != dict(given or {}) and not cannot_validate(self.proc, hint) else given
 
     @property
@@ -85,11 +90,11 @@ class X86Problem:
 CUT_SIZE = 100
 
 
-def _cut_sizes(term: Any, kernel: Kernel) -> dict[str, int]:
-    """`CUT_SIZE` for each size argument that a tile loop cut at replay runs to."""
+def _cut_sizes(term: Any, kernel: Kernel) -> tuple[str, ...]:
+    """The size arguments that tile loops cut at replay run to (``for i in seq(0, M)``: M)."""
     cut = getattr(kernel, "cut", ())
     loops, _ = perfect_nest(term)
-    return {str(lp.hi): CUT_SIZE for lp in loops if lp.var in cut and len(lp.hi.terms) == 1 and lp.hi.const == 0 and lp.hi.terms[0][1] == 1}
+    return tuple(str(lp.hi) for lp in loops if lp.var in cut and len(lp.hi.terms) == 1 and lp.hi.const == 0 and lp.hi.terms[0][1] == 1)
 
 
 def _value(op: str) -> Any:

@@ -270,17 +270,20 @@ def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(
 
 
 def test_an_accumulator_under_loops_of_size_arguments_is_split_and_its_tiles_cut(tmp_path):
-    """Exo's own x86 convolution as written: its output loops run to size arguments. ``res`` is
-    expanded by those sizes, and the tile loops of its reduction are cut at replay."""
+    """Exo's own x86 convolution as written: its output loops run to size arguments, the output
+    width defined by the input's (``assert W == IW - 2``). ``res`` is expanded by those sizes, and
+    the tile loops of its reduction are cut at replay. Validated with 100 columns and channels
+    (whole tiles and tails): the width through the input width that defines it."""
     f = tmp_path / "conv_sizes.py"
-    text = ACCUMULATOR_CONV.replace("def conv_relu(", "def conv_relu(W: size, OC: size, ")
-    text = text.replace("f32[2, 6, 10, 8]", "f32[2, 6, W + 2, 8]").replace("f32[2, 4, 8, 32]", "f32[2, 4, W, OC]")
+    text = ACCUMULATOR_CONV.replace("def conv_relu(", "def conv_relu(W: size, IW: size, OC: size, ")
+    text = text.replace("    for oc in seq(0, 32):", "    assert W == IW - 2\n    for oc in seq(0, 32):")
+    text = text.replace("f32[2, 6, 10, 8]", "f32[2, 6, IW, 8]").replace("f32[2, 4, 8, 32]", "f32[2, 4, W, OC]")
     text = text.replace("f32[8, 3, 3, 32]", "f32[8, 3, 3, OC]").replace("bias: f32[32]", "bias: f32[OC]")
     text = text.replace("seq(0, 32)", "seq(0, OC)").replace("for ox in seq(0, 8)", "for ox in seq(0, W)")
     f.write_text(text)
     assert main(["explore", f"{f}::conv_relu", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"W": 100, "OC": 100}, report["validation"]
+    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"W": 100, "IW": 102, "OC": 100}, report["validation"]
     script = (tmp_path / "o" / "schedule.py").read_text()
     assert 'expand_dim(p, "res", "OC", "oc")' in script and 'tail="cut"' in script and _isa().instr(Role.FMA) in script
 
