@@ -138,7 +138,7 @@ class Piece:
         return {r for s in self.steps for r in s.refs()}
 
     def calls(self) -> set[str]:
-        return {"extract_subproc", "call_eqv", *(s.call for s in self.steps)}
+        return {"extract_subproc", "call_eqv"}.union(*(s.calls() for s in self.steps))
 
 
 def piece_name(proc: str, i: int) -> str:

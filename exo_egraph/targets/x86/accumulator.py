@@ -26,12 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import exo.stdlib.scheduling as scheduling
 from exo import Procedure
 
 from exo_egraph import terms as t
-from exo_egraph.script import Session, find, find_loop
+from exo_egraph.lower import lower
+from exo_egraph.script import Piece, Replayed, ReplayError, Session, find, find_loop, piece_name, script_text, top
 
-from .pattern import SYMBOLIC_STEPS, NotMicroKernel, iterator_of, perfect_nest
+from .isa import Isa
+from .pattern import SYMBOLIC_STEPS, MicroKernel, NotMicroKernel, Plan, find_micro_kernel, iterator_of, perfect_nest
+from .replay import replay_plan
 from .tails import Split, extract_split, reorder_nest
 
 
@@ -95,3 +99,56 @@ def _steps(loop: t.Loop | None) -> int:
         trips *= loop.hi.const if loop.hi.is_const and loop.lo == t.Aff() else SYMBOLIC_STEPS
         loop = loop.body[0] if len(loop.body) == 1 else None
     return max(trips, 1)
+
+
+def in_tiles(kernel: MicroKernel, plan: Plan) -> bool:
+    """Can ``plan`` keep the accumulator per tile (`replay_in_tiles`)? Its tile loops must be
+    divided whole (constant trips, not cut), and the reduction not blocked (the epilogue needs
+    each sum complete)."""
+    return not kernel.cut and plan.kc == kernel.steps
+
+
+def replay_in_tiles(proc: Procedure, term: t.Proc, kernel: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
+    """``proc`` scheduled as ``plan`` with its scalar accumulator kept per register tile, as Exo's
+    own conv schedule keeps it (no buffer the output's size): the tile loops are divided and
+    ordered outermost (``divide_loop``, ``reorder_loops``); under them ``res`` gets the tile's
+    ``rows × cols`` dimensions (``expand_dim``, ``lift_alloc``) and the loops split after its
+    initial value and after its reduction (``fission``); the reduction nest, a micro-kernel of
+    the tile, is extracted and tiled in registers (`replay_plan`) and put back (``call_eqv``).
+    The initial values and the epilogue run over the tile in L1, lanes innermost."""
+    acc = find_accumulator(term)
+    rows, cols = plan.rows, plan.vectors * isa.width
+    x, y = kernel.x, kernel.y
+    xo, xi, yo, yi = f"{x}o", f"{x}i", f"{y}o", f"{y}i"
+    s = Session(proc)
+    s.do("divide_loop", y, cols, [yo, yi], perfect=True)
+    s.do("divide_loop", x, rows, [xo, xi], perfect=True)
+    written = [lp.var for lp in acc.loops]
+    outer = [v for v in written if v not in (x, y)]
+    tiles = {x: xo, y: yo}
+    order = [v for w in written for v in ((tiles[w], f"{w}i") if w in tiles else (w,))]
+    want = [*outer, *(tiles[v] for v in plan.order), xi, yi]
+    reorder_nest(s, 0, order, want)
+    if _nest_vars(s.term) != want:
+        raise ReplayError("reorder_loops", f"the tile loops did not come outermost ({_nest_vars(s.term)})")
+    s.do("expand_dim", acc.name, cols, yi)
+    s.do("expand_dim", acc.name, rows, xi)
+    s.do("lift_alloc", acc.name, n_lifts=2)
+    s.do("fission", find(f"{acc.name}[_] = _").then("after"), n_lifts=2)
+    s.do("fission", find_loop(acc.reduction.var).then("after"), n_lifts=2)
+    at = top(0)
+    for _ in range(len(want) - 3):  # down to the innermost loop over tiles: [res, init, reduction, epilogue]
+        at = at.body(0)
+    at = at.body(2)
+    name = piece_name(proc.name(), 0)
+    calls, piece = scheduling.extract_subproc(s.proc, at.resolve(s.proc), name)
+    tile = find_micro_kernel(lower(piece))
+    done = replay_plan(piece, tile, isa, Plan(rows, plan.vectors, tile.steps, (tile.x, tile.y)))
+    s.record(Piece(at, name, done.steps), scheduling.call_eqv(calls, f"{name}(_)", done.proc))
+    return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps))
+
+
+def _nest_vars(term: t.Proc) -> list[str]:
+    """The loops of the perfect nest at the top of ``term``, outermost first."""
+    loops, _ = perfect_nest(t.Proc(term.name, term.args, term.preds, term.body[:1]))
+    return [lp.var for lp in loops]

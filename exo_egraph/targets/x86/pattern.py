@@ -201,9 +201,9 @@ def find_micro_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> Micr
     if not reductions:
         raise NotMicroKernel(f"{p.name}: {s.buf} is indexed by every loop, so nothing is reduced")
 
-    def lane_index(f: t.Read) -> bool:  # contiguous along y: last index y + reduction iterators, y nowhere else
-        *rest, last = f.idx
-        offset = {v for v in last.vars if v != y}
+    def lane_index(f: t.Read) -> bool:  # contiguous along y: last index y + reduction iterators (+ a fixed
+        *rest, last = f.idx  # offset of the proc's index arguments, a piece's tile), y nowhere else
+        offset = {v for v in last.vars if v != y and v in names}
         return dict(last.terms).get(y) == 1 and offset <= set(reductions) and not any(y in a.vars for a in rest)
 
     col = next((f for f in factors if lane_index(f)), None)

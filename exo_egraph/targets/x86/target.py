@@ -33,7 +33,7 @@ from exo_egraph.validate.measurement import Measurement
 from .isa import Isa, default_isa, select_isa
 from .pattern import Kernel, NotMicroKernel, Plan, find_kernel, perfect_nest
 from .replay import replay_plan
-from .accumulator import split_accumulator
+from .accumulator import in_tiles, replay_in_tiles, split_accumulator
 from .tails import Split, cut_vector_tail, whole_lanes
 
 
@@ -58,6 +58,7 @@ class X86Problem:
     notes: tuple[str, ...] = ()
     split: Split | None = None  # a tail of lanes cut off, or an accumulator's initial values and epilogue
     cut_sizes: tuple[str, ...] = ()  # the size arguments tile loops cut at replay run to
+    accumulator: bool = False  # the split is a scalar accumulator's: plans may keep it per tile
 
     @property
     def tiled(self) -> Procedure:
@@ -172,7 +173,8 @@ class X86Target:
             why = f"{e}: scheduled with the cpu loop rules, built with {' '.join(self.cflags)}"
             return Portable(problem, (*getattr(problem, "notes", ()), why))
         cut = _cut_sizes(lower(split.piece) if split else term, mk)
-        return X86Problem(proc, mk, isa, cost_model(mk, X86Machine.host(isa.width)), notes, split, cut)
+        model = cost_model(mk, X86Machine.host(isa.width))
+        return X86Problem(proc, mk, isa, model, notes, split, cut, accumulator=split is not None and split.first == 2)
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -200,6 +202,8 @@ class X86Target:
     def replay(self, problem: Any, pick: Pick) -> Replayed:
         if isinstance(problem, Portable):
             return self.portable.replay(problem.problem, pick)
+        if problem.accumulator and in_tiles(problem.kernel, pick.term):
+            return replay_in_tiles(problem.proc, lower(problem.proc), problem.kernel, problem.isa, pick.term)
         done = replay_plan(problem.tiled, problem.kernel, problem.isa, pick.term)
         if problem.split is None:
             return done

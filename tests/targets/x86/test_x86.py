@@ -240,10 +240,11 @@ def conv_relu(inp: f32[2, 6, 10, 8] @ DRAM, out: f32[2, 4, 8, 32] @ DRAM, w: f32
 
 def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(tmp_path):
     """Exo's own x86 convolution's form: ``res = bias[oc]``, the reduction into ``res``, a ReLU and
-    the store. ``res`` gets a dimension per loop around it (lanes last), is lifted out, and the
-    loops split after its initial value and after its reduction; the middle nest is tiled as a
-    micro-kernel and put back (``extract_subproc``, ``call_eqv``). Within float tolerance of the
-    input, and the pasted script makes the same proc."""
+    the store. The tile loops come outermost; under them ``res`` gets the tile's dimensions, is
+    lifted out of the tile, and the loops split after its initial value and after its
+    reduction; the reduction nest is tiled as a micro-kernel and put back (``extract_subproc``,
+    ``call_eqv``). No buffer the output's size: ``res`` is one tile. Within float tolerance of
+    the input, and the pasted script makes the same proc."""
     f = tmp_path / "conv_relu.py"
     f.write_text(ACCUMULATOR_CONV)
     assert main(["explore", f"{f}::conv_relu", "--target", "x86", "--out", str(tmp_path / "o")]) == 0
@@ -251,10 +252,9 @@ def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(
     assert report["validation"]["ok"] and report["validation"]["speedup"] > 1, report["validation"]
     assert any("scalar accumulator" in n for n in report["notes"])
     script = (tmp_path / "o" / "schedule.py").read_text()
-    assert 'expand_dim(p, "res", 32, "oc")' in script and "extract_subproc" in script
+    assert 'expand_dim(p, "res", ' in script and '"oci")' in script and "extract_subproc" in script
     assert _isa().instr(Role.FMA) in script
     from exo_egraph.cli import load_proc
-    from exo_egraph.targets.x86.pattern import perfect_nest
 
     namespace: dict = {}
     exec(script, namespace)
@@ -262,11 +262,9 @@ def test_a_reduction_into_a_scalar_accumulator_is_split_and_its_reduction_tiled(
     scheduled = namespace["schedule"](original)
     got, want = run_many([scheduled, original], random_inputs(original), NATIVE_CFLAGS)
     assert np.allclose(got["out"], want["out"], rtol=1e-4, atol=1e-4)
-    # the passes over the buffer (initial values, epilogue) walk it in its layout, lanes innermost
-    alloc, init, _, epilogue = lower(scheduled).body
-    for nest in (init, epilogue):
-        loops, _ = perfect_nest(t.Proc("nest", (), (), (nest,)))
-        assert [lp.var for lp in loops] == ["n", "oy", "ox", "oc"]
+    (res,) = [s for s in t.walk(lower(scheduled).body) if isinstance(s, t.Alloc) and s.name == "res"]
+    rows, lanes = (a.const for a in res.shape)
+    assert rows * lanes <= 32 * _isa().width, res.shape  # a register tile's worth, not the output's 2 x 4 x 8 x 32
 
 
 def test_an_accumulator_under_loops_of_size_arguments_is_split_and_its_tiles_cut(tmp_path):
@@ -286,6 +284,17 @@ def test_an_accumulator_under_loops_of_size_arguments_is_split_and_its_tiles_cut
     assert report["validation"]["ok"] and report["validation"]["sizes"] == {"W": 100, "IW": 102, "OC": 100}, report["validation"]
     script = (tmp_path / "o" / "schedule.py").read_text()
     assert 'expand_dim(p, "res", "OC", "oc")' in script and 'tail="cut"' in script and _isa().instr(Role.FMA) in script
+    # a buffer the output's size (its tiles are cut at replay): the passes that write its initial
+    # values and read it into the epilogue walk it in its layout, lanes innermost
+    from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.pattern import perfect_nest
+
+    namespace: dict = {}
+    exec(script, namespace)
+    alloc, init, _, epilogue = lower(namespace["schedule"](load_proc(f"{f}::conv_relu"))).body
+    for nest in (init, epilogue):
+        loops, _ = perfect_nest(t.Proc("nest", (), (), (nest,)))
+        assert [lp.var for lp in loops] == ["n", "oy", "ox", "oc"]
 
 
 def test_an_accumulator_whose_store_misses_a_loop_is_left_to_the_loop_rules_and_says_why(tmp_path):
