@@ -443,7 +443,8 @@ def rows32(H: size, x: f32[H, 8] @ DRAM, y: f32[H, 8] @ DRAM):
     assert sizes_reaching(procs["conv1"], None, {"oh": 100}) == {"ih": 102}
     assert validation_sizes(procs["conv1"], {"ih": 102})["oh"] == 100
     assert sizes_reaching(procs["conv1"], {"kd": 5}, {"oh": 100}) == {"kd": 5, "ih": 104}
-    assert sizes_reaching(procs["rows32"], None, {"H": 100}) == {}  # 100 breaks H % 32 == 0: left at 32
+    assert sizes_reaching(procs["rows32"], None, {"H": 100}) == {"H": 128}  # the first from 100 with H % 32 == 0
+    assert sizes_reaching(procs["rows32"], None, {"H": 20}) == {}  # 32 already reaches it
     # sizes given that break one: said, with its line, and nothing is run on them
     assert main(["explore", f"{f}::rows32", "--out", str(tmp_path / "o"), "--sizes", "H=40"]) == 0
     skipped = json.loads((tmp_path / "o" / "report.json").read_text())["validation"]["skipped"]

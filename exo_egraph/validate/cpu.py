@@ -164,23 +164,32 @@ def validation_sizes(proc: Procedure, given: Mapping[str, int] | None = None) ->
 
 def sizes_reaching(proc: Procedure, given: Mapping[str, int] | None, want: Mapping[str, int]) -> dict[str, int]:
     """``given`` plus sizes chosen so that `validation_sizes` gives each size in ``want`` its wanted
-    value: the size itself when it is free, else a size its definition adds (``out_w`` through
-    ``in_w`` when ``out_w == in_w - kernel_dim + 1``), found by trying each. A wanted size that no
-    single size reaches keeps its validation value. Raises `ValidationError` as `validation_sizes` does."""
+    value, or the first above it that meets the preconditions (``M % 8 == 0``: 104 for 100): the
+    size itself when it is free, else a size its definition adds (``out_w`` through ``in_w`` when
+    ``out_w == in_w - kernel_dim + 1``), found by trying each. A wanted size that no single size
+    reaches keeps its validation value. Raises `ValidationError` as `validation_sizes` does."""
     sizes = dict(given or {})
-    for name, value in want.items():
+    for name, wanted in want.items():
         at = validation_sizes(proc, sizes)
-        if name in sizes or at.get(name, value) == value:
+        if name in sizes or at.get(name, wanted) >= wanted:
             continue
-        for free in [name, *(n for n in at if n not in sizes and n != name)]:
-            trial = {**sizes, free: at[free] + value - at[name]}
-            try:
-                if trial[free] > 0 and validation_sizes(proc, trial)[name] == value:
-                    sizes = trial
-                    break
-            except ValidationError:
-                continue
+        sizes = next(
+            (trial for value in range(wanted, wanted + REACH) for free in [name, *(n for n in at if n not in sizes and n != name)]
+             if _reaches(proc, trial := {**sizes, free: at[free] + value - at[name]}, name, value)),
+            sizes,
+        )  # fmt: skip
     return sizes
+
+
+REACH = 64  # how far above a wanted size `sizes_reaching` looks for one that meets the preconditions
+
+
+def _reaches(proc: Procedure, trial: Mapping[str, int], name: str, value: int) -> bool:
+    """Do the sizes ``trial`` meet ``proc``'s preconditions and give ``name`` the value ``value``?"""
+    try:
+        return min(trial.values(), default=1) > 0 and validation_sizes(proc, trial)[name] == value
+    except ValidationError:
+        return False
 
 
 def _size_only(e: Any, names: set[str]) -> bool:

@@ -134,16 +134,19 @@ def matmul_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
 def gemv_specs(draw: Callable, width: int, rule: str = "") -> KernelSpec:
     """A random f32 matrix-vector product ``y[i] += A[i, j] * x[j]`` (sometimes batched over
     ``b``), its loops in a random order and its factors either way round, sized so that ``rule``
-    applies (more than one row, or vector of partial sums)."""
-    m = draw(st.sampled_from((2, 3, 4, 6, 8) if rule == "divide_loop(rows)" else (1, 2, 3, 4, 8)))
-    n = width * draw(st.sampled_from((2, 3, 4) if rule == "divide_loop(vectors)" else (1, 2, 3, 4))) + draw(TAILS)
+    applies (more than one row, or vector of partial sums); rows ``M`` or the reduction ``N`` may
+    be size arguments (Exo's own gemv example), cut where whole tiles end at replay."""
+    m = draw(st.sampled_from((2, 3, 4, 6, 8, "M") if rule == "divide_loop(rows)" else (1, 2, 3, 4, 8, "M")))
+    vectors = draw(st.sampled_from((2, 3, 4, "N") if rule == "divide_loop(vectors)" else (1, 2, 3, 4, "N")))
+    n = vectors if vectors == "N" else width * vectors + draw(TAILS)
     batch = draw(st.sampled_from((0, 2)))
     b, bi = ("b, ", "b, ") if batch else ("", "")
     ext = {"i": m, "j": n} | ({"b": batch} if batch else {})
     loops = (["b"] if batch else []) + draw(st.permutations(["i", "j"]))
     product = f"A[{bi}i, j] * x[{bi}j]" if draw(st.booleans()) else f"x[{bi}j] * A[{bi}i, j]"
     shape = f"{batch}, " if batch else ""
-    args = f"A: f32[{shape}{m}, {n}] @ DRAM, x: f32[{shape}{n}] @ DRAM, y: f32[{shape}{m}] @ DRAM"
+    size = "".join(f"{v}: size, " for v in (m, n) if isinstance(v, str))
+    args = f"{size}A: f32[{shape}{m}, {n}] @ DRAM, x: f32[{shape}{n}] @ DRAM, y: f32[{shape}{m}] @ DRAM"
     return KernelSpec("mm", _source(args, loops, ext, f"y[{b}i] += {product}"))
 
 

@@ -242,8 +242,18 @@ class DotKernel:
     mat_idx: tuple[t.Aff, ...]
     vec: str  # the factor indexed by y alone
     vec_idx: tuple[t.Aff, ...]
+    symbolic: tuple[str, ...] = ()  # loops of a size argument's trips (`MicroKernel.symbolic`)
 
     blockable = False  # the whole reduction is one tile's: nothing to block
+
+    @property
+    def cut(self) -> tuple[str, ...]:
+        """The tile loops of symbolic trips, cut where whole tiles end at replay (`MicroKernel.cut`):
+        the rows, and the reduction (its tail adds into the outputs after the lanes' sums)."""
+        return tuple(v for v in (self.x, self.y) if v in self.symbolic)
+
+    def priced_at(self, var: str, trips: int) -> "DotKernel":
+        return replace(self, extents=tuple((v, trips if v == var else e) for v, e in self.extents))
 
     @property
     def reductions(self) -> tuple[str, ...]:
@@ -270,8 +280,9 @@ class DotKernel:
         return 2 * self.repeats * self.extent(self.x) * self.steps
 
 
-def find_dot_kernel(p: t.Proc) -> DotKernel:
-    """The matrix-vector product of ``p``, or `NotMicroKernel` naming what does not fit."""
+def find_dot_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> DotKernel:
+    """The matrix-vector product of ``p`` (symbolic loops priced at ``sizes``: `_extents`), or
+    `NotMicroKernel` naming what does not fit."""
     loops, s = _nest(p)
     factors = (s.rhs.lhs, s.rhs.rhs)
     out_vars = [iterator_of(a) for a in s.idx]
@@ -293,9 +304,9 @@ def find_dot_kernel(p: t.Proc) -> DotKernel:
     if vec is None or mat is None or not along_y(mat) or not _uses(mat, x):
         raise NotMicroKernel(f"{p.name}: needs {s.buf}[..., {x}] += a[..., {x}, {y}] * b[..., {y}] (both contiguous along {y}, b not using {x})")
     outer = tuple(v for v in names if v in out_vars and v != x)
-    extents, _ = _extents(p, loops, ())  # the lanes run along the reduction: tiles divide it
+    extents, symbolic = _extents(p, loops, tuple(names), sizes)
     return DotKernel(
-        p.name, tuple(names), x, y, outer, extents, s.buf, s.idx, mat.buf, mat.idx, vec.buf, vec.idx,
+        p.name, tuple(names), x, y, outer, extents, s.buf, s.idx, mat.buf, mat.idx, vec.buf, vec.idx, symbolic,
     )  # fmt: skip
 
 
@@ -309,6 +320,6 @@ def find_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> Kernel:
         return find_micro_kernel(p, sizes)
     except NotMicroKernel as tile:
         try:
-            return find_dot_kernel(p)
+            return find_dot_kernel(p, sizes)
         except NotMicroKernel as dot:
             raise NotMicroKernel(f"{tile}; nor is it a matrix-vector product ({str(dot).split(': ', 1)[-1]})") from None

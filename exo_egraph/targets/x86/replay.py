@@ -59,13 +59,12 @@ def _window(idx: tuple[t.Aff, ...], ranges: dict[int, tuple[str, int]], at: dict
 def replay_plan(proc: Procedure, kernel: Kernel, isa: Isa, plan: Plan) -> Replayed:
     """Schedule ``proc`` as ``plan`` of its ``kernel``; raises `ReplayError` when Exo rejects a step.
     Tile loops of symbolic trips are cut first (`cut_tiles`): the plan tiles their whole tiles."""
-    if isinstance(kernel, DotKernel):
-        return _replay_dot(proc, kernel, isa, plan)
+    replay = _replay_dot if isinstance(kernel, DotKernel) else _replay_tile
     if not kernel.cut:
-        return _replay_tile(proc, kernel, isa, plan)
+        return replay(proc, kernel, isa, plan)
     size = {kernel.x: plan.rows, kernel.y: plan.vectors * isa.width}
     split = cut_tiles(proc, kernel, {v: size[v] for v in kernel.cut})
-    done = _replay_tile(split.piece, kernel, isa, plan, divided=kernel.cut)
+    done = replay(split.piece, kernel, isa, plan, divided=kernel.cut)
     return replay_pieces(proc, split.prelude, split.calls, [(split.piece, done)], first=split.first)
 
 
@@ -83,15 +82,23 @@ def _unroll_all(s: Session, names: tuple[str, ...]) -> None:
             s.do("unroll_loop", name)
 
 
-def _replay_dot(proc: Procedure, dk: DotKernel, isa: Isa, plan: Plan) -> Replayed:
+def _divide_tiles(s: Session, kernel: Kernel, rows: int, cols: int, divided: tuple[str, ...]) -> None:
+    """``divide_loop`` of ``x`` by ``rows`` and ``y`` by ``cols`` into ``{var}o`` and ``{var}i``,
+    but for the loops in ``divided``, which come divided already (`cut_tiles`)."""
+    for var, size in ((kernel.x, rows), (kernel.y, cols)):
+        if var not in divided:
+            s.do("divide_loop", var, size, [f"{var}o", f"{var}i"], perfect=True)
+
+
+def _replay_dot(proc: Procedure, dk: DotKernel, isa: Isa, plan: Plan, divided: tuple[str, ...] = ()) -> Replayed:
     """A matrix-vector tile: ``rows`` outputs, each summing ``vectors`` registers of partial sums
     along ``y`` (``stage_mem(..., accum=True)`` zeroes them, accumulates and adds them back),
-    the vector's registers loaded once per step for every row, the lanes added into the output."""
+    the vector's registers loaded once per step for every row, the lanes added into the output.
+    The tile loops in ``divided`` come divided already (`cut_tiles`)."""
     s = Session(proc)
     w, rows, lanes = isa.width, plan.rows, plan.vectors * isa.width
     xo, xi, yo, yi = f"{dk.x}o", f"{dk.x}i", f"{dk.y}o", f"{dk.y}i"
-    s.do("divide_loop", dk.x, rows, [xo, xi], perfect=True)
-    s.do("divide_loop", dk.y, lanes, [yo, yi], perfect=True)
+    _divide_tiles(s, dk, rows, lanes, divided)
     _into_order(s, [*dk.outer, xo, xi, yi, yo])
     at = {dk.x: f"{rows} * {xo} + {xi}"}
     s.do("stage_mem", f"for {yo} in _:_", f"{dk.out}[{', '.join(_text(a, at) for a in dk.out_idx)}]", ACC, accum=True)
@@ -137,9 +144,7 @@ def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan, divided
     s = Session(proc)
     w, rows, cols = isa.width, plan.rows, plan.vectors * isa.width
     xo, xi, yo, yi = f"{mk.x}o", f"{mk.x}i", f"{mk.y}o", f"{mk.y}i"
-    for var, size, names in ((mk.x, rows, [xo, xi]), (mk.y, cols, [yo, yi])):
-        if var not in divided:
-            s.do("divide_loop", var, size, names, perfect=True)
+    _divide_tiles(s, mk, rows, cols, divided)
     tiles = {mk.x: xo, mk.y: yo}
     reductions, at = list(mk.reductions), {mk.x: f"{rows} * {xo}", mk.y: f"{cols} * {yo}"}
     if plan.kc < mk.steps:

@@ -21,7 +21,7 @@ from exo import Procedure
 
 from exo_egraph.script import ReplayError, Session, Step, extract_pieces, find_loop, top
 
-from .pattern import Kernel, MicroKernel
+from .pattern import Kernel
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> Split:
     return extract_split(s, proc.name(), 0, (kernel.extent(kernel.y) - at) / at)
 
 
-def cut_tiles(proc: Procedure, kernel: MicroKernel, tile: dict[str, int]) -> Split:
+def cut_tiles(proc: Procedure, kernel: Kernel, tile: dict[str, int]) -> Split:
     """``proc`` cut where the whole tiles of each symbolic loop in ``tile`` end (its trips divided by
     ``tile[var]``, the tail after them); the piece is the nest of whole tiles, whose loops are
     already divided as a plan's replay divides them (``{var}o``, ``{var}i``). Each tail runs its
