@@ -56,6 +56,8 @@ EXAMPLES = (
             {"out_h": 80, "out_w": 100, "out_channel": 128, "in_h": 82, "in_w": 102, "in_channel": 128,
              "kernel_dim": 3, "batch_size": 5}),  # fmt: skip
     Example("apps/x86/halide/blur/blur.py", "exo_base_blur", "exo_blur", {"W": 512, "H": 256}, "avx2"),
+    # a teaching example: its schedule (`final_g`) tiles gemv's loops 8 x 8, it is no expert's
+    Example("examples/cursors/cursors.py", "gemv", "final_g", {"M": 512, "N": 512}),
     Example("apps/x86/halide/unsharp/unsharp.py", "exo_unsharp_base", "exo_unsharp", {"W": 512, "H": 256}, "avx2"),
 )
 
