@@ -158,8 +158,9 @@ class X86Target:
             except NotMicroKernel as whole:
                 split = _accumulator_split(proc, term, whole)
                 mk = find_kernel(lower(split.piece), sizes)
-                notes = (f"{mk.out}: the scalar accumulator is given a dimension per loop around it and its reduction "
-                         "split out as the micro-kernel (expand_dim, lift_alloc, fission, extract_subproc)",)  # fmt: skip
+                notes = (f"{mk.out}: the scalar accumulator's reduction is split out as the micro-kernel (expand_dim, "
+                         "lift_alloc, fission, extract_subproc): with a register tile's dimensions under the tile loops, "
+                         "or, where tiles are cut at replay, one per loop around it",)  # fmt: skip
             if mk.y in getattr(mk, "cut", ()) and whole_lanes(mk, isa.width):  # its tail is cut at replay:
                 mk = mk.priced_at(mk.y, whole_lanes(mk, isa.width))  # plans tile the whole vectors
             if split is None and mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
