@@ -1,4 +1,4 @@
-"""lower (x86): a reduction into a scalar accumulator, split so that its reduction is a micro-kernel.
+"""lower and replay (x86): a reduction into a scalar accumulator, split so that its reduction is a micro-kernel.
 
 Exo's own x86 convolution is written as users write reductions with an epilogue::
 
@@ -20,6 +20,11 @@ puts it back with ``call_eqv`` (`exo_egraph.script.replay_pieces`). Every elemen
 from its initial value in its own order, so Exo accepts each step; the buffer is the output's
 size, written and read once more each, by the other two nests reordered into its layout
 (``reorder_loops``: a pass in the order written may stride by a row at every element).
+
+That split, made once (`split_accumulator`), gives the plans their micro-kernel. A plan whose
+tile loops divide whole is replayed without the big buffer (`replay_in_tiles`): the tile loops
+come outermost, and the same split is made under them with ``res`` one register tile's size, as
+Exo's own conv schedule keeps it.
 """
 
 from __future__ import annotations
