@@ -116,6 +116,11 @@ class Target(Protocol):
         given the run's deadline less this. An estimate; a step that cannot stop midway may overrun it."""
         ...
 
+    def run_sizes(self, problem: Any, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
+        """The size arguments validation and measurement run the kernel at: ``given`` (``--sizes``),
+        completed where the target needs more (x86: where cut tiles and their tails both run)."""
+        ...
+
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> Ahead | None:
         """Begin what validation can do before there is a schedule — the input's own run, in the
         background while the schedule is searched — or None. ``explore`` closes it at the end."""

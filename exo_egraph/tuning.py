@@ -127,6 +127,7 @@ def tune(
         run = _Run(tgt, proc, source, key, database, sizes, measure_seconds, progress, phases)
         with phases("lower"):
             run.problem = tgt.prepare(proc, sizes)
+        run.measured_at = tgt.run_sizes(run.problem, sizes)
         run.load()
         stop, stats, unsound = StopReason.SATURATED, None, ()
         if run.needed(trials):
@@ -170,7 +171,7 @@ class _Run:
     source: KernelSource
     key: _Key
     database: ResultDB
-    sizes: Mapping[str, int] | None
+    sizes: Mapping[str, int] | None  # as given (``--sizes``): what the model prices at
     measure_seconds: float
     progress: Callable[[str, int, int], None] | None
     phases: Phases
@@ -179,6 +180,7 @@ class _Run:
     reused: int = 0
     calibration: Calibration | None = None
     written: list[Pick] = field(default_factory=list)  # the model as written's ranking: it never changes
+    measured_at: Mapping[str, int] | None = None  # the sizes candidates run at (`Target.run_sizes`)
 
     @property
     def measured(self) -> set[str]:
@@ -304,7 +306,7 @@ class _Run:
         ))  # fmt: skip
 
     def _task(self, script: str) -> MeasureTask:
-        options, sizes = tuple(sorted(self.tgt.options.items())), tuple(sorted((self.sizes or {}).items()))
+        options, sizes = tuple(sorted(self.tgt.options.items())), tuple(sorted((self.measured_at or {}).items()))
         return MeasureTask(self.source, script, self.tgt.name, options, sizes, self.measure_seconds)
 
     def confirm(self, count: int, stop: StopReason) -> StopReason:

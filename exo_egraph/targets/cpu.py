@@ -229,6 +229,9 @@ class CpuTarget:
     def after_search(self, problem: CpuProblem) -> float:
         return REPLAY_AND_WAIT_S
 
+    def run_sizes(self, problem: CpuProblem, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
+        return given
+
     def begin_validation(self, problem: CpuProblem, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         """The input's compared call, begun in a child process (a naive 1024³ matmul's takes 10 s)."""
         return None if cannot_validate(problem.proc, sizes) else begin_reference(problem.proc, sizes, cflags=self.cflags)

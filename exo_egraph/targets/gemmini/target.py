@@ -314,6 +314,9 @@ class GemminiTarget:
     def after_search(self, problem: GemminiProblem) -> float:
         return REPLAY_S_PER_NEST * max(len(problem.pieces), 1) + VALIDATE_S
 
+    def run_sizes(self, problem: GemminiProblem, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
+        return given
+
     def begin_validation(self, problem: GemminiProblem, *, sizes: Mapping[str, int] | None) -> None:
         """Nothing runs ahead: the model's run of the input is short beside the plan's."""
         return None

@@ -214,6 +214,11 @@ class X86Target:
     def after_search(self, problem: Any) -> float:
         return REPLAY_AND_WAIT_S
 
+    def run_sizes(self, problem: Any, given: Mapping[str, int] | None) -> Mapping[str, int] | None:
+        if isinstance(problem, Portable):
+            return self.portable.run_sizes(problem.problem, given)
+        return problem.sizes(given)
+
     def begin_validation(self, problem: Any, *, sizes: Mapping[str, int] | None) -> ReferenceCall | None:
         if isinstance(problem, Portable):
             return self.portable.begin_validation(problem.problem, sizes=sizes)

@@ -171,6 +171,8 @@ def test_tile_loops_of_size_arguments_are_cut_where_whole_tiles_end_and_the_tail
     problem = X86Target(_isa().name).prepare(original)
     assert problem.kernel.cut == ("i", "j") and problem.sizes(None) == {"M": CUT_SIZE, "N": CUT_SIZE}
     assert problem.sizes({"M": 7}) == {"M": 7, "N": CUT_SIZE}
+    # what `tune` measures candidates at, as validation runs them
+    assert X86Target(_isa().name).run_sizes(problem, None) == {"M": CUT_SIZE, "N": CUT_SIZE}
     assert problem.kernel.extent("i") == problem.kernel.extent("j") == SYMBOLIC_STEPS
     # at the sizes the user runs it at, plans are priced there: rows dividing M, the lanes' whole vectors
     at = X86Target(_isa().name).prepare(original, {"M": 100, "N": 100, "K": 40}).kernel
