@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from exo import DRAM, proc
 from exo.stdlib.scheduling import rename
 
 from exo_egraph.cli import load_procs
@@ -125,6 +126,20 @@ def test_measure_cpu_same_proc_is_ok_and_near_one(kernels):
     assert m.ok is True and m.exact and m.unit == "seconds" and m.message == "ok"
     assert m.naive > 0 and m.median > 0 and m.runs >= 1 and len(m.timings) == m.runs
     assert 0.3 < m.speedup < 3.0
+
+
+def test_a_measurement_says_the_sizes_it_ran_at_and_keeps_them_through_json():
+    from exo_egraph.validate.measurement import Measurement
+
+    @proc
+    def scale(n: size, a: f32[n] @ DRAM):
+        for i in seq(0, n):
+            a[i] = 2.0 * a[i]
+
+    m = measure_cpu(scale, scale, sizes={"n": 40}, seconds=0.5)
+    assert m.sizes == (("n", 40),) and m.to_json()["sizes"] == {"n": 40}
+    assert "at n=40" in dict(m.summary())["validation"]
+    assert Measurement.from_json(m.to_json()).sizes == m.sizes
 
 
 def test_measure_cpu_wrong_proc_is_not_ok(kernels):

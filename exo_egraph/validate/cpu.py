@@ -736,7 +736,9 @@ def measure_cpu(
     # judged round by round: the two runs of a round share the machine's state, so their ratio
     # cancels the drift (other processes, frequency) that the runs' own spread includes
     ratio = _timing([b / a for a, b in zip(naive.timings, sched.timings)])
+    used = tuple(validation_sizes(original, sizes).items())
     return Measurement(
         ok=True, exact=c.exact, unit="seconds", naive=naive.median, median=naive.median * ratio.median,
         spread=ratio.spread, naive_spread=naive.spread, runs=sched.runs, message=c.message, timings=sched.timings,
+        sizes=used,
     )  # fmt: skip

@@ -25,6 +25,7 @@ class Measurement:
     runs: int = 0
     message: str = "ok"
     timings: tuple[float, ...] = ()  # the candidate's runs, in ``unit``
+    sizes: tuple[tuple[str, int], ...] = ()  # the size arguments the runs used
 
     @property
     def speedup(self) -> float:
@@ -36,7 +37,7 @@ class Measurement:
             "ok": self.ok, "exact": self.exact, "unit": self.unit, "naive": self.naive, "median": self.median,
             "spread": self.spread, "naive_spread": self.naive_spread, "runs": self.runs,
             "speedup": self.speedup, "message": self.message,
-        }  # fmt: skip
+        } | ({"sizes": dict(self.sizes)} if self.sizes else {})  # fmt: skip
 
     def summary(self) -> list[tuple[str, str]]:
         if self.ok is None:
@@ -45,12 +46,13 @@ class Measurement:
             how = f"{self.median:,.0f} simulated cycles against the input's {self.naive:,.0f}"
         else:
             how = f"median of {self.runs} interleaved rounds, spread {self.spread:.1%}"
-        return [("validation", f"{self.ok} (exact {self.exact})"), ("speed-up (measured)", f"{self.speedup:.2f}x, {how}")]
+        at = f" at {', '.join(f'{k}={v}' for k, v in self.sizes)}" if self.sizes else ""
+        return [("validation", f"{self.ok} (exact {self.exact}){at}"), ("speed-up (measured)", f"{self.speedup:.2f}x, {how}")]
 
     @staticmethod
     def from_json(d: Mapping[str, Any], timings: tuple[float, ...] = ()) -> "Measurement":
         fields = {k: d[k] for k in ("ok", "exact", "unit", "naive", "median", "spread", "naive_spread", "runs", "message")}
-        return Measurement(**fields, timings=tuple(timings))
+        return Measurement(**fields, timings=tuple(timings), sizes=tuple(d.get("sizes", {}).items()))
 
 
 def failed(message: str, unit: str = "seconds") -> Measurement:
