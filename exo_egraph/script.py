@@ -158,19 +158,19 @@ def extract_pieces(proc: Procedure, name: str, nests: int, first: int = 0) -> tu
 
 def replay_pieces(
     proc: Procedure, prelude: Sequence[Step], calls: Procedure, done: Sequence[tuple[Procedure, Replayed]], what: str = "",
-    first: int = 0,
+    first: int = 0, at: Sequence[Cursor] = (),
 ) -> Replayed:
     """``proc`` cut by the ``prelude`` into ``calls`` (as `extract_pieces` made it, from the
-    ``first``-th top-level statement) and pieces, each piece scheduled on its own (``done``: the
-    piece and its replay) and put back by ``call_eqv``. The prelude is recorded, not run again:
-    Exo checked it when ``calls`` was made."""
+    ``first``-th top-level statement, or from the statements ``at``) and pieces, each piece
+    scheduled on its own (``done``: the piece and its replay) and put back by ``call_eqv``. The
+    prelude is recorded, not run again: Exo checked it when ``calls`` was made."""
     s = Session(proc)
     for x in prelude:
         s.record(x, calls)
     main = calls
     for i, (piece, replayed) in enumerate(done):
         main = scheduling.call_eqv(main, f"{piece.name()}(_)", replayed.proc)
-        s.record(Piece(top(first + i), piece.name(), replayed.steps), main)
+        s.record(Piece(at[i] if at else top(first + i), piece.name(), replayed.steps), main)
     return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps, what))
 
 

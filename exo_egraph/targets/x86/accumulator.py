@@ -36,7 +36,7 @@ from exo import Procedure
 
 from exo_egraph import terms as t
 from exo_egraph.lower import lower
-from exo_egraph.script import Piece, Replayed, ReplayError, Session, find, find_loop, piece_name, script_text, top
+from exo_egraph.script import Replayed, ReplayError, Session, find, find_loop, piece_name, replay_pieces, top
 
 from .isa import Isa
 from .pattern import SYMBOLIC_STEPS, MicroKernel, NotMicroKernel, Plan, find_micro_kernel, iterator_of, perfect_nest
@@ -149,8 +149,7 @@ def replay_in_tiles(proc: Procedure, term: t.Proc, kernel: MicroKernel, isa: Isa
     calls, piece = scheduling.extract_subproc(s.proc, at.resolve(s.proc), name)
     tile = find_micro_kernel(lower(piece))
     done = replay_plan(piece, tile, isa, Plan(rows, plan.vectors, tile.steps, (tile.x, tile.y)))
-    s.record(Piece(at, name, done.steps), scheduling.call_eqv(calls, f"{name}(_)", done.proc))
-    return Replayed(s.proc, tuple(s.steps), script_text(proc.name(), s.steps))
+    return replay_pieces(proc, s.steps, calls, [(piece, done)], at=(at,))
 
 
 def _nest_vars(term: t.Proc) -> list[str]:
