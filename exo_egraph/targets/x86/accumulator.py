@@ -36,11 +36,11 @@ from exo import Procedure
 
 from exo_egraph import terms as t
 from exo_egraph.lower import lower
-from exo_egraph.script import Replayed, ReplayError, Session, find, find_loop, piece_name, replay_pieces, top
+from exo_egraph.script import Replayed, Session, find, find_loop, piece_name, replay_pieces, top
 
 from .isa import Isa
 from .pattern import SYMBOLIC_STEPS, MicroKernel, NotMicroKernel, Plan, find_micro_kernel, iterator_of, perfect_nest
-from .replay import replay_plan
+from .replay import into_order, replay_plan
 from .tails import Split, extract_split, reorder_nest
 
 
@@ -79,10 +79,9 @@ def find_accumulator(p: t.Proc) -> Accumulator:
     return Accumulator(tuple(loops), acc, out_vars, reduction)
 
 
-def split_accumulator(proc: Procedure, term: t.Proc) -> Split:
-    """``proc`` split into its initial values, the reduction (the piece) and the epilogue, by Exo's
-    own calls (each checked): see the module's docstring."""
-    acc = find_accumulator(term)
+def split_accumulator(proc: Procedure, acc: Accumulator) -> Split:
+    """``proc`` split into ``acc``'s initial values, its reduction (the piece) and the epilogue, by
+    Exo's own calls (each checked): see the module's docstring."""
     depth, extent = len(acc.loops), {lp.var: lp.hi for lp in acc.loops}
     s = Session(proc)
     for var in reversed(acc.out_vars):  # expand_dim adds a leading dimension: the lanes first
@@ -113,7 +112,7 @@ def in_tiles(kernel: MicroKernel, plan: Plan) -> bool:
     return not kernel.cut and plan.kc == kernel.steps
 
 
-def replay_in_tiles(proc: Procedure, term: t.Proc, kernel: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
+def replay_in_tiles(proc: Procedure, acc: Accumulator, kernel: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
     """``proc`` scheduled as ``plan`` with its scalar accumulator kept per register tile, as Exo's
     own conv schedule keeps it (no buffer the output's size): the tile loops are divided and
     ordered outermost (``divide_loop``, ``reorder_loops``); under them ``res`` gets the tile's
@@ -121,21 +120,15 @@ def replay_in_tiles(proc: Procedure, term: t.Proc, kernel: MicroKernel, isa: Isa
     initial value and after its reduction (``fission``); the reduction nest, a micro-kernel of
     the tile, is extracted and tiled in registers (`replay_plan`) and put back (``call_eqv``).
     The initial values and the epilogue run over the tile in L1, lanes innermost."""
-    acc = find_accumulator(term)
     rows, cols = plan.rows, plan.vectors * isa.width
     x, y = kernel.x, kernel.y
     xo, xi, yo, yi = f"{x}o", f"{x}i", f"{y}o", f"{y}i"
     s = Session(proc)
     s.do("divide_loop", y, cols, [yo, yi], perfect=True)
     s.do("divide_loop", x, rows, [xo, xi], perfect=True)
-    written = [lp.var for lp in acc.loops]
-    outer = [v for v in written if v not in (x, y)]
-    tiles = {x: xo, y: yo}
-    order = [v for w in written for v in ((tiles[w], f"{w}i") if w in tiles else (w,))]
-    want = [*outer, *(tiles[v] for v in plan.order), xi, yi]
-    reorder_nest(s, 0, order, want)
-    if _nest_vars(s.term) != want:
-        raise ReplayError("reorder_loops", f"the tile loops did not come outermost ({_nest_vars(s.term)})")
+    outer = [lp.var for lp in acc.loops if lp.var not in (x, y)]
+    want = [*outer, *({x: xo, y: yo}[v] for v in plan.order), xi, yi]
+    into_order(s, want)
     s.do("expand_dim", acc.name, cols, yi)
     s.do("expand_dim", acc.name, rows, xi)
     s.do("lift_alloc", acc.name, n_lifts=2)
@@ -151,8 +144,3 @@ def replay_in_tiles(proc: Procedure, term: t.Proc, kernel: MicroKernel, isa: Isa
     done = replay_plan(piece, tile, isa, Plan(rows, plan.vectors, tile.steps, (tile.x, tile.y)))
     return replay_pieces(proc, s.steps, calls, [(piece, done)], at=(at,))
 
-
-def _nest_vars(term: t.Proc) -> list[str]:
-    """The loops of the perfect nest at the top of ``term``, outermost first."""
-    loops, _ = perfect_nest(t.Proc(term.name, term.args, term.preds, term.body[:1]))
-    return [lp.var for lp in loops]

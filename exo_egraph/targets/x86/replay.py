@@ -24,7 +24,7 @@ ACC, COL, ROW = "acc_reg", "col_reg", "row_reg"  # the register buffers the repl
 VEC, MAT, LANES = "vec_reg", "mat_reg", "lanes"  # a matrix-vector tile's (lanes: in memory, to add up)
 
 
-def _nest_order(term: t.Proc) -> list[str]:
+def nest_order(term: t.Proc) -> list[str]:
     """The loop names of the proc's perfect nest, outermost first."""
     out, body = [], term.body
     while len(body) == 1 and isinstance(body[0], t.Loop):
@@ -68,9 +68,9 @@ def replay_plan(proc: Procedure, kernel: Kernel, isa: Isa, plan: Plan) -> Replay
     return replay_pieces(proc, split.prelude, split.calls, [(split.piece, done)], first=split.first)
 
 
-def _into_order(s: Session, want: list[str]) -> None:
+def into_order(s: Session, want: list[str]) -> None:
     """Adjacent ``reorder_loops`` swaps until the perfect nest runs in the order ``want``."""
-    while (have := _nest_order(s.term)) != want:
+    while (have := nest_order(s.term)) != want:
         a, b = next((a, b) for a, b in zip(have, have[1:]) if want.index(a) > want.index(b))
         s.do("reorder_loops", f"{a} {b}")
 
@@ -99,7 +99,7 @@ def _replay_dot(proc: Procedure, dk: DotKernel, isa: Isa, plan: Plan, divided: t
     w, rows, lanes = isa.width, plan.rows, plan.vectors * isa.width
     xo, xi, yo, yi = f"{dk.x}o", f"{dk.x}i", f"{dk.y}o", f"{dk.y}i"
     _divide_tiles(s, dk, rows, lanes, divided)
-    _into_order(s, [*dk.outer, xo, xi, yi, yo])
+    into_order(s, [*dk.outer, xo, xi, yi, yo])
     at = {dk.x: f"{rows} * {xo} + {xi}"}
     s.do("stage_mem", f"for {yo} in _:_", f"{dk.out}[{', '.join(_text(a, at) for a in dk.out_idx)}]", ACC, accum=True)
     s.do("expand_dim", ACC, lanes, yi)
@@ -151,7 +151,7 @@ def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan, divided
         ro, ri = f"{mk.r}o", f"{mk.r}i"
         s.do("divide_loop", mk.r, plan.kc, [ro, ri], perfect=True)
         tiles[mk.r], reductions, at[mk.r] = ro, [ri], f"{plan.kc} * {ro} + {ri}"
-    _into_order(s, [*mk.outer, *(tiles[v] for v in plan.order), *reductions, xi, yi])
+    into_order(s, [*mk.outer, *(tiles[v] for v in plan.order), *reductions, xi, yi])
     # the output tile in registers across the reduction, and the column operand's lanes per step
     x_dim = next(d for d, a in enumerate(mk.out_idx) if a.vars == {mk.x})
     lanes = len(mk.out_idx) - 1

@@ -31,9 +31,9 @@ from exo_egraph.validate.cpu import (
 from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
-from .pattern import Kernel, NotMicroKernel, Plan, find_kernel, perfect_nest
+from .pattern import Kernel, NotMicroKernel, Plan, find_kernel, iterator_of, perfect_nest
 from .replay import replay_plan
-from .accumulator import in_tiles, replay_in_tiles, split_accumulator
+from .accumulator import Accumulator, find_accumulator, in_tiles, replay_in_tiles, split_accumulator
 from .tails import Split, cut_vector_tail, whole_lanes
 
 
@@ -58,7 +58,7 @@ class X86Problem:
     notes: tuple[str, ...] = ()
     split: Split | None = None  # a tail of lanes cut off, or an accumulator's initial values and epilogue
     cut_sizes: tuple[str, ...] = ()  # the size arguments tile loops cut at replay run to
-    accumulator: bool = False  # the split is a scalar accumulator's: plans may keep it per tile
+    accumulator: Accumulator | None = None  # the scalar accumulator split out: plans may keep it per tile
 
     @property
     def tiled(self) -> Procedure:
@@ -93,9 +93,9 @@ CUT_SIZE = 100
 
 def _cut_sizes(term: Any, kernel: Kernel) -> tuple[str, ...]:
     """The size arguments that tile loops cut at replay run to (``for i in seq(0, M)``: M)."""
-    cut = getattr(kernel, "cut", ())
     loops, _ = perfect_nest(term)
-    return tuple(str(lp.hi) for lp in loops if lp.var in cut and len(lp.hi.terms) == 1 and lp.hi.const == 0 and lp.hi.terms[0][1] == 1)
+    sizes = (iterator_of(lp.hi) for lp in loops if lp.var in kernel.cut)  # the trips, when one size exactly
+    return tuple(s for s in sizes if s is not None)
 
 
 def _value(op: str) -> Any:
@@ -117,10 +117,12 @@ def plans_of(view: EGraphView) -> list[Plan]:
     return out
 
 
-def _accumulator_split(proc: Procedure, term: Any, whole: NotMicroKernel) -> Split:
-    """`split_accumulator`, or `NotMicroKernel` saying why neither the kernel nor its split is one."""
+def _accumulator_split(proc: Procedure, term: Any, whole: NotMicroKernel) -> tuple[Accumulator, Split]:
+    """The kernel's scalar accumulator and `split_accumulator`, or `NotMicroKernel` saying why
+    neither the kernel nor its split is one."""
     try:
-        return split_accumulator(proc, term)
+        acc = find_accumulator(term)
+        return acc, split_accumulator(proc, acc)
     except NotMicroKernel as acc:
         raise NotMicroKernel(f"{whole}; nor does it reduce into a scalar accumulator ({str(acc).split(': ', 1)[-1]})") from None
     except ReplayError as e:
@@ -151,17 +153,17 @@ class X86Target:
     def prepare(self, proc: Procedure, sizes: Mapping[str, int] | None = None) -> X86Problem | Portable:
         isa = select_isa(self.isa_name)
         term = lower(proc)
-        split, notes = None, ()
+        split, acc, notes = None, None, ()
         try:
             try:
                 mk = find_kernel(term, sizes)
             except NotMicroKernel as whole:
-                split = _accumulator_split(proc, term, whole)
+                acc, split = _accumulator_split(proc, term, whole)
                 mk = find_kernel(lower(split.piece), sizes)
                 notes = (f"{mk.out}: the scalar accumulator's reduction is split out as the micro-kernel (expand_dim, "
                          "lift_alloc, fission, extract_subproc): with a register tile's dimensions under the tile loops, "
                          "or, where tiles are cut at replay, one per loop around it",)  # fmt: skip
-            if mk.y in getattr(mk, "cut", ()) and whole_lanes(mk, isa.width):  # its tail is cut at replay:
+            if mk.y in mk.cut and whole_lanes(mk, isa.width):  # its tail is cut at replay:
                 mk = mk.priced_at(mk.y, whole_lanes(mk, isa.width))  # plans tile the whole vectors
             if split is None and mk.extent(mk.y) % isa.width and whole_lanes(mk, isa.width):
                 split = cut_vector_tail(proc, mk, isa.width)
@@ -175,7 +177,7 @@ class X86Target:
             return Portable(problem, (*getattr(problem, "notes", ()), why))
         cut = _cut_sizes(lower(split.piece) if split else term, mk)
         model = cost_model(mk, X86Machine.host(isa.width))
-        return X86Problem(proc, mk, isa, model, notes, split, cut, accumulator=split is not None and split.first == 2)
+        return X86Problem(proc, mk, isa, model, notes, split, cut, acc)
 
     def saturate(
         self, problem: Any, budget: Budget, progress: Callable[[Iteration], None] | None, deadline: Deadline
@@ -204,7 +206,7 @@ class X86Target:
         if isinstance(problem, Portable):
             return self.portable.replay(problem.problem, pick)
         if problem.accumulator and in_tiles(problem.kernel, pick.term):
-            return replay_in_tiles(problem.proc, lower(problem.proc), problem.kernel, problem.isa, pick.term)
+            return replay_in_tiles(problem.proc, problem.accumulator, problem.kernel, problem.isa, pick.term)
         done = replay_plan(problem.tiled, problem.kernel, problem.isa, pick.term)
         if problem.split is None:
             return done
