@@ -105,6 +105,8 @@ def test_explore_writes_an_avx_schedule_that_validates_and_the_report_says_how_i
     assert report["build"].startswith("gcc -O3 -march=native") and report["best"]["isa"] == _isa().name
     script = (tmp_path / "schedule.py").read_text()
     assert "replace_all" in script and _isa().instr(Role.FMA) in script
+    # four reduction steps to an iteration (`STEPS_UNROLLED`): K = 64 trips, a constant they divide
+    assert 'divide_loop(p, "k", 4, ["k", "k_u"], perfect=True)' in script and 'unroll_loop(p, "k_u")' in script
 
 
 RANK_K = """from __future__ import annotations
