@@ -68,7 +68,8 @@ def measure_kernel(spec: str, count: int, seconds: float) -> list[dict]:
     sat = saturate(to_egg(initial_plan(mk, isa)), x86_rules(mk, isa), Budget())
     chosen = spread_over_ranking(plans_of(sat.view), model, count)
     procs = [rename(original, "naive")]
-    procs += [rename(replay_plan(original, mk, isa, p).proc, f"plan{i}") for i, p in enumerate(chosen)]
+    # each renamed before its replay: pieces (tails cut off) are named after it, and share one library
+    procs += [replay_plan(rename(original, f"plan{i}"), mk, isa, p).proc for i, p in enumerate(chosen)]
     lib = library(procs, cflags=NATIVE_CFLAGS)
     timings = time_interleaved(lib, procs, random_inputs(original), seconds=seconds, max_rounds=60)
     naive = timings[0].timings

@@ -15,7 +15,7 @@ from egglog import Expr as EggExpr
 from egglog import StringLike, i64Like, rewrite, ruleset, var
 
 from exo_egraph.targets.x86.isa import Isa
-from exo_egraph.targets.x86.pattern import Kernel, NotMicroKernel, Plan
+from exo_egraph.targets.x86.pattern import Kernel, NotMicroKernel, Plan, tail_rows
 
 from . import Rules, named
 
@@ -43,9 +43,10 @@ def registers_needed(rows: int, vectors: int) -> int:
 
 
 def fits(mk: Kernel, isa: Isa, rows: int, vectors: int) -> bool:
-    """Guard of the tile rules: whole tiles cover the output (``perfect`` divides), in the register file."""
+    """Guard of the tile rules: whole tiles cover the output (``perfect`` divides), or the rows left
+    after the whole tiles make a tile of their own (`tail_rows`), in the register file."""
     return (
-        mk.extent(mk.x) % rows == 0
+        (mk.extent(mk.x) % rows == 0 or tail_rows(mk, rows) > 0)
         and mk.extent(mk.y) % (vectors * isa.width) == 0
         and registers_needed(rows, vectors) <= isa.registers
     )
@@ -72,7 +73,9 @@ def tile_rules(mk: Kernel, isa: Isa) -> tuple[list, list]:
     """Exo ``divide_loop(p, x, rows, perfect=True)`` / ``divide_loop(p, y, vectors * width, perfect=True)``,
     then the staging and ``unroll_loop`` of the register tile (`replay`; a matrix-vector product's
     tile holds partial sums along ``y``: ``stage_mem(..., accum=True)``): grow the tile by a factor
-    along rows, or along vectors. Guard: the grown tile `fits`."""
+    along rows, or along vectors, or by one row (every legal tile is reached: rows that leave a tail,
+    ``divide_loop(..., tail="cut")``, `tail_rows`, need not be a product of small factors). Guard:
+    the grown tile `fits`."""
     legal = set(tiles(mk, isa))
     kcs = [mk.steps, *reduction_blocks(mk)]
     rows, vectors = [], []
@@ -80,6 +83,7 @@ def tile_rules(mk: Kernel, isa: Isa) -> tuple[list, list]:
         for kc in kcs:
             here = XT.tile(r, v, kc)
             rows += [rewrite(here).to(XT.tile(r * f, v, kc)) for f in (2, 3, 5, 7) if (r * f, v) in legal]
+            rows += [rewrite(here).to(XT.tile(r + 1, v, kc))] if (r + 1, v) in legal else []
             vectors += [rewrite(here).to(XT.tile(r, v * f, kc)) for f in (2, 3, 5, 7) if (r, v * f) in legal]
     return rows, vectors
 

@@ -63,6 +63,7 @@ class MicroKernel:
     col: str
     col_idx: tuple[t.Aff, ...]
     symbolic: tuple[str, ...] = ()  # loops of a size argument's trips, priced at `SYMBOLIC_STEPS`
+    row_tails: bool = True  # may rows that whole tiles leave be a tile of their own (`tail_rows`)
 
     def extent(self, var: str) -> int:
         return dict(self.extents)[var]
@@ -124,6 +125,20 @@ class Plan:
 def iterator_of(a: t.Aff) -> str | None:
     """The iterator of an index that is exactly one iterator (coefficient 1, no offset)."""
     return a.terms[0][0] if len(a.terms) == 1 and a.terms[0][1] == 1 and a.const == 0 else None
+
+
+def tail_rows(kernel: "Kernel", rows: int) -> int:
+    """The rows of ``kernel`` left after its whole tiles of ``rows``, when they are tiled as a tile of
+    their own (a micro-kernel's rows of constant trips, cut with ``divide_loop(..., tail="cut")``:
+    `exo_egraph.targets.x86.tails.cut_rows`); 0 when the tiles divide the rows or the tail is not tiled."""
+    if not isinstance(kernel, MicroKernel) or not kernel.row_tails or kernel.x in kernel.symbolic or kernel.cut:
+        return 0
+    return kernel.extent(kernel.x) % rows
+
+
+def offset_iterator_of(a: t.Aff) -> str | None:
+    """The iterator of an index that is one iterator plus a constant (a tail's rows: ``ii + 120``)."""
+    return a.terms[0][0] if len(a.terms) == 1 and a.terms[0][1] == 1 else None
 
 
 def perfect_nest(p: t.Proc) -> tuple[list[t.Loop], tuple[t.Stmt, ...]]:
@@ -192,7 +207,8 @@ def find_micro_kernel(p: t.Proc, sizes: Mapping[str, int] | None = None) -> Micr
     `NotMicroKernel` naming what does not fit."""
     loops, s = _nest(p, least=3)
     factors = (s.rhs.lhs, s.rhs.rhs)
-    out_vars = [iterator_of(a) for a in s.idx]
+    *tile_idx, lane_idx = s.idx  # lanes from a vector's start; rows may start further on (a tail of rows)
+    out_vars = [offset_iterator_of(a) for a in tile_idx] + [iterator_of(lane_idx)]
     names = [lp.var for lp in loops]
     if len(out_vars) < 2 or None in out_vars or len(set(out_vars)) != len(out_vars):
         raise NotMicroKernel(f"{p.name}: the output {s.buf} must be indexed by two or more distinct loop iterators")

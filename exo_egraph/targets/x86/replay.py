@@ -11,14 +11,17 @@ zeroed, accumulated and stored to memory to be added into the output lane by lan
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from exo import Procedure
 
 from exo_egraph import terms as t
+from exo_egraph.lower import lower
 from exo_egraph.script import Ref, Replayed, Session, find, replay_pieces, script_text
 
 from .isa import Isa, Role
-from .pattern import DotKernel, Kernel, MicroKernel, Plan
-from .tails import cut_tiles
+from .pattern import DotKernel, Kernel, MicroKernel, Plan, find_micro_kernel, tail_rows
+from .tails import cut_rows, cut_tiles
 
 ACC, COL, ROW = "acc_reg", "col_reg", "row_reg"  # the register buffers the replay allocates
 VEC, MAT, LANES = "vec_reg", "mat_reg", "lanes"  # a matrix-vector tile's (lanes: in memory, to add up)
@@ -60,12 +63,27 @@ def replay_plan(proc: Procedure, kernel: Kernel, isa: Isa, plan: Plan) -> Replay
     """Schedule ``proc`` as ``plan`` of its ``kernel``; raises `ReplayError` when Exo rejects a step.
     Tile loops of symbolic trips are cut first (`cut_tiles`): the plan tiles their whole tiles."""
     replay = _replay_dot if isinstance(kernel, DotKernel) else _replay_tile
+    if tail_rows(kernel, plan.rows):
+        return _replay_with_tail(proc, kernel, isa, plan)
     if not kernel.cut:
         return replay(proc, kernel, isa, plan)
     size = {kernel.x: plan.rows, kernel.y: plan.vectors * isa.width}
     split = cut_tiles(proc, kernel, {v: size[v] for v in kernel.cut})
     done = replay(split.piece, kernel, isa, plan, divided=kernel.cut)
     return replay_pieces(proc, split.prelude, split.calls, [(split.piece, done)], first=split.first)
+
+
+def _replay_with_tail(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) -> Replayed:
+    """``plan``'s whole tiles of rows, and the rows left after them tiled as one tile of their own
+    (`cut_rows`): the same vectors and reduction blocks, in the same order."""
+    cut = cut_rows(proc, mk, plan.rows)
+    whole = _replay_tile(cut.whole, mk, isa, plan, divided=(mk.x,))
+    tail_kernel = find_micro_kernel(lower(cut.tail))
+    rename = {mk.x: tail_kernel.x}
+    kc = tail_kernel.steps if plan.kc == mk.steps else plan.kc  # the whole reduction (of a size argument's trips)
+    tail_plan = replace(plan, rows=tail_rows(mk, plan.rows), kc=kc, order=tuple(rename.get(v, v) for v in plan.order))
+    tail = _replay_tile(cut.tail, tail_kernel, isa, tail_plan)
+    return replay_pieces(proc, cut.prelude, cut.calls, [(cut.whole, whole), (cut.tail, tail)])
 
 
 def into_order(s: Session, want: list[str]) -> None:
@@ -176,7 +194,8 @@ def _replay_tile(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan, divided
     # the output tile in registers across the reduction, and the column operand's lanes per step
     x_dim = next(d for d, a in enumerate(mk.out_idx) if a.vars == {mk.x})
     lanes = len(mk.out_idx) - 1
-    out_window = _window(mk.out_idx, {x_dim: (at[mk.x], rows), lanes: (at[mk.y], cols)}, at)
+    x_start = _text(mk.out_idx[x_dim], at)  # at a constant offset, in a tail of rows
+    out_window = _window(mk.out_idx, {x_dim: (x_start, rows), lanes: (at[mk.y], cols)}, at)
     s.do("stage_mem", f"for {reductions[0]} in _:_", f"{mk.out}[{out_window}]", ACC)
     col_lanes = len(mk.col_idx) - 1
     col_start = _text(mk.col_idx[col_lanes], at)

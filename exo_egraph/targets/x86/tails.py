@@ -11,6 +11,8 @@ product (whose partial sums Exo lets be added in any order, as it reasons over t
 A tile loop of a size argument's trips (``for i in seq(0, M)``) is cut the same way, at replay,
 where the plan's whole tiles end (`cut_tiles`): ``divide_loop(..., tail="cut")`` makes the whole
 tiles' loops and a tail of ``M % rows`` trips, which ``fission`` moves out of every loop around it.
+Rows of constant trips that a plan's tiles do not divide are cut the same way (`cut_rows`), and
+their tail, extracted too, is tiled by a plan of its own rows.
 """
 
 from __future__ import annotations
@@ -58,12 +60,9 @@ def cut_vector_tail(proc: Procedure, kernel: Kernel, width: int) -> Split:
     return extract_split(s, proc.name(), 0, (kernel.extent(kernel.y) - at) / at)
 
 
-def cut_tiles(proc: Procedure, kernel: Kernel, tile: dict[str, int]) -> Split:
-    """``proc`` cut where the whole tiles of each symbolic loop in ``tile`` end (its trips divided by
-    ``tile[var]``, the tail after them); the piece is the nest of whole tiles, whose loops are
-    already divided as a plan's replay divides them (``{var}o``, ``{var}i``). Each tail runs its
-    lanes innermost, where gcc vectorises them (a reduction innermost would be one scalar chain)."""
-    s = Session(proc)
+def _cut(s: Session, kernel: Kernel, tile: dict[str, int]) -> None:
+    """Cut each loop in ``tile`` where its whole tiles of ``tile[var]`` end; each tail nest, moved out
+    of every loop around it, runs its lanes innermost."""
     order, tails = list(kernel.loops), []  # the whole tiles' loops; the tails' (top-level nests 1, 2)
     for var in (v for v in kernel.loops if v in tile):  # outermost first
         depth = order.index(var)
@@ -75,7 +74,36 @@ def cut_tiles(proc: Procedure, kernel: Kernel, tile: dict[str, int]) -> Split:
     for nest, loops in enumerate(tails, start=1):
         lanes = f"{kernel.y}i" if f"{kernel.y}i" in loops else kernel.y
         reorder_nest(s, nest, loops, [v for v in loops if v != lanes] + [lanes])
+
+
+def cut_tiles(proc: Procedure, kernel: Kernel, tile: dict[str, int]) -> Split:
+    """``proc`` cut where the whole tiles of each symbolic loop in ``tile`` end (its trips divided by
+    ``tile[var]``, the tail after them); the piece is the nest of whole tiles, whose loops are
+    already divided as a plan's replay divides them (``{var}o``, ``{var}i``). Each tail runs its
+    lanes innermost, where gcc vectorises them (a reduction innermost would be one scalar chain)."""
+    s = Session(proc)
+    _cut(s, kernel, tile)
     return extract_split(s, proc.name(), 0, 0.0)
+
+
+@dataclass(frozen=True)
+class RowCut:
+    """A kernel's rows cut into whole tiles and a tail of rows, both extracted to be tiled."""
+
+    prelude: tuple[Step, ...]  # divide_loop(..., tail="cut"), fission, reorder_loops, simplify
+    calls: Procedure  # the kernel calling the two pieces
+    whole: Procedure  # the whole tiles, their row loop divided already (``{x}o``, ``{x}i``)
+    tail: Procedure  # the tail's rows, from a constant offset (``C[xi + 120, j]``)
+
+
+def cut_rows(proc: Procedure, kernel: Kernel, rows: int) -> RowCut:
+    """``proc``'s row loop (constant trips) cut where its whole tiles of ``rows`` end, and both
+    nests extracted (``extract_subproc``): the tail is a micro-kernel of its own, of fewer rows."""
+    s = Session(proc)
+    _cut(s, kernel, {kernel.x: rows})
+    s.do("simplify")  # the tail's trips and offset as constants: seq(0, 128 % 12) runs seq(0, 8)
+    calls, (whole, tail) = extract_pieces(s.proc, proc.name(), 2)
+    return RowCut(tuple(s.steps), calls, whole, tail)
 
 
 def reorder_nest(s: Session, nest: int, order: list[str], want: list[str]) -> None:

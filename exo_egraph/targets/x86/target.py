@@ -31,7 +31,7 @@ from exo_egraph.validate.cpu import (
 from exo_egraph.validate.measurement import Measurement
 
 from .isa import Isa, default_isa, select_isa
-from .pattern import Kernel, NotMicroKernel, Plan, find_kernel, iterator_of, perfect_nest
+from .pattern import Kernel, MicroKernel, NotMicroKernel, Plan, find_kernel, iterator_of, perfect_nest
 from .replay import replay_plan
 from .accumulator import Accumulator, find_accumulator, in_tiles, replay_in_tiles, split_accumulator
 from .tails import Split, cut_vector_tail, whole_lanes
@@ -160,6 +160,8 @@ class X86Target:
             except NotMicroKernel as whole:
                 acc, split = _accumulator_split(proc, term, whole)
                 mk = find_kernel(lower(split.piece), sizes)
+                if isinstance(mk, MicroKernel):  # its accumulator is kept per tile where whole tiles cover the rows
+                    mk = replace(mk, row_tails=False)  # (`replay_in_tiles`)
                 notes = (f"{mk.out}: the scalar accumulator's reduction is split out as the micro-kernel (expand_dim, "
                          "lift_alloc, fission, extract_subproc): with a register tile's dimensions under the tile loops, "
                          "or, where tiles are cut at replay, one per loop around it",)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from hypothesis import strategies as st
 from exo_egraph import terms as t
 from exo_egraph.cli import main
 from exo_egraph.lower import Unsupported, lower
-from exo_egraph.rewrites.x86 import MIN_KC, initial_plan, reduction_blocks, tiles, to_egg, x86_rules
+from exo_egraph.extract.x86_cost import X86Machine, cost_model
+from exo_egraph.rewrites.x86 import MIN_KC, fits, initial_plan, reduction_blocks, tiles, to_egg, x86_rules
 from exo_egraph.saturate import Budget, saturate
 from exo_egraph.targets.x86.isa import Role, default_isa, select_isa
 from exo_egraph.script import ReplayError
-from exo_egraph.targets.x86.pattern import DotKernel, NotMicroKernel, find_kernel, find_micro_kernel
+from exo_egraph.targets.x86.pattern import DotKernel, NotMicroKernel, Plan, find_kernel, find_micro_kernel, tail_rows
 from exo_egraph.targets.x86.replay import replay_plan
 from exo_egraph.targets.x86.target import plans_of
 from exo_egraph.validate.cpu import NATIVE_CFLAGS, random_inputs, run_many
@@ -95,6 +97,44 @@ def test_every_rule_is_sound_a_random_plan_replays_and_matches_the_input(seed: i
     want, got = run_many([mm_32x48x32, done.proc], random_inputs(mm_32x48x32, seed=seed), NATIVE_CFLAGS)
     # FMA rounds once where the input rounds twice; the sum order of every element is kept
     assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5), plan.show()
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [Plan(7, 1, 32, ("i", "j")), Plan(5, 3, 16, ("k", "j", "i")), Plan(3, 1, 32, ("j", "i"))],
+    ids=lambda p: p.show(),
+)
+def test_rows_whole_tiles_leave_are_cut_off_and_tiled_as_a_tile_of_their_own(plan: Plan):
+    """32 rows in tiles of 7 (or 5, or 3): ``divide_loop(..., tail="cut")`` leaves 4 (2, 2) rows,
+    which are extracted and tiled with the plan's vectors, reduction blocks and order."""
+    mk, isa = find_micro_kernel(lower(mm_32x48x32)), _isa()
+    tail = 32 % plan.rows
+    assert tail_rows(mk, plan.rows) == tail and fits(mk, isa, plan.rows, plan.vectors)
+    done = replay_plan(mm_32x48x32, mk, isa, plan)
+    assert f'divide_loop(p, "i", {plan.rows}, ["io", "ii"], tail="cut")' in done.script
+    assert f'divide_loop(p, "ii", {tail}, ["iio", "iii"], perfect=True)' in done.script  # the tail's own tile
+    want, got = run_many([mm_32x48x32, done.proc], random_inputs(mm_32x48x32, seed=plan.rows), NATIVE_CFLAGS)
+    assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5)
+    # priced as the whole tiles' rows, and the tail's as a tile of its own rows
+    model = cost_model(mk, X86Machine.host(isa.width))
+    whole = cost_model(mk.priced_at("i", 32 - tail), X86Machine.host(isa.width)).plan(plan)
+    rest = cost_model(mk.priced_at("i", tail), X86Machine.host(isa.width)).plan(replace(plan, rows=tail))
+    assert model.plan(plan) == pytest.approx(whole + rest)
+
+
+def test_rows_of_a_size_argument_are_never_tiled_as_a_tail_of_their_own():
+    """A loop of a size argument's trips is cut at replay where the plan's tiles end, its tail left
+    as written (`cut_tiles`): the guard allows only rows that divide the trips it is priced at."""
+
+    @proc
+    def mm_m(M: size, A: f32[M, 8] @ DRAM, B: f32[8, 32] @ DRAM, C: f32[M, 32] @ DRAM):
+        for i in seq(0, M):
+            for j in seq(0, 32):
+                for k in seq(0, 8):
+                    C[i, j] += A[i, k] * B[k, j]
+
+    mk = find_micro_kernel(lower(mm_m))
+    assert mk.cut == ("i",) and tail_rows(mk, 7) == 0 and not fits(mk, _isa(), 7, 1) and fits(mk, _isa(), 8, 1)
 
 
 def test_explore_writes_an_avx_schedule_that_validates_and_the_report_says_how_it_was_built(tmp_path, capsys):
