@@ -79,9 +79,9 @@ def _replay_with_tail(proc: Procedure, mk: MicroKernel, isa: Isa, plan: Plan) ->
     cut = cut_rows(proc, mk, plan.rows)
     whole = _replay_tile(cut.whole, mk, isa, plan, divided=(mk.x,))
     tail_kernel = find_micro_kernel(lower(cut.tail))
-    rename = {mk.x: tail_kernel.x}
+    order = tuple(tail_kernel.x if v == mk.x else v for v in plan.order)  # its row loop: {x}i, as cut
     kc = tail_kernel.steps if plan.kc == mk.steps else plan.kc  # the whole reduction (of a size argument's trips)
-    tail_plan = replace(plan, rows=tail_rows(mk, plan.rows), kc=kc, order=tuple(rename.get(v, v) for v in plan.order))
+    tail_plan = replace(plan, rows=tail_rows(mk, plan.rows), kc=kc, order=order)
     tail = _replay_tile(cut.tail, tail_kernel, isa, tail_plan)
     return replay_pieces(proc, cut.prelude, cut.calls, [(cut.whole, whole), (cut.tail, tail)])
 
