@@ -419,13 +419,28 @@ def test_check_rules_exercises_every_x86_rule(rule: str):
 
 
 def test_a_broken_guard_is_caught(monkeypatch):
-    # a tile guard that forgets divisibility admits plans whose perfect divides Exo rejects
+    # a tile guard that forgets the lanes' divisibility admits plans whose perfect divides Exo rejects
     import exo_egraph.rewrites.x86 as rules
     from exo_egraph.targets.x86.checks import check_rule
 
     monkeypatch.setattr(rules, "fits", lambda mk, isa, r, v: rules.registers_needed(r, v) <= isa.registers and r <= 3)
     report = check_rule("divide_loop(rows)", examples=4, seed=0, shrink=False)
     assert report.failure is not None
+
+
+def test_a_tail_guard_that_forgets_which_rows_are_cut_admits_a_plan_exo_rejects(monkeypatch):
+    """Only a micro-kernel's rows are cut into whole tiles and a tail; a guard that lets a
+    matrix-vector product's rows leave a tail admits a plan whose perfect divide Exo refuses."""
+    import exo_egraph.rewrites.x86 as rules
+    from exo_egraph.cli import load_proc
+
+    monkeypatch.setattr(rules, "tail_rows", lambda k, rows: k.extent(k.x) % rows)
+    gemv, isa = load_proc(f"{KERNELS}/gemv.py::gemv_f32_128"), _isa()
+    dk = find_kernel(lower(gemv))
+    plans = plans_of(saturate(to_egg(initial_plan(dk, isa)), x86_rules(dk, isa), Budget()).view)
+    bad = next(p for p in plans if dk.extent(dk.x) % p.rows)
+    with pytest.raises(ReplayError):
+        replay_plan(gemv, dk, isa, bad)
 
 
 @proc
