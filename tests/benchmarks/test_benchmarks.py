@@ -49,3 +49,39 @@ def test_a_stopped_rule_sweep_resumes_from_its_log(tmp_path):
     assert pending(tasks, resumed) == [tasks[2]]
     assert [e.report.failure for e in latest(resumed)] == [None, None, None]  # the re-run counts
     assert fixed(resumed) == [first[1]]
+
+
+MM = """from __future__ import annotations
+from exo import *
+
+
+@proc
+def mm(A: f32[32, 32] @ DRAM, B: f32[32, 48] @ DRAM, C: f32[32, 48] @ DRAM):
+    for i in seq(0, 32):
+        for j in seq(0, 48):
+            for k in seq(0, 32):
+                C[i, j] += A[i, k] * B[k, j]
+"""
+
+
+def test_ab_schedules_times_two_cut_schedules_of_one_kernel_in_one_library(tmp_path, capsys):
+    """Both scripts cut the rows into pieces named ``mm_part0``, ``mm_part1``: each is applied to a
+    renamed copy, its pieces renamed with it, so both compile into one library."""
+    from benchmarks.ab_schedules import main
+    from exo_egraph.cli import load_proc
+    from exo_egraph.targets.x86.isa import default_isa, select_isa
+    from exo_egraph.targets.x86.pattern import Plan, find_micro_kernel
+    from exo_egraph.targets.x86.replay import replay_plan
+
+    kernel = tmp_path / "mm.py"
+    kernel.write_text(MM)
+    proc, isa = load_proc(f"{kernel}::mm"), select_isa(default_isa())
+    mk = find_micro_kernel(lower(proc))
+    scripts = []
+    for i, plan in enumerate((Plan(7, 1, 32, ("i", "j")), Plan(5, 3, 16, ("k", "j", "i")))):
+        scripts.append(tmp_path / f"s{i}.py")
+        scripts[-1].write_text(replay_plan(proc, mk, isa, plan).script)
+    assert all('"mm_part1"' in f.read_text() for f in scripts)
+    assert main([f"{kernel}::mm", *map(str, scripts), "--runs", "1", "--seconds", "0.5"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("naive ") and "s0 " in line and "(1.000)" in line and "s1 " in line

@@ -99,27 +99,26 @@ def test_every_rule_is_sound_a_random_plan_replays_and_matches_the_input(seed: i
     assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5), plan.show()
 
 
-@pytest.mark.parametrize(
-    "plan",
-    [Plan(7, 1, 32, ("i", "j")), Plan(5, 3, 16, ("k", "j", "i")), Plan(3, 1, 32, ("j", "i"))],
-    ids=lambda p: p.show(),
-)
-def test_rows_whole_tiles_leave_are_cut_off_and_tiled_as_a_tile_of_their_own(plan: Plan):
+def test_rows_whole_tiles_leave_are_cut_off_and_tiled_as_a_tile_of_their_own():
     """32 rows in tiles of 7 (or 5, or 3): ``divide_loop(..., tail="cut")`` leaves 4 (2, 2) rows,
     which are extracted and tiled with the plan's vectors, reduction blocks and order."""
     mk, isa = find_micro_kernel(lower(mm_32x48x32)), _isa()
-    tail = 32 % plan.rows
-    assert tail_rows(mk, plan.rows) == tail and fits(mk, isa, plan.rows, plan.vectors)
-    done = replay_plan(mm_32x48x32, mk, isa, plan)
-    assert f'divide_loop(p, "i", {plan.rows}, ["io", "ii"], tail="cut")' in done.script
-    assert f'divide_loop(p, "ii", {tail}, ["iio", "iii"], perfect=True)' in done.script  # the tail's own tile
-    want, got = run_many([mm_32x48x32, done.proc], random_inputs(mm_32x48x32, seed=plan.rows), NATIVE_CFLAGS)
-    assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5)
-    # priced as the whole tiles' rows, and the tail's as a tile of its own rows
-    model = cost_model(mk, X86Machine.host(isa.width))
-    whole = cost_model(mk.priced_at("i", 32 - tail), X86Machine.host(isa.width)).plan(plan)
-    rest = cost_model(mk.priced_at("i", tail), X86Machine.host(isa.width)).plan(replace(plan, rows=tail))
-    assert model.plan(plan) == pytest.approx(whole + rest)
+    machine = X86Machine.host(isa.width)
+    plans = [Plan(7, 1, 32, ("i", "j")), Plan(5, 3, 16, ("k", "j", "i")), Plan(3, 1, 32, ("j", "i"))]
+    done = []
+    for plan in plans:
+        tail = 32 % plan.rows
+        assert tail_rows(mk, plan.rows) == tail and fits(mk, isa, plan.rows, plan.vectors)
+        done.append(replay_plan(mm_32x48x32, mk, isa, plan))
+        assert f'divide_loop(p, "i", {plan.rows}, ["io", "ii"], tail="cut")' in done[-1].script
+        assert f'divide_loop(p, "ii", {tail}, ["iio", "iii"], perfect=True)' in done[-1].script  # the tail's own tile
+        # priced as the whole tiles' rows, and the tail's as a tile of its own rows
+        whole = cost_model(mk.priced_at("i", 32 - tail), machine).plan(plan)
+        rest = cost_model(mk.priced_at("i", tail), machine).plan(replace(plan, rows=tail))
+        assert cost_model(mk, machine).plan(plan) == pytest.approx(whole + rest)
+    want, *gots = run_many([mm_32x48x32] + [d.proc for d in done], random_inputs(mm_32x48x32, seed=7), NATIVE_CFLAGS)
+    for plan, got in zip(plans, gots):
+        assert np.allclose(got["C"], want["C"], rtol=1e-5, atol=1e-5), plan.show()
 
 
 def test_rows_of_a_size_argument_are_never_tiled_as_a_tail_of_their_own():
