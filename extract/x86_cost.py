@@ -8,8 +8,8 @@ measurements):
   one 512-bit FMA and one 512-bit load a cycle (two of each at 256 bits); Zen and Zen+ split a
   256-bit one over their 128-bit pipes, so one 256-bit FMA and load a cycle (`datapath_bits`);
 - the build is ``gcc -O3 -march=native``: the tile's vector registers stay in registers (the
-  replay unrolls the tile completely, and four reduction steps to a loop iteration where they divide
-  its constant trips, so loop counters are not priced), and the naive proc gets gcc's own vectorisation only where
+  replay unrolls the tile completely, and four reduction steps to a loop iteration, so loop
+  counters are not priced), and the naive proc gets gcc's own vectorisation only where
   its innermost loop is contiguous and not a float reduction (gcc keeps a float sum's order);
 - a reduction step of the tile issues ``rows × vectors`` FMAs, ``vectors`` loads and ``rows``
   broadcasts; it takes the longest of its FMA throughput, its load throughput and the FMA

@@ -164,7 +164,8 @@ def rank_k_6x16(K: size, A: f32[6, K] @ DRAM, B: f32[K, 16] @ DRAM, C: f32[6, 16
 def test_a_reduction_of_a_size_arguments_trips_is_tiled_in_registers_and_never_blocked(tmp_path, capsys):
     """The form of Exo's own AVX2 example (``rank_k_reduce_6x16``): a 6 x 16 output over ``K``
     steps. The register tile needs constant rows and lanes only; the reduction runs whole (no
-    block can be known to divide ``K``), priced at `SYMBOLIC_STEPS`. Validated at K = 40."""
+    block can be known to divide ``K``), priced at `SYMBOLIC_STEPS`. Validated at K = 42, so that
+    the steps after the last group of four (unrolled) run too."""
     from exo_egraph.targets.x86.pattern import SYMBOLIC_STEPS
 
     f = tmp_path / "rank_k.py"
@@ -173,11 +174,13 @@ def test_a_reduction_of_a_size_arguments_trips_is_tiled_in_registers_and_never_b
 
     mk = find_micro_kernel(lower(load_proc(f"{f}::rank_k_6x16")))
     assert mk.symbolic == ("k",) and mk.steps == SYMBOLIC_STEPS and not mk.blockable and not reduction_blocks(mk)
-    assert main(["explore", f"{f}::rank_k_6x16", "--target", "x86", "--out", str(tmp_path / "o"), "--sizes", "K=40"]) == 0
+    assert main(["explore", f"{f}::rank_k_6x16", "--target", "x86", "--out", str(tmp_path / "o"), "--sizes", "K=42"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"K": 40}
+    assert report["validation"]["ok"] and report["validation"]["sizes"] == {"K": 42}
     script = (tmp_path / "o" / "schedule.py").read_text()
-    assert _isa().instr(Role.FMA) in script and 'divide_loop(p, "k"' not in script
+    assert _isa().instr(Role.FMA) in script and '["ko", "ki"]' not in script  # never blocked
+    # four steps to an iteration, the K % 4 steps after them cut off as a loop
+    assert 'divide_loop(p, "k", 4, ["k", "k_u"], tail="cut")' in script and 'unroll_loop(p, "k_u")' in script
 
 
 SGEMM_AS_WRITTEN = """from __future__ import annotations
