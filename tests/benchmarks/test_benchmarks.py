@@ -82,6 +82,6 @@ def test_ab_schedules_times_two_cut_schedules_of_one_kernel_in_one_library(tmp_p
         scripts.append(tmp_path / f"s{i}.py")
         scripts[-1].write_text(replay_plan(proc, mk, isa, plan).script)
     assert all('"mm_part1"' in f.read_text() for f in scripts)
-    assert main([f"{kernel}::mm", *map(str, scripts), "--runs", "1", "--seconds", "0.5"]) == 0
+    assert main([f"{kernel}::mm", *map(str, scripts), "--runs", "1", "--seconds", "0.2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("naive ") and "s0 " in line and "(1.000)" in line and "s1 " in line

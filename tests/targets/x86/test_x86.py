@@ -476,10 +476,10 @@ def test_tune_measures_x86_plans_and_returns_a_faster_one(tmp_path):
     from exo_egraph import tune
 
     result = tune(
-        matmul_f32_64, "x86", trials=4, workers=0, db=tmp_path / "r.db", budget=Budget(seconds=120), measure_seconds=1.0, top_k=1
+        matmul_f32_64, "x86", trials=3, workers=0, db=tmp_path / "r.db", budget=Budget(seconds=120), measure_seconds=1.0, top_k=1
     )
     trials = result.tuning.trials
-    assert len(trials) == 4 and trials[0].origin == "input" and all(tr.measurement.ok for tr in trials)
+    assert len(trials) == 3 and trials[0].origin == "input" and all(tr.measurement.ok for tr in trials)
     assert "replace_all" in result.best.replayed.script and result.validation.speedup > 2  # tiles beat the input by far
 
 
