@@ -22,16 +22,24 @@ sys.path.insert(0, str(ROOT))
 
 from exo.stdlib.scheduling import rename  # noqa: E402
 
-from exo_egraph.cli import _sizes, load_proc  # noqa: E402
+from exo_egraph.cli import InputError, load_proc, parse_sizes  # noqa: E402
 from exo_egraph.measure import apply_script  # noqa: E402
 from exo_egraph.validate.cpu import NATIVE_CFLAGS, library, random_inputs, time_interleaved  # noqa: E402
+
+
+def sizes_arg(text: str) -> dict[str, int] | None:
+    """``--sizes`` for argparse: a bad value is argparse's one-line usage error."""
+    try:
+        return parse_sizes(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kernel", help="FILE.py::PROC")
     ap.add_argument("schedules", nargs="+", help="schedule.py files")
-    ap.add_argument("--sizes", default=None, help="values of the proc's size arguments, N=128,...")
+    ap.add_argument("--sizes", type=sizes_arg, default=None, help="values of the proc's size arguments, N=128,...")
     ap.add_argument("--runs", type=int, default=2, help="interleaved runs, each printed")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per run")
     args = ap.parse_args(argv)
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(apply_script(rename(proc, f"s{i}"), script))
     lib = library(procs, cflags=NATIVE_CFLAGS)
     for _ in range(args.runs):
-        timings = time_interleaved(lib, procs, random_inputs(proc, _sizes(args.sizes)), seconds=args.seconds, min_rounds=15)
+        timings = time_interleaved(lib, procs, random_inputs(proc, args.sizes), seconds=args.seconds, min_rounds=15)
         first = timings[1].median
         cells = [f"naive {timings[0].median * 1e6:.2f} us"]
         cells += [f"s{i} {t.median * 1e6:.2f} us ({t.median / first:.3f})" for i, t in enumerate(timings[1:])]

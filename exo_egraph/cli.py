@@ -122,10 +122,11 @@ def _check_explore_args(args: argparse.Namespace) -> tuple[Budget, dict[str, int
         raise InputError(f"--top-k must be at least 1, not {args.top_k}")
     if not args.no_validate and shutil.which("gcc") is None:
         raise InputError("gcc is not on PATH: validation compiles the schedule with gcc (install it, or pass --no-validate)")
-    return budget, _sizes(args.sizes)
+    return budget, parse_sizes(args.sizes)
 
 
-def _sizes(text: str | None) -> dict[str, int] | None:
+def parse_sizes(text: str | None) -> dict[str, int] | None:
+    """``--sizes`` text (``M=128,N=64``) as a mapping, or `InputError` naming the part that is not one."""
     if not text:
         return None
     out = {}

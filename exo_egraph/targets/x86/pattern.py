@@ -131,7 +131,7 @@ def tail_rows(kernel: "Kernel", rows: int) -> int:
     """The rows of ``kernel`` left after its whole tiles of ``rows``, when they are tiled as a tile of
     their own (a micro-kernel's rows of constant trips, cut with ``divide_loop(..., tail="cut")``:
     `exo_egraph.targets.x86.tails.cut_rows`); 0 when the tiles divide the rows or the tail is not tiled."""
-    if not isinstance(kernel, MicroKernel) or not kernel.row_tails or kernel.x in kernel.symbolic or kernel.cut:
+    if not isinstance(kernel, MicroKernel) or not kernel.row_tails or kernel.cut:  # symbolic rows are cut
         return 0
     return kernel.extent(kernel.x) % rows
 
