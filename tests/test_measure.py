@@ -9,6 +9,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from exo import DRAM, proc
 from exo.stdlib.scheduling import rename
@@ -27,7 +28,7 @@ from exo_egraph.measure import (
     run_task,
 )
 from exo_egraph.targets.cpu import create as cpu
-from exo_egraph.validate.cpu import library, measure_cpu, random_inputs, time_interleaved
+from exo_egraph.validate.cpu import CACHE_LINE, copy_inputs, library, measure_cpu, random_inputs, time_interleaved
 
 KERNELS = """from __future__ import annotations
 
@@ -119,6 +120,18 @@ def test_time_interleaved_always_times_one_round(kernels):
     a = rename(kernels["matmul"], "matmul_a")
     (t,) = time_interleaved(library([a]), [a], random_inputs(a), seconds=0.0)
     assert t.runs == 1 and t.median > 0 and t.spread == 0.0
+
+
+@pytest.mark.parametrize("offset", [0, 16])
+def test_timed_and_checked_buffers_begin_where_asked_past_a_cache_line(kernels, offset):
+    # numpy's own large arrays begin 16 bytes past a line; timing them would price split loads
+    inputs = random_inputs(kernels["matmul"])
+    copies = copy_inputs(inputs, offset)
+    for name, value in inputs.items():
+        if hasattr(value, "ctypes"):
+            assert copies[name].ctypes.data % CACHE_LINE == offset and copies[name].flags.c_contiguous
+            assert copies[name].dtype == value.dtype and (copies[name] == value).all()
+            assert not np.shares_memory(copies[name], value)
 
 
 def test_measure_cpu_same_proc_is_ok_and_near_one(kernels):
