@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from exo import Procedure
 
-from .report import html_table, markdown_table, plot_result, to_json
+from .report import html_table, markdown_table, plot_result, roundtrip, to_json
 from .saturate import Budget, Deadline, Iteration, Pace, SaturationStats, StopReason, TimeUp
 from .script import Replayed, ReplayError, script_text
 from .target import Ahead, NotValidated, Pick, Target, Verdict, create
@@ -262,12 +262,13 @@ def _check_args(proc: Any, target: Any, budget: Any, top_k: Any) -> None:
 
 def exit_code(result: Result) -> int:
     """The CLI's exit code for a run: 0 success (a budget stop included), 3 soundness failure (Exo
-    rejected a step, or the schedule computed something else), 1 a late crash (results written),
-    130 interrupted."""
+    rejected a step, a replayed schedule does not lower back to its term, or the schedule computed
+    something else), 1 a late crash (results written), 130 interrupted."""
     if result.stop_reason is StopReason.INTERRUPTED:
         return 130
     v = result.validation
-    if result.replay_failures or (v is not None and v.ok is False and not getattr(v, "crashed", False)):
+    wrong = v is not None and v.ok is False and not getattr(v, "crashed", False)
+    if result.replay_failures or roundtrip(result) is False or wrong:
         return 3
     if v is not None and getattr(v, "crashed", False):
         return 1

@@ -39,6 +39,13 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C or SIGTERM): the best schedule so far and its report were written
        (nothing, when interrupted before the search began)"""
 
+CHECK_EXIT_CODES = """exit codes:
+  0    every rule held every property, and showed its effect in at least half of its examples
+  1    no property failed, but some rule showed its effect too rarely to have been checked
+  2    bad input: one line says what
+  3    soundness failure: a property failed (the shrunk example is printed)
+  130  interrupted"""
+
 
 class InputError(Exception):
     """Bad input: reported as one line, exit code 2."""
@@ -117,9 +124,11 @@ def _check_explore_args(args: argparse.Namespace) -> tuple[Budget, dict[str, int
         budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations,
                         **({"max_memory_mb": args.max_memory} if args.max_memory is not None else {}))  # fmt: skip
     except ValueError as e:
-        raise InputError(str(e).replace("budget seconds", "--budget-s").replace("budget ", "--").replace("_", "-"))
-    if args.top_k < 1:
-        raise InputError(f"--top-k must be at least 1, not {args.top_k}")
+        flags = {"seconds": "--budget-s", "max_memory_mb": "--max-memory", "node_limit": "--node-limit", "iterations": "--iterations"}
+        raise InputError(next(str(e).replace(f"budget {name}", flag) for name, flag in flags.items() if f"budget {name} " in str(e)))
+    for flag, value in (("--iterations", args.iterations), ("--top-k", args.top_k)):
+        if value < 1:  # the API's Budget(iterations=0) (the input's e-graph alone) is not a search to ask for
+            raise InputError(f"{flag} must be at least 1, not {value}")
     if not args.no_validate and shutil.which("gcc") is None:
         raise InputError("gcc is not on PATH: validation compiles the schedule with gcc (install it, or pass --no-validate)")
     return budget, parse_sizes(args.sizes)
@@ -347,6 +356,8 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
 
     from .target import ChecksRules
 
+    if args.examples < 1:
+        raise InputError(f"--examples must be at least 1, not {args.examples}")
     bare = "cpu"
     checks = {}
     for target in target_names():
@@ -368,6 +379,8 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     for rep in reports:
         if not rep.ok:
             print(f"\n{rep.rule}: {rep.problem}" + (f"\nshrunk example:\n{rep.kernel}" if rep.kernel else ""))
+    if any(rep.failure is not None for rep in reports):
+        return 3
     return 0 if all(rep.ok for rep in reports) else 1
 
 
@@ -437,7 +450,12 @@ DB_HELP = "the result database of measurements (default: $XDG_CACHE_HOME/exo-egr
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="exo-egraph", description="Equality-saturation scheduling for Exo procs")
+    ap = argparse.ArgumentParser(
+        prog="exo-egraph",
+        description="Equality-saturation scheduling for Exo procs",
+        epilog="exit codes: 0 success, 1 a late failure (results written), 2 bad input or an unsupported kernel, "
+        "3 soundness failure, 130 interrupted; COMMAND --help says what each means for that command",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)  # what explore and tune share
     common.add_argument("kernel", help="FILE.py::PROC, or FILE.py when it defines one proc")
@@ -481,7 +499,12 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--cluster", metavar="ADDRESS", help="measure on a Dask cluster, e.g. tcp://HOST:8786 (needs exo-egraph[distributed])")
     tu.add_argument("--seed", type=int, default=0, help="seed of the exploration's random picks")
     tu.set_defaults(no_validate=False, calibrated=False)
-    ck = sub.add_parser("check-rules", help="property-test the rewrite rules of every target on random kernels")
+    ck = sub.add_parser(
+        "check-rules",
+        help="property-test the rewrite rules of every target on random kernels",
+        epilog=CHECK_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ck.add_argument("--examples", type=int, default=50, help="random examples (kernels, or kernel and plan) per rule")
     ck.add_argument("--seed", type=int, default=0)
     ck.add_argument("--rules", nargs="+", metavar="NAME", help="rules to check (default: all; a target's other than cpu as TARGET:NAME, say gemmini:stage_mem)")
@@ -509,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exo-egraph: soundness bug: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:  # before a command caught it (loading the kernel): nothing begun
-        print("\nexo-egraph: interrupted before the search began; nothing written", file=sys.stderr)
+        print("\nexo-egraph: interrupted before anything was written", file=sys.stderr)
         return 130
 
 

@@ -62,6 +62,19 @@ def test_check_rules_exits_nonzero_for_a_rule_it_did_not_exercise(monkeypatch, c
     assert "coverage:" in out
 
 
+def test_check_rules_exits_3_for_a_failed_property_and_2_for_no_examples(monkeypatch, capsys) -> None:
+    def failing(examples, seed, progress):  # a fuse check whose bit-exact comparison failed
+        return checks.RuleReport("fuse", 1, 2, 2, 1, failure="soundness: output C differs", kernel="@proc ...")
+
+    monkeypatch.setattr(CpuTarget, "rule_checks", lambda self: {"fuse": failing})
+    assert main(["check-rules", "--examples", "2", "--rules", "fuse"]) == 3
+    assert "soundness: output C differs" in capsys.readouterr().out
+    for bad in ("0", "-1"):
+        assert main(["check-rules", "--examples", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"exo-egraph: --examples must be at least 1, not {bad}"
+
+
 def test_the_cpu_target_offers_every_loop_rule_check() -> None:
     assert list(CpuTarget().rule_checks()) == list(RULES)
 

@@ -115,5 +115,5 @@ def test_an_interrupt_while_the_kernel_loads_is_one_line_and_exit_130(capsys, tm
 
     monkeypatch.setattr(cli, "load_proc", interrupted)
     code, _, err = _run(capsys, "explore", f"{KERNELS}/conv1d.py::conv1d_i8", "--out", str(tmp_path / "o"))
-    assert code == 130 and err.strip() == "exo-egraph: interrupted before the search began; nothing written"
+    assert code == 130 and err.strip() == "exo-egraph: interrupted before anything was written"
     assert not (tmp_path / "o").exists()

@@ -264,6 +264,47 @@ def test_an_interrupt_while_validation_begins_hands_back_the_input_as_written():
     assert '"stop_reason": "interrupted"' in json.dumps(result.to_json())
 
 
+def test_an_interrupt_during_extraction_hands_back_the_input_as_written_and_exits_130():
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class InterruptedExtracting(CpuTarget):
+        def extract(self, problem, saturated, top_k, deadline):
+            raise KeyboardInterrupt  # Ctrl-C while the e-graph is being extracted: nothing picked yet
+
+    result = explore(load_procs(MATMUL)["matmul_f32_16"], InterruptedExtracting())
+    assert result.stop_reason is StopReason.INTERRUPTED and exit_code(result) == 130
+    assert result.best.replayed.steps == () and result.stats is not None  # saturation's figures are kept
+    assert result.validation is None and result.to_json()["stop_reason"] == "interrupted"
+
+
+def test_an_interrupt_during_validation_keeps_the_replayed_schedule_and_exits_130():
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class InterruptedValidating(CpuTarget):
+        def validate(self, problem, replayed, pick, **kwargs):
+            raise KeyboardInterrupt  # Ctrl-C while the schedule is being compiled and timed
+
+    result = explore(load_procs(MATMUL)["matmul_f32_16"], InterruptedValidating())
+    assert result.stop_reason is StopReason.INTERRUPTED and exit_code(result) == 130
+    assert result.best.replayed.steps and result.best.pick.term is not None  # the search's best, not the input
+    assert result.validation.ok is None and "interrupted" in result.validation.reason
+
+
+def test_a_schedule_that_does_not_lower_back_to_its_term_is_a_soundness_failure_with_exit_3():
+    from dataclasses import replace
+
+    from exo_egraph.targets.cpu import CpuTarget
+
+    class DriftingReplay(CpuTarget):  # its replay ends somewhere other than the extracted term
+        def replay(self, problem, pick):
+            return replace(super().replay(problem, pick), roundtrip=False)
+
+    result = explore(load_procs(MATMUL)["matmul_f32_16"], DriftingReplay(), validate=False)
+    assert result.to_json()["replay"]["roundtrip"] is False
+    assert exit_code(result) == 3
+    assert exit_code(explore(load_procs(MATMUL)["matmul_f32_16"], CpuTarget(), validate=False)) == 0
+
+
 def test_an_interrupt_that_lands_in_a_finalizer_still_ends_the_run():
     # pysmt's Z3 converter has a __del__ that Exo's checks run all the time: Python prints an
     # exception raised there and goes on, so a Ctrl-C landing in one was lost
@@ -336,6 +377,8 @@ def test_arguments_are_checked_up_front(tmp_path, capsys, monkeypatch):
         (["--budget-s", "nan"], "--budget-s"),
         (["--budget-s", "-1"], "--budget-s"),
         (["--node-limit", "0"], "--node-limit"),
+        (["--iterations", "0"], "--iterations"),
+        (["--max-memory", "0"], "--max-memory must"),
         (["--sizes", "N=zero"], "--sizes"),
     ):
         assert main(["explore", k, "--out", str(tmp_path), *argv]) == 2
