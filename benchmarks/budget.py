@@ -4,11 +4,12 @@ convolutions, cut into whole and partial tiles), each in its own process, agains
 the memory cap.
 
     python benchmarks/budget.py [--budget-s 10] [--sizes 128 256 1024 4096] [--gemmini NAME ...]
-                                [--gemmini-budget-s 30] [--max-memory MB]
+                                [--gemmini-budget-s 30] [--max-memory MB] [--tight-memory MB]
 
 Writes benchmarks/results/budget.{json,md}. The target: wall ≤ 1.2 × budget + start-up (the time
 ``exo-egraph explore`` takes to import and load the kernel's file before its clock starts), peak
-RSS under the cap.
+RSS under the cap: the explorer's default (half the machine's memory), and, for the largest
+matmul again, a tight cap (``--tight-memory``) that saturation must stop for.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from exo_egraph.saturate import machine_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -39,11 +42,11 @@ def matmul_f32_{n}(A: f32[{n}, {n}] @ DRAM, B: f32[{n}, {n}] @ DRAM, C: f32[{n},
 """
 
 
-def run(label: str, spec: str, target: str, budget_s: float, max_memory: int | None, folder: Path) -> dict:
+def run(label: str, spec: str, target: str, budget_s: float, max_memory: int, folder: Path) -> dict:
     """``exo-egraph explore spec`` in a process of its own: its wall time, peak RSS and report."""
-    out = folder / f"out_{label}"
+    out = folder / f"out_{label}_{max_memory}"
     cmd = [sys.executable, "-m", "exo_egraph.cli", "explore", spec, "--target", target, "--out", str(out),
-           "--budget-s", str(budget_s), "--force"] + (["--max-memory", str(max_memory)] if max_memory else [])  # fmt: skip
+           "--budget-s", str(budget_s), "--force", "--max-memory", str(max_memory)]  # fmt: skip
     start = time.perf_counter()
     with open(folder / f"log_{label}.txt", "w") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -59,6 +62,8 @@ def run(label: str, spec: str, target: str, budget_s: float, max_memory: int | N
         "exit": os.waitstatus_to_exitcode(status),
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(rss_mb),
+        "max_memory_mb": max_memory,
+        "under_cap": rss_mb <= max_memory,
         "stop_reason": report.get("stop_reason"),
         "enodes": report.get("egraph", {}).get("enodes"),
         "schedules": report.get("egraph", {}).get("schedules"),
@@ -77,7 +82,8 @@ def main() -> None:
     ap.add_argument("--gemmini", nargs="*", default=list(GEMMINI), help="kernels of benchmarks/kernels/gemmini.py")
     ap.add_argument("--gemmini-budget-s", type=float, nargs="+", default=[30.0, 60.0],
                     help="each Gemmini kernel runs at each (30: explore's default)")  # fmt: skip
-    ap.add_argument("--max-memory", type=int, default=None, help="MB (default: the explorer's own, half the machine)")
+    ap.add_argument("--max-memory", type=int, default=machine_memory_mb(), help="MB (default: the explorer's own, half the machine)")
+    ap.add_argument("--tight-memory", type=int, default=600, help="MB: the largest matmul again under this cap (0: not run)")
     args = ap.parse_args()
     rows = []
     lines = [
@@ -87,8 +93,8 @@ def main() -> None:
         "of the budget the run keeps for them (`Target.after_search`): the kernel's floor is near or above the budget.",
         "",
         "| kernel | target | budget s | start-up s | exit | wall s | within target | search short | peak RSS MB "
-        "| stop | e-nodes | schedules | phases (s) | speed-up |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|---|---:|---:|---|---:|",
+        "| cap MB | under cap | stop | e-nodes | schedules | phases (s) | speed-up |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---:|---:|---|---:|",
     ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,13 +103,15 @@ def main() -> None:
         for n in args.sizes:
             kernel = folder / f"matmul_{n}.py"
             kernel.write_text(KERNEL.format(n=n))
-            jobs.append((f"matmul_f32_{n}", f"{kernel}::matmul_f32_{n}", "cpu", args.budget_s, kernel))
-        jobs += [(name, f"{GEMMINI_FILE}::{name}", "gemmini", b, GEMMINI_FILE)
+            jobs.append((f"matmul_f32_{n}", f"{kernel}::matmul_f32_{n}", "cpu", args.budget_s, args.max_memory, kernel))
+        if args.tight_memory and args.sizes:
+            jobs.append((*jobs[-1][:4], args.tight_memory, jobs[-1][-1]))
+        jobs += [(name, f"{GEMMINI_FILE}::{name}", "gemmini", b, args.max_memory, GEMMINI_FILE)
                  for name in args.gemmini for b in args.gemmini_budget_s]  # fmt: skip
         startups: dict[Path, float] = {}
-        for label, spec, target, budget_s, file in jobs:
+        for label, spec, target, budget_s, cap, file in jobs:
             startup = startups.setdefault(file, _startup(file))
-            r = run(label, spec, target, budget_s, args.max_memory, folder)
+            r = run(label, spec, target, budget_s, cap, folder)
             r["startup_s"] = round(startup, 1)
             r["within"] = r["wall_s"] <= 1.2 * budget_s + startup
             rows.append(r)
@@ -111,7 +119,7 @@ def main() -> None:
             phases = ", ".join(f"{k} {v:.0f}" for k, v in (r["phases"] or {}).items())
             lines.append(
                 f"| {label} | {target} | {budget_s:g} | {startup:.1f} | {r['exit']} | {r['wall_s']} | {r['within']} "
-                f"| {'yes' if r['search_short'] else 'no'} | {r['peak_rss_mb']} | {r['stop_reason']} | {r['enodes'] or 0:,} | {r['schedules'] or 0:,} "
+                f"| {'yes' if r['search_short'] else 'no'} | {r['peak_rss_mb']} | {cap} | {r['under_cap']} | {r['stop_reason']} | {r['enodes'] or 0:,} | {r['schedules'] or 0:,} "
                 f"| {phases} | {speed} |"
             )
             print(lines[-1], flush=True)

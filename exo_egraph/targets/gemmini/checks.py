@@ -10,8 +10,10 @@ instructions (the ``replace`` and ``all`` checks saturate every rule). The draw 
 properties are those of the loop rules (`exo_egraph.checks`), through the target's own steps:
 
 1. guard precision: the plan replays through Exo, which re-checks every step;
-2. soundness: the scheduled proc runs on the Gemmini C model bit for bit like the naive proc;
-3. cost model: the simulated cycles equal the modeled cycles.
+2. round trip: the script the replay writes (what a user pastes), applied to the kernel as text,
+   makes the same proc (a plan is not a program, so this is its round trip: plan → script → proc);
+3. soundness: the scheduled proc runs on the Gemmini C model bit for bit like the naive proc;
+4. cost model: the simulated cycles equal the modeled cycles.
 
 (The steps the target's `explore` runs — `replay_plan`, `validate_gemmini`, the cost model —
 called directly, with the plan's instruction choice.)
@@ -32,6 +34,7 @@ from hypothesis import strategies as st
 from exo_egraph.checks import Outcome, RuleCheck, RuleReport, RuleViolation, run_examples
 from exo_egraph.extract.gemmini_cost import GemminiCost, OpChoice
 from exo_egraph.extract.plan_extract import random_plan
+from exo_egraph.measure import apply_script
 from exo_egraph.rewrites import Rules, named
 from exo_egraph.rewrites.gemmini import (
     Parallel,
@@ -295,13 +298,15 @@ def draw_plan(explored: Explored, shows: Callable[[set[str]], bool], rng: random
 
 
 def check_plan(explored: Explored, plan: Plan, choice: OpChoice) -> None:
-    """Properties 1–3 for one plan; raise `RuleViolation` on the first failure."""
+    """Properties 1–4 for one plan; raise `RuleViolation` on the first failure."""
     problem = explored.problem
     try:
         replayed = replay_plan(problem.proc, problem.pattern, plan, choice.hoisted, problem.selection,
                                problem.normal)
     except ReplayError as e:
         raise RuleViolation(f"guard precision: Exo rejected a step the rules allowed: {e}\nplan:\n{show(plan)}") from e
+    if str(apply_script(problem.proc, replayed.script)) != str(replayed.proc):
+        raise RuleViolation(f"round trip: the pasted script makes another proc\nplan:\n{show(plan)}\n{replayed.script}")
     verdict = validate_gemmini(problem.proc, replayed.proc)
     if not verdict.ok:
         raise RuleViolation(f"soundness: {verdict.message}\nplan:\n{show(plan)}\n{replayed.script}")

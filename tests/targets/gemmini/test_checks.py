@@ -74,3 +74,30 @@ def test_double_buffering_past_capacity_is_caught():
     checks.check_plan(explored, plan(1), choice)  # one buffer: sound
     with pytest.raises(RuleViolation, match="overflow"):
         checks.check_plan(explored, plan(2), choice)
+
+
+def test_a_script_that_does_not_make_the_replayed_proc_fails_the_round_trip(monkeypatch):
+    """The round trip of a plan: the script a user pastes makes the proc the replay made. A replay
+    whose script lost its last step (so the pasted script stops short) is caught."""
+    from dataclasses import replace
+
+    kernel = KernelSpec("mm", checks.matmul_source("mm", N=32, M=32, K=16))
+    problem = GemminiTarget().prepare(kernel.proc())
+    model = problem.model
+    choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks
+                  and not model.overwrites(c.instr("zero")))  # fmt: skip
+    inner = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
+    plan = PLoop("i", 16, 2, PLoop("j", 16, 2, PAcc(choice.instr("zero"), choice.instr("store"), inner, 1)))
+    explored = checks.Explored(problem, None, (choice,))
+    checks.check_plan(explored, plan, choice)  # as the replay writes it: the same proc
+
+    def short_script(*args, **kwargs):
+        replayed = real_replay(*args, **kwargs)
+        lines = replayed.script.rstrip().splitlines()
+        last = max(i for i, line in enumerate(lines) if line.strip().startswith("p = "))
+        return replace(replayed, script="\n".join(lines[:last] + lines[last + 1 :]) + "\n")
+
+    real_replay = checks.replay_plan
+    monkeypatch.setattr(checks, "replay_plan", short_script)
+    with pytest.raises(RuleViolation, match="round trip"):
+        checks.check_plan(explored, plan, choice)
