@@ -104,7 +104,7 @@ def make_inputs(k: Kernel, seed: int = 0) -> dict[str, np.ndarray]:
 
     from exo_egraph.validate.cpu import aligned_copy
 
-    rng = np.random.default_rng(seed)  # on cache lines, as TVM's and Halide's runtimes place theirs
+    rng = np.random.default_rng(seed)  # on cache lines, as TVM's runtime places its tensors
     return {name: aligned_copy(rng.uniform(-1, 1, shape).astype(np.float32)) for name, shape in k.shapes}
 
 
@@ -695,7 +695,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "Naive, exo-egraph (a C timing loop) and TVM (`time_evaluator`) are timed without Python; "
         "numpy and Halide (`realize` into preallocated buffers) include a Python call of about 1 µs "
         "(Halide's is in peers.json as `call_overhead_s`), which matters for kernels of a few µs. "
-        "Every peer's buffers begin on a cache line (64 bytes), as TVM's and Halide's runtimes allocate them; "
+        "Every peer's buffers begin on a cache line (64 bytes; TVM's runtime aligns its tensors so, Halide's buffers are its own); "
         f"the row 'exo-egraph, buffers {NUMPY_PLACEMENT} B past a line' is the same schedule on buffers placed as numpy "
         "and glibc's malloc place large arrays.",
     ]

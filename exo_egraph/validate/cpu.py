@@ -411,9 +411,9 @@ def context() -> ctypes.Array:
     return ctypes.create_string_buffer(CONTEXT_BYTES)
 
 
-# Buffers begin on a cache line, as TVM's and Halide's runtimes and performance-minded callers
-# allocate them. numpy's own large arrays sit 16 bytes past one, and then every 512-bit load of a
-# row splits across two lines: 128³ matmul's register tiles run ~15 % slower (83 % -> 72 % of peak).
+# Buffers begin on a cache line, as TVM's runtime and performance-minded callers allocate them.
+# numpy's own large arrays sit 16 bytes past one, and then every 512-bit load of a row splits
+# across two lines: 128³ matmul's register tiles run ~15 % slower (83 % -> 72 % of peak).
 CACHE_LINE = 64
 
 
