@@ -69,6 +69,16 @@ def test_memory_cap_stops_growth():
     assert s.stats.stop_reason == StopReason.MEMORY and not s.stats.history
 
 
+def test_growth_stops_short_of_the_memory_cap_to_leave_room_for_what_follows():
+    from exo_egraph.saturate import MEMORY_KEPT, resident_mb
+
+    held = resident_mb()
+    Deadline.after(60, max_memory_mb=2 * held).check("extraction")  # well under the cap: goes on
+    with pytest.raises(TimeUp) as stopped:  # under the cap, but past the share growth may take
+        Deadline.after(60, max_memory_mb=held / (MEMORY_KEPT + (1 - MEMORY_KEPT) / 2)).check("extraction")
+    assert stopped.value.reason is StopReason.MEMORY
+
+
 def test_extraction_past_the_deadline_raises_and_explore_keeps_the_input():
     proc = load_procs(MATMUL)["matmul_f32_64"]
     term = lower(proc)
