@@ -53,17 +53,24 @@ def test_check_rules_names_the_gemmini_rules_with_their_target(capsys):
     assert "unknown rule divide_loop(acc)" in capsys.readouterr().err
 
 
+def _staged_matmul(**sizes: int):
+    """A Gemmini matmul's problem, an instruction choice with plain loads and a zero that does not
+    overwrite, and the innermost plan under it: both operands staged, one multiply."""
+    problem = GemminiTarget().prepare(KernelSpec("mm", checks.matmul_source("mm", **sizes)).proc())
+    model = problem.model
+    choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks
+                  and not model.overwrites(c.instr("zero")))  # fmt: skip
+    staged = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
+    return problem, choice, staged
+
+
 def test_double_buffering_past_capacity_is_caught():
     """Double buffering is only storage (always the same values), so its guard is capacity: twice
     the buffer must fit. A footprint that counted one buffer would let this plan through (64
     accumulator tiles, alternating: 2048 rows of 1024); the check catches it on the model."""
-    kernel = KernelSpec("mm", checks.matmul_source("mm", N=128, M=256, K=16))
-    problem = GemminiTarget().prepare(kernel.proc())
+    problem, choice, staged = _staged_matmul(N=128, M=256, K=16)
     model = problem.model
-    choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks
-                  and not model.overwrites(c.instr("zero")))  # fmt: skip
-    inner = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
-    inner = PLoop("i", 16, 8, PLoop("j", 16, 8, inner))
+    inner = PLoop("i", 16, 8, PLoop("j", 16, 8, staged))
 
     def plan(buffers: int):
         return PLoop("j", 128, 2, PAcc(choice.instr("zero"), choice.instr("store"), inner, buffers))
@@ -81,13 +88,8 @@ def test_a_script_that_does_not_make_the_replayed_proc_fails_the_round_trip(monk
     whose script lost its last step (so the pasted script stops short) is caught."""
     from dataclasses import replace
 
-    kernel = KernelSpec("mm", checks.matmul_source("mm", N=32, M=32, K=16))
-    problem = GemminiTarget().prepare(kernel.proc())
-    model = problem.model
-    choice = next(c for c in model.choices() if not {i for _, i in c.instrs} & model.selection.blocks
-                  and not model.overwrites(c.instr("zero")))  # fmt: skip
-    inner = PStage("A", choice.instr("load_A"), PStage("B", choice.instr("load_B"), PMac(choice.instr("mac"))))
-    plan = PLoop("i", 16, 2, PLoop("j", 16, 2, PAcc(choice.instr("zero"), choice.instr("store"), inner, 1)))
+    problem, choice, staged = _staged_matmul(N=32, M=32, K=16)
+    plan = PLoop("i", 16, 2, PLoop("j", 16, 2, PAcc(choice.instr("zero"), choice.instr("store"), staged, 1)))
     explored = checks.Explored(problem, None, (choice,))
     checks.check_plan(explored, plan, choice)  # as the replay writes it: the same proc
 
