@@ -125,7 +125,8 @@ def _check_explore_args(args: argparse.Namespace) -> tuple[Budget, dict[str, int
                         **({"max_memory_mb": args.max_memory} if args.max_memory is not None else {}))  # fmt: skip
     except ValueError as e:
         flags = {"seconds": "--budget-s", "max_memory_mb": "--max-memory", "node_limit": "--node-limit", "iterations": "--iterations"}
-        raise InputError(next(str(e).replace(f"budget {name}", flag) for name, flag in flags.items() if f"budget {name} " in str(e)))
+        said = str(e)
+        raise InputError(next((said.replace(f"budget {name}", flag) for name, flag in flags.items() if f"budget {name} " in said), said))
     for flag, value in (("--iterations", args.iterations), ("--top-k", args.top_k)):
         if value < 1:  # the API's Budget(iterations=0) (the input's e-graph alone) is not a search to ask for
             raise InputError(f"{flag} must be at least 1, not {value}")
