@@ -85,3 +85,20 @@ def test_ab_schedules_times_two_cut_schedules_of_one_kernel_in_one_library(tmp_p
     assert main([f"{kernel}::mm", *map(str, scripts), "--runs", "1", "--seconds", "0.2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("naive ") and "s0 " in line and "(1.000)" in line and "s1 " in line
+
+
+def test_tau_ceiling_ranks_each_kernel_by_a_calibration_fitted_to_the_others():
+    from benchmarks.tau_ceiling import held_out_taus, render
+
+    def row(kernel: str, terms: list[float], noise: list[float]) -> dict:
+        # time relative to the input = 0.5 + 2 * first term (others weigh nothing); runs add noise
+        runs = [[0.5 + 2 * x + e * k for x, e in zip(terms, noise)] for k in (1, -1, 0.5)]
+        features = [{"scalar, L1": [x, 1.0, 0.0, 0.0, 0.0], "avx2, L1": [1.0, x, 0.0, 0.0, 0.0]} for x in terms]
+        return {"kernel": kernel, "schedules": len(terms), "span": 1.0, "relative": runs, "naive_s": 1e-6,
+                "features": features, "tau_others_vs_run": [1.0], "tau_run_vs_run": [1.0], "tau_model_vs_run": [0.0]}  # fmt: skip
+
+    rows = [row(f"k{i}", [0.1 * (j + i) for j in range(6)], [0.001 * (-1) ** j for j in range(6)]) for i in range(3)]
+    held_out_taus(rows)
+    for r in rows:  # the fit on the other two recovers the first term under the right assumption
+        assert r["calibrated_as"] == "scalar, L1" and r["tau_calibrated_vs_run"] == [1.0, 1.0, 1.0]
+    assert "the model calibrated on the other kernels does: 3/3" in render(rows, "cmd")
