@@ -25,7 +25,7 @@ from .measure import kernel_source
 from .lower import Unsupported
 from .output import OutDir, OutputError
 from .report import text_table
-from .saturate import Budget, Iteration
+from .saturate import Budget, BudgetError, Iteration
 from .script import ReplayError
 from .target import Target, Tunes, create
 from .target import names as target_names
@@ -45,6 +45,10 @@ CHECK_EXIT_CODES = """exit codes:
   2    bad input: one line says what
   3    soundness failure: a property failed (the shrunk example is printed)
   130  interrupted"""
+
+
+# the command-line flag of each `Budget` limit, to name it in a bad value's one line
+BUDGET_FLAGS = {"seconds": "--budget-s", "max_memory_mb": "--max-memory", "node_limit": "--node-limit", "iterations": "--iterations"}
 
 
 class InputError(Exception):
@@ -123,10 +127,8 @@ def _check_explore_args(args: argparse.Namespace) -> tuple[Budget, dict[str, int
     try:
         budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations,
                         **({"max_memory_mb": args.max_memory} if args.max_memory is not None else {}))  # fmt: skip
-    except ValueError as e:
-        flags = {"seconds": "--budget-s", "max_memory_mb": "--max-memory", "node_limit": "--node-limit", "iterations": "--iterations"}
-        said = str(e)
-        raise InputError(next((said.replace(f"budget {name}", flag) for name, flag in flags.items() if f"budget {name} " in said), said))
+    except BudgetError as e:
+        raise InputError(str(e).replace(f"budget {e.limit}", BUDGET_FLAGS[e.limit])) from None
     for flag, value in (("--iterations", args.iterations), ("--top-k", args.top_k)):
         if value < 1:  # the API's Budget(iterations=0) (the input's e-graph alone) is not a search to ask for
             raise InputError(f"{flag} must be at least 1, not {value}")

@@ -59,6 +59,14 @@ def machine_memory_mb() -> int:
     return total_kb // 2048
 
 
+class BudgetError(ValueError):
+    """A `Budget` limit that is not a positive number; ``limit`` names the field."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class Budget:
     """Limits on a run: whichever is reached first stops saturation early. ``seconds`` bounds the whole
@@ -74,7 +82,7 @@ class Budget:
             value = getattr(self, name)
             least = 0 if name == "iterations" else 1e-9  # no iterations: the e-graph of the term alone
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
-                raise ValueError(f"budget {name} must be a positive number, not {value!r}")
+                raise BudgetError(name, f"budget {name} must be a positive number, not {value!r}")
 
 
 class TimeUp(Exception):
