@@ -1,12 +1,13 @@
 """Time schedules of one proc against each other, interleaved, as ratios (a noisy machine's way).
 
     python benchmarks/ab_schedules.py FILE.py::PROC A/schedule.py B/schedule.py [...] [--sizes N=128,...] [--runs 2]
+        [--cflags "-O2 -fwrapv"]
 
 Each ``schedule.py`` is what ``exo-egraph explore`` or ``tune`` wrote (or any module defining
 ``schedule(p)``). The naive proc and every schedule are compiled into one library at the flags
-users build with (`NATIVE_CFLAGS`) and timed by `time_interleaved` (each round runs every proc
-once, in alternating order); each run prints microseconds per call and each schedule's time over
-the first schedule's. Schedules of a kernel cut into pieces name the pieces after the proc, so
+users build with (`NATIVE_CFLAGS`; ``--cflags`` for another build, such as the cpu target's) and
+timed by `time_interleaved` (each round runs every proc once, in alternating order); each run
+prints microseconds per call and each schedule's time over the first schedule's. Schedules of a kernel cut into pieces name the pieces after the proc, so
 each is applied to a copy renamed ``s0``, ``s1``, ..., its pieces' names in the script with it,
 to share the library.
 """
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=sizes_arg, default=None, help="values of the proc's size arguments, N=128,...")
     ap.add_argument("--runs", type=int, default=2, help="interleaved runs, each printed")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per run")
+    ap.add_argument("--cflags", default=" ".join(NATIVE_CFLAGS), help="gcc flags (default: %(default)s)")
     args = ap.parse_args(argv)
     sys.setrecursionlimit(20000)  # Exo's checks recurse through fully unrolled register tiles
     proc = load_proc(args.kernel)
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, f in enumerate(args.schedules):  # its pieces (`piece_name`: PROC_part0, ...) renamed with it
         script = Path(f).read_text().replace(f"{proc.name()}_part", f"s{i}_part")
         procs.append(apply_script(rename(proc, f"s{i}"), script))
-    lib = library(procs, cflags=NATIVE_CFLAGS)
+    lib = library(procs, cflags=tuple(args.cflags.split()))
     for _ in range(args.runs):
         timings = time_interleaved(lib, procs, random_inputs(proc, args.sizes), seconds=args.seconds, min_rounds=15)
         first = timings[1].median

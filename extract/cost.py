@@ -12,8 +12,8 @@ statements ``L``:
   (the contiguous run along unit-stride dims).
 - ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops, ``e_d · O(rest)`` for unrolled dims.
 - ``C`` (compute): iterations × (arithmetic ops + accesses, a store weighing two loads), where an
-  address touched by several statements or unrolled copies of one iteration counts once / VEC when every access
-  is invariant or unit-stride in the innermost loop (gcc vectorizes it), else / 1. Unrolled code
+  address touched by several statements or unrolled copies of one iteration counts once, / the
+  vector lanes where the build vectorizes the innermost loop (`CpuCost.lanes`), else / 1. Unrolled code
   longer than UNROLL_BODY_LIMIT statements pays an i-cache penalty. No access is assumed to stay
   in a register across loop iterations: Exo's C has no ``restrict``, so gcc must reload.
 
@@ -37,18 +37,19 @@ ELEM_BYTES = {"i8": 1, "ui8": 1, "i16": 2, "ui16": 2, "i32": 4, "f16": 2, "f32":
 class Buffer:
     elem_bytes: int
     row_strides: tuple[int, ...]  # elements per step of each index dimension
+    local: bool = False  # allocated by the proc (malloc'd or on the stack): no argument points into it
 
 
 def buffers_of(p: t.Proc, default_size: int = 64) -> dict[str, Buffer]:
     """Element size and strides of every buffer the proc declares (symbolic sizes: ``default_size``)."""
-    decls = [(a.name, a.typ, a.shape) for a in p.args if a.shape] + [
-        (s.name, s.typ, s.shape) for s in t.leaves(p.body) if isinstance(s, t.Alloc)
+    decls = [(a.name, a.typ, a.shape, False) for a in p.args if a.shape] + [
+        (s.name, s.typ, s.shape, True) for s in t.leaves(p.body) if isinstance(s, t.Alloc)
     ]
     out = {}
-    for name, typ, shape in decls:
+    for name, typ, shape, local in decls:
         dims = [a.const if a.is_const else default_size for a in shape]
         strides = tuple(prod(dims[i + 1 :]) for i in range(len(dims)))
-        out[name] = Buffer(ELEM_BYTES.get(typ, 4), strides)
+        out[name] = Buffer(ELEM_BYTES.get(typ, 4), strides, local)
     return out
 
 
@@ -94,7 +95,12 @@ def arith_ops(s: t.Stmt) -> int:
 
 @dataclass(frozen=True)
 class CpuCost:
-    """The CPU model above. Constants: a 32 KiB L1 of 64-byte lines, 16-byte SIMD (SSE at -O2).
+    """The CPU model above. Constants: a 32 KiB L1 of 64-byte lines; the build's vectorisation is
+    ``simd_bytes`` wide, and ``alias_checks`` says whether it vectorises loops that need a runtime
+    alias check. The defaults are the cpu target's build, gcc ≥ 12 at ``-O2`` on x86-64: SSE2's
+    16 bytes, and no alias checks, so no loop storing into an argument while reading another
+    vectorises — most of Exo's C stays scalar (`CpuCost.lanes`; a test holds this to gcc's own
+    report of what it vectorised).
 
     ``miss``, ``loop``, ``compute_scale``, ``alloc`` and ``chain`` weigh the model's terms (traffic,
     loop overhead, compute, allocation, and store-to-load chains: Exo's C has no ``restrict``, so
@@ -109,6 +115,7 @@ class CpuCost:
     miss: float = 8.0
     loop: float = 1.0
     simd_bytes: int = 16
+    alias_checks: bool = False
     alloc: float = 60.0
     compute_scale: float = 1.0
     chain: float = 0.0  # per reduction into memory that waits on a store (see `_chained`)
@@ -234,19 +241,64 @@ class CpuCost:
         unrolled = [d for d in dims if d.unrolled]
         copies = prod(d.extent for d in unrolled)
         per_iter, per_access = self._accesses(leaves)
-        vector, widest = inner is not None and inner.extent >= 4, 1
-        for weight, elem_bytes, strides in per_access:
-            widest = max(widest, elem_bytes)
+        for weight, _, strides in per_access:
             # unrolled copies that touch one address touch it once: an access counts once per
             # distinct address among the copies (those of the unrolled dims it moves along)
             distinct = prod(u.extent for u in unrolled if strides.get(u.var))
             per_iter += weight * distinct / copies
-            stride = inner.stride * strides.get(inner.var, 0) if inner is not None else 0
-            vector = vector and stride in (0, 1)  # gcc vectorizes unit-stride and invariant accesses
-        lanes = max(1, self.simd_bytes // widest) if vector else 1
+        lanes = self.lanes(inner, leaves)
         penalty = 4.0 if copies * len(leaves) > self.unroll_body_limit else 1.0
         chained = self._chained(inner, unrolled, leaves) * iters if self.chain else 0.0
         return self.compute_scale * iters * per_iter / lanes * penalty + self.chain * chained
+
+    def lanes(self, inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> int:
+        """The vector lanes the build runs the innermost loop ``inner`` over ``leaves`` with (1: scalar).
+
+        gcc vectorises a rolled loop of 4 or more trips whose every access is unit-stride or
+        invariant in it, and which stores to no invariant address (a float reduction there would
+        need reassociating). Without ``alias_checks`` (gcc ≥ 12's ``-O2`` cost model) it also
+        emits no runtime alias check and no scalar epilogue: a loop that writes one argument and
+        touches another stays scalar (a buffer the proc allocates aliases nothing), and the
+        lanes shrink to a power of two dividing the trip count (62 trips of f32: 2 lanes)."""
+        if inner is None or inner.unrolled or inner.extent < 4 or not self.simd_bytes:
+            return 1
+        touched = self._vector_accesses(leaves)
+        if touched is None:
+            return 1  # a call: gcc cannot see through it
+        widest, written, arguments = 1, False, set()
+        for buf, strides, store, elem_bytes, argument in touched:
+            step = inner.stride * strides.get(inner.var, 0)
+            if step not in (0, 1) or (store and step == 0):
+                return 1
+            widest = max(widest, elem_bytes)
+            if argument:
+                arguments.add(buf)
+                written = written or store
+        if written and len(arguments) > 1 and not self.alias_checks:
+            return 1
+        lanes = max(1, self.simd_bytes // widest)
+        while not self.alias_checks and inner.extent % lanes:
+            lanes //= 2
+        return lanes
+
+    def _vector_accesses(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[str, dict[str, int], bool, int, bool]] | None:
+        """(buffer, per-variable strides, is a store, element bytes, is an argument) of every access
+        of ``leaves``; None if one is a call. A scalar argument (passed by pointer) moves with nothing."""
+        key = ("vector", leaves)
+        if key not in self._memo:
+            out: list | None = []
+            for s in leaves:
+                for buf, idx, kind in accesses(s):
+                    if idx is None:
+                        out = None
+                        break
+                    known = self.buffers.get(buf)
+                    strides = self._var_strides(buf, idx) if known else {}
+                    out.append((buf, strides, kind in ("write", "reduce"), known.elem_bytes if known else 1, not (known and known.local)))
+                if out is None:
+                    break
+            self._memo[key] = out
+        return self._memo[key]
 
     def _chained(self, inner: t.Dim | None, unrolled: list[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         """Per iteration, the reductions into memory that wait on a store: one whose address the
@@ -329,7 +381,9 @@ def _block_cost(model: CostModel, block: t.Block) -> float:
     return total
 
 
-def _loop_cost(model: CostModel, loop: t.Loop) -> float:
+def _band(loop: t.Loop) -> tuple[list[t.Dim], t.Block]:
+    """The perfect nest of constant-trip loops ``loop`` begins (no dims: its trips are symbolic),
+    and the body inside it."""
     dims: list[t.Dim] = []
     s: t.Stmt = loop
     while isinstance(s, t.Loop) and (s.hi + s.lo.scale(-1)).is_const and (not dims or s.lo.is_const):
@@ -337,9 +391,29 @@ def _loop_cost(model: CostModel, loop: t.Loop) -> float:
         if len(s.body) != 1 or not isinstance(s.body[0], t.Loop):
             break
         s = s.body[0]
+    return dims, (s.body if dims else loop.body)
+
+
+def vectorized_loops(model: CpuCost, p: t.Proc) -> int:
+    """How many loops of a plain-loop program the model runs vectorised (`CpuCost.lanes`)."""
+    def count(block: t.Block) -> int:
+        n = 0
+        for s in block:
+            if isinstance(s, t.If):
+                n += count(s.body) + count(s.orelse)
+            elif isinstance(s, t.Loop):
+                dims, body = _band(s)
+                leaves = all(not isinstance(x, t.CONTROL_TYPES) for x in body)
+                n += count(body) if not (dims and leaves) else int(model.lanes(dims[-1], body) > 1)
+        return n
+
+    return count(p.body)
+
+
+def _loop_cost(model: CostModel, loop: t.Loop) -> float:
+    dims, body = _band(loop)
     if not dims:  # symbolic trips
-        return model.symbolic_trips() * (_block_cost(model, loop.body) + model.loop_overhead())
-    body = s.body
+        return model.symbolic_trips() * (_block_cost(model, body) + model.loop_overhead())
     if any(isinstance(x, t.CONTROL_TYPES) for x in body):
         return model.loop_overhead() * _overhead(dims) + prod(d.extent for d in dims) * _block_cost(model, body)
     return band_cost(model, dims, body)
@@ -368,9 +442,9 @@ def band_cost(model: CostModel, dims: list[t.Dim], body: t.Block) -> float:
     )
 
 
-# What a CPU build may really get, which the model cannot tell from the program: the SIMD width gcc
-# uses (at -O2 it vectorises no loop that needs an alias check, which is every loop of Exo's C),
-# and the cache level tiles should fit. Calibration measures which one the machine behaves like.
+# What a CPU build may really get, which the model cannot tell from the program: the SIMD width of
+# the loops gcc vectorises (which loops: the build's `alias_checks`, kept), and the cache level tiles
+# should fit. Calibration measures which one the machine behaves like.
 CPU_ASSUMPTIONS: dict[str, dict[str, int]] = {
     "scalar, L1": {"simd_bytes": 0, "cache_lines": 512},
     "scalar, L2": {"simd_bytes": 0, "cache_lines": 4096},
@@ -392,6 +466,6 @@ def cpu_features(model: CpuCost, program: t.Proc) -> dict[str, tuple[float, ...]
     return out
 
 
-def calibrated_cpu_cost(buffers: dict[str, Buffer], assumption: str, weights: tuple[float, ...]) -> CpuCost:
-    """The CPU model under a fitted ``assumption`` with fitted ``weights`` (see `cpu_features`)."""
-    return CpuCost(buffers, name="cpu (calibrated)", **CPU_ASSUMPTIONS[assumption], **dict(zip(CPU_TERMS, weights)))
+def calibrated_cpu_cost(model: CpuCost, assumption: str, weights: tuple[float, ...]) -> CpuCost:
+    """``model`` under a fitted ``assumption`` with fitted ``weights`` (see `cpu_features`)."""
+    return replace(model, name="cpu (calibrated)", **CPU_ASSUMPTIONS[assumption], **dict(zip(CPU_TERMS, weights)))

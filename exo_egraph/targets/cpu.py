@@ -25,6 +25,7 @@ from ..target import REPLAY_AND_WAIT_S, NotValidated, Pick
 from ..validate.measurement import Measurement
 from ..validate.cpu import (
     CFLAGS, ReferenceCall, Unfinished, Validation, begin_reference, cannot_validate, contracts, measure_cpu, validate_cpu,
+    vectorization,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def saturate_term(
 
 # schedules of the sketch phase that seed the refining phase: enough that every shipped kernel's
 # refined best equals the unstaged search's (tests/test_stages.py)
-SKETCH_SEEDS = 4
+SKETCH_SEEDS = 8
 
 
 def sketch_min_part(term: t.Proc, min_part: int) -> int:
@@ -168,13 +169,15 @@ class CpuTarget:
         # ``sizes`` unused: the loop model prices any symbolic trip count at its ``symbolic`` default
         term = lower(proc)
         buffers = buffers_of(term)
-        cal = self.calibration
-        model = CpuCost(buffers) if cal is None else calibrated_cpu_cost(buffers, cal.assumption, cal.weights)
+        built = vectorization(self.cflags)  # the model assumes what this build vectorises
+        model = CpuCost(buffers, simd_bytes=built.simd_bytes, alias_checks=built.alias_checks)
+        if self.calibration is not None:
+            model = calibrated_cpu_cost(model, self.calibration.assumption, self.calibration.weights)
         return CpuProblem(proc, term, model, symbolic_loops(term))
 
     def for_tuning(self) -> "CpuTarget":
         """Refining from the input as well as the sketch's best: ``tune`` samples and measures the
-        wider e-graph (refined from the sketch's 4 schedules alone, conv1d's holds 6 programs)."""
+        wider e-graph (refined from the sketch's best schedules alone, conv1d's holds few programs)."""
         return replace(self, refine_from_input=True)
 
     def calibrated(self, calibration: Calibration | None) -> "CpuTarget":

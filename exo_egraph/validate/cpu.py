@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import hashlib
 import json
 import operator
+import re
 import shutil
 import statistics
 import subprocess
@@ -42,7 +44,9 @@ NP_TYPES = {
     "i8": np.int8, "ui8": np.uint8, "i32": np.int32, "ui16": np.uint16,
 }  # fmt: skip
 # -fwrapv: Exo's integers wrap; without it signed overflow is undefined behaviour in C
-CFLAGS = ("-O2", "-fwrapv")  # the portable build: SSE2 at most, and gcc -O2 vectorises no Exo loop
+# the portable build: SSE2 at most, and gcc -O2 vectorises only loops that need no alias check
+# (`vectorization`): in Exo's C, those that store into a buffer the proc allocates
+CFLAGS = ("-O2", "-fwrapv")
 # how users build Exo's C for their own machine: -O3 vectorises (with alias checks) to the host's ISA
 NATIVE_CFLAGS = ("-O3", "-march=native", "-fwrapv")
 
@@ -53,6 +57,40 @@ def contracts(cflags: Sequence[str]) -> bool:
     the loop structure — so two schedules of one float kernel need not agree bit for bit."""
     isa = any(f.startswith("-march=") or f in ("-mfma", "-mavx512f") for f in cflags)
     return isa and "-ffp-contract=off" not in cflags
+
+
+@dataclass(frozen=True)
+class Vectorization:
+    """What gcc vectorises under some flags: vector ``simd_bytes`` (0: nothing) and whether it
+    vectorises a loop that needs a runtime alias check (``alias_checks``; gcc ≥ 12 does at
+    ``-O3``, not at ``-O2``). `CpuCost` takes both: the model assumes what the build does."""
+
+    simd_bytes: int
+    alias_checks: bool
+
+
+# two loops gcc vectorises alike but for aliasing: through restrict pointers it needs no check
+_VECTOR_PROBE = """
+void checked(float *a, const float *b) { for (int i = 0; i < 64; i++) a[i] += b[i]; }
+void unchecked(float *restrict a, const float *restrict b) { for (int i = 0; i < 64; i++) a[i] += b[i]; }
+"""
+
+
+@functools.cache
+def vectorization(cflags: tuple[str, ...]) -> Vectorization:
+    """Asks gcc itself (``-fopt-info-vec``, on two probe loops) what it vectorises under ``cflags``;
+    no vectorisation where gcc cannot be run. Cached: a pure function of the flags and the compiler."""
+    try:
+        done = subprocess.run(
+            ["gcc", *cflags, "-x", "c", "-", "-c", "-o", "/dev/null", "-fopt-info-vec-optimized"],
+            input=_VECTOR_PROBE, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return Vectorization(0, False)
+    by_line = {int(m[1]): int(m[2]) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized using (\d+) byte", done.stderr)}
+    return Vectorization(by_line.get(3, 0), 2 in by_line)
+
+
 CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it
 INDEX_TYPES = ("size", "index", "int")
 

@@ -63,7 +63,7 @@ def test_the_cpu_terms_give_the_model_cost_under_every_assumption(proc):
         weights = (2.5, 0.7, 1.3, 40.0, 3.0)
         want = program_cost(replace(model, **assumed, **dict(zip(CPU_TERMS, weights))), program)
         assert np.dot(weights, features[name]) == pytest.approx(want)
-        assert program_cost(calibrated_cpu_cost(model.buffers, name, weights), program) == pytest.approx(want)
+        assert program_cost(calibrated_cpu_cost(model, name, weights), program) == pytest.approx(want)
 
 
 def test_the_chain_term_counts_sums_that_wait_on_their_own_store():
