@@ -6,10 +6,11 @@ statements ``L``:
     cost = MISS · T(d_1…d_n) + LOOP · O(d_1…d_n) + C(S, inner)
 
 - ``T`` (cache-line traffic): the innermost loop levels whose footprint fits in the cache run
-  from cache, so ``T(d::rest) = lines(S) if lines(S) ≤ CACHE_LINES else e_d · T(rest)``, where
+  from cache, so ``T(d::rest) = lines(S) if room(S) ≤ CACHE_LINES else e_d · T(rest)``, where
   ``S`` is the set of dims at and inside ``d`` and ``lines(S)`` sums, over distinct accesses,
   the elements the access touches over ``S`` divided by how many share a cache line
-  (the contiguous run along unit-stride dims).
+  (the contiguous run along unit-stride dims); ``room(S)`` is ``lines(S)`` unless an access
+  crowds more lines into one cache set than it has ways (`CpuCost.footprint_room`).
 - ``O`` (loop overhead): ``O(d::rest) = e_d · (1 + O(rest))`` for loops, ``e_d · O(rest)`` for unrolled dims.
 - ``C`` (compute): iterations × (arithmetic ops + accesses, a store weighing two loads), where an
   address touched by several statements or unrolled copies of one iteration counts once, / the
@@ -24,7 +25,7 @@ its trip count. Allocations of non-scalar DRAM buffers cost ALLOC each time they
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from math import prod
+from math import gcd, prod
 from typing import Protocol
 
 from exo_egraph import terms as t
@@ -64,7 +65,9 @@ class CostModel(Protocol):
     def lines(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
     def footprint_vars(self, leaves: tuple[t.Stmt, ...]) -> tuple[frozenset[str], ...]: ...
     def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
-    def fits(self, lines: float) -> bool: ...
+    def footprint_room(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
+    def room(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float: ...
+    def fits(self, room: float) -> bool: ...
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float: ...
     def symbolic_trips(self) -> int: ...
 
@@ -112,6 +115,7 @@ class CpuCost:
     name: str = "cpu"
     line_bytes: int = 64
     cache_lines: int = 512
+    ways: int = 8  # lines per cache set: 512 lines of 8 ways are 64 sets, as a 32 KiB L1 has
     miss: float = 8.0
     loop: float = 1.0
     simd_bytes: int = 16
@@ -161,17 +165,52 @@ class CpuCost:
 
     def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         """Cache lines footprint ``index`` of ``leaves`` touches over ``dims``."""
+        elem_bytes, moving, run = self._layout(index, dims, leaves)
+        elems = prod(e for _, e in moving)
+        per_line = max(1, self.line_bytes // elem_bytes)
+        return elems / min(per_line, run) if run > 1 else elems
+
+    def footprint_room(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        """The cache room footprint ``index`` needs over ``dims``: its lines, unless more of them
+        fall into one cache set than the set has ways — rows a power of two apart (a column of a
+        1024-wide f32 matrix: 4 KiB) share a set, and 64 of them thrash an 8-way cache that holds
+        512 lines. Such a footprint needs more room than the cache has (`fits` fails)."""
+        lines = self.footprint_lines(index, dims, leaves)
+        sets = self.cache_lines // self.ways
+        touched = self._sets_touched(*self._layout(index, dims, leaves), sets)
+        return lines if lines <= touched * self.ways else lines * sets / touched
+
+    def room(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        """The cache room ``leaves`` need over ``dims``: `footprint_room` summed."""
+        return sum(self.footprint_room(i, dims, leaves) for i in range(len(self._footprints(leaves))))
+
+    def _layout(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> tuple[int, list[tuple[int, int]], int]:
+        """(element bytes, (stride, extent) of each dim moving footprint ``index``, smallest stride
+        first, and the contiguous elements the densely tiling ones among them make)."""
         elem_bytes, strides, spans = self._footprints(leaves)[index]
         moving = [(abs(d.stride * strides[d.var]), d.extent) for d in dims if strides.get(d.var)]
         moving = sorted(moving + spans)
-        elems = prod(e for _, e in moving)
         run = 1  # contiguous elements: dims that tile memory densely from stride 1 up
         for stride, extent in moving:
             if stride != run:
                 break
             run *= extent
-        per_line = max(1, self.line_bytes // elem_bytes)
-        return elems / min(per_line, run) if run > 1 else elems
+        return elem_bytes, moving, run
+
+    def _sets_touched(self, elem_bytes: int, moving: list[tuple[int, int]], run: int, sets: int) -> int:
+        """How many of the cache's ``sets`` the footprint's lines fall into, its buffer starting on
+        a set boundary (large buffers start on a page). A stride that is not a whole number of lines
+        shifts each row across the sets: counted as spread over all of them."""
+        touched = set(range(min(sets, -(-run * elem_bytes // self.line_bytes))))
+        for stride, extent in moving:
+            if stride * elem_bytes < run * elem_bytes or len(touched) == sets:
+                continue  # inside the contiguous run
+            step, rest = divmod(stride * elem_bytes, self.line_bytes)
+            if rest:
+                return sets
+            period = sets // gcd(step, sets)
+            touched = {(r + k * step) % sets for r in touched for k in range(min(extent, period))}
+        return len(touched)
 
     def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[int, dict[str, int], list[tuple[int, int]]]]:
         """(element bytes, per-variable strides, extra spans) of each distinct footprint, memoized."""
@@ -214,8 +253,8 @@ class CpuCost:
                 out.extend((buf, idx, []) for idx in idxs)
         return out
 
-    def fits(self, lines: float) -> bool:
-        return lines <= self.cache_lines
+    def fits(self, room: float) -> bool:
+        return room <= self.cache_lines
 
     def _accesses(self, leaves: tuple[t.Stmt, ...]) -> tuple[float, list[tuple[float, int, dict[str, int]]]]:
         """(arithmetic and unmodelled-access weight, [(weight, element bytes, strides)] per distinct
@@ -349,8 +388,14 @@ class Inverted:
     def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         return self.model.footprint_lines(index, dims, leaves)
 
-    def fits(self, lines: float) -> bool:
-        return self.model.fits(lines)
+    def footprint_room(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        return self.model.footprint_room(index, dims, leaves)
+
+    def room(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
+        return self.model.room(dims, leaves)
+
+    def fits(self, room: float) -> bool:
+        return self.model.fits(room)
 
     def compute(self, dims: frozenset[t.Dim], inner: t.Dim | None, leaves: tuple[t.Stmt, ...]) -> float:
         return -self.model.compute(dims, inner, leaves)
@@ -431,8 +476,8 @@ def band_cost(model: CostModel, dims: list[t.Dim], body: t.Block) -> float:
     """The model's cost of loops ``dims`` (outer to inner) in this order over leaf statements."""
     traffic = model.lines(frozenset(), body)
     for k in range(len(dims) - 1, -1, -1):
-        lines = model.lines(frozenset(dims[k:]), body)
-        traffic = lines if model.fits(lines) else dims[k].extent * traffic
+        inside = frozenset(dims[k:])
+        traffic = model.lines(inside, body) if model.fits(model.room(inside, body)) else dims[k].extent * traffic
     allocs = sum(model.leaf(x) for x in body if isinstance(x, t.Alloc))
     return (
         model.traffic_weight() * traffic

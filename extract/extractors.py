@@ -56,7 +56,7 @@ class _Extractor:
         self.steps = 0
         self.memo: dict[str, list[Cand]] = {}
         self.headers: dict[tuple[str, Any], dict] = {}
-        self.lines_memo: dict[int, dict[int, float]] = {}  # band id → dims mask → cache lines
+        self.lines_memo: dict[int, dict[int, tuple[float, float]]] = {}  # band id → dims mask → (cache lines, room)
         self.band_ids: dict[Any, int] = {}  # leaf-only band bodies (None: a body with loops)
         self.band_list: list[Any] = []
         self.dim_ids: dict[t.Dim, int] = {}  # dims as bit positions, so DP states hash fast
@@ -183,12 +183,13 @@ class _Extractor:
             self.dim_list.append(d)
         return self.dim_ids[d]
 
-    def _lines(self, mask: int, band_id: int) -> float:
+    def _lines(self, mask: int, band_id: int) -> tuple[float, float]:
+        """(cache lines, cache room) of the band's footprints over the dims in ``mask``."""
         memo = self.lines_memo.setdefault(band_id, {})
         total = memo.get(mask)
         if total is None:
             band = self.band_list[band_id]
-            total = 0.0
+            lines = room = 0.0
             if band is not None:
                 # one term per footprint, each memoized on the dims it moves along only
                 if band_id not in self.band_vars:
@@ -201,9 +202,12 @@ class _Extractor:
                     part_key = (band_id, index, sub)
                     part = self.part_memo.get(part_key)
                     if part is None:
-                        part = self.part_memo[part_key] = self.model.footprint_lines(index, self._dims(sub), band)
-                    total += part
-            memo[mask] = total
+                        dims = self._dims(sub)
+                        part = self.part_memo[part_key] = (
+                            self.model.footprint_lines(index, dims, band), self.model.footprint_room(index, dims, band))
+                    lines += part[0]
+                    room += part[1]
+            total = memo[mask] = (lines, room)
         return total
 
     def header(self, h: str, band_id: int) -> dict:
@@ -221,7 +225,7 @@ class _Extractor:
         for nid in self.view.classes[h]:
             op, kids = self.view.nodes[nid]
             if op == "Hdr.nil":
-                traffic = self._lines(0, band_id)
+                traffic = self._lines(0, band_id)[0]
                 cand = (miss * traffic, 0.0, traffic, ())
                 kept[0, -1] = [cand, cand]
                 continue
@@ -234,12 +238,10 @@ class _Extractor:
             for (inside, inner), cands in child.items():
                 now = inside | bit
                 state = (now, inner if (inner >= 0 or unrolled) else did)
-                lines = band_lines.get(now)
-                if lines is None:
-                    lines = self._lines(now, band_id)
+                lines, room = band_lines.get(now) or self._lines(now, band_id)
                 fit = fit_of.get(now)
                 if fit is None:
-                    fit = fit_of[now] = fits(lines)
+                    fit = fit_of[now] = fits(room)
                 pair = kept.get(state)
                 # the hot loop of extraction, inlined: keep the cheapest and the least overhead
                 for _, overhead, traffic, dims in cands:

@@ -114,13 +114,14 @@ def test_the_report_gives_each_stage(tmp_path):
 
 
 def test_tuning_refines_from_the_input_too():
-    # refined from the sketch's 4 schedules alone, conv1d's e-graph holds a handful of programs:
-    # too few for `tune` to measure; from the input as well, it holds the whole space again
+    # refined from the sketch's few best schedules alone, conv1d's e-graph holds a few dozen
+    # programs: a tenth of the space or less, too few for `tune` to sample; from the input as well, it
+    # holds the whole space again
     target = create()
     problem = target.prepare(load_proc(str(KERNELS / "conv1d.py::conv1d_i8")))
     narrow = target.saturate(problem, Budget(), None, Deadline.after(60))
     wide = target.for_tuning().saturate(problem, Budget(), None, Deadline.after(60))
     unstaged = replace(target, staged=False).saturate(problem, Budget(), None, Deadline.after(60))
-    assert narrow.stats.schedules < 20 <= wide.stats.schedules
+    assert 10 * narrow.stats.schedules <= wide.stats.schedules
     assert wide.stats.schedules >= unstaged.stats.schedules
     assert extract(wide.view, problem.model, k=1)[0].cost == extract(narrow.view, problem.model, k=1)[0].cost

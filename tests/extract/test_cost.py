@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from exo import compile_procs_to_strings
+from exo import DRAM, compile_procs_to_strings, proc
 
 from exo_egraph import Budget, explore
 from exo_egraph import terms as t
@@ -63,3 +63,30 @@ def test_the_model_vectorises_exactly_the_loops_gcc_does_in_the_cpu_build(kernel
     assert model_says == [_gcc_vectorised_loops(p, CFLAGS, tmp_path) for p in procs]
     if kernel in ("blur2d_f32", "scale_add_f32"):
         assert all(model_says)  # their producers store into a buffer the proc allocated
+
+
+@proc
+def column_sum_1024(A: f32[64, 1024] @ DRAM, y: f32[1024] @ DRAM):
+    for j in seq(0, 1024):
+        for i in seq(0, 64):
+            y[j] += A[i, j]
+
+
+@proc
+def column_sum_1000(A: f32[64, 1000] @ DRAM, y: f32[1000] @ DRAM):
+    for j in seq(0, 1000):
+        for i in seq(0, 64):
+            y[j] += A[i, j]
+
+
+@pytest.mark.parametrize("kernel, stays", [(column_sum_1024, False), (column_sum_1000, True)])
+def test_a_column_of_rows_a_power_of_two_apart_needs_more_room_than_the_cache_has(kernel, stays):
+    """64 rows 4 KiB apart fall into one set of a 64-set, 8-way cache: a walk down a column does
+    not stay in cache, though its 64 lines are an eighth of it; rows 4000 bytes apart spread over
+    the sets, and it does."""
+    term = lower(kernel)
+    model = CpuCost(buffers_of(term))
+    column = frozenset({t.Dim("i", 1, 64)})
+    band = term.body[0].body[0].body
+    assert model.lines(column, band) == 64 + 1  # A's 64 lines and y's one
+    assert model.fits(model.room(column, band)) is stays
