@@ -177,8 +177,8 @@ class CpuCost:
         512 lines. Such a footprint needs more room than the cache has (`fits` fails)."""
         lines = self.footprint_lines(index, dims, leaves)
         sets = self.cache_lines // self.ways
-        touched = self._sets_touched(*self._layout(index, dims, leaves), sets)
-        return lines if lines <= touched * self.ways else lines * sets / touched
+        rows, touched = self._rows_and_sets(*self._layout(index, dims, leaves), sets)
+        return lines if rows <= touched * self.ways else lines * sets / touched
 
     def room(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         """The cache room ``leaves`` need over ``dims``: `footprint_room` summed."""
@@ -197,20 +197,31 @@ class CpuCost:
             run *= extent
         return elem_bytes, moving, run
 
-    def _sets_touched(self, elem_bytes: int, moving: list[tuple[int, int]], run: int, sets: int) -> int:
-        """How many of the cache's ``sets`` the footprint's lines fall into, its buffer starting on
-        a set boundary (large buffers start on a page). A stride that is not a whole number of lines
-        shifts each row across the sets: counted as spread over all of them."""
-        touched = set(range(min(sets, -(-run * elem_bytes // self.line_bytes))))
+    def _rows_and_sets(self, elem_bytes: int, moving: list[tuple[int, int]], run: int, sets: int) -> tuple[int, int]:
+        """(distinct lines, cache sets they fall into) of a footprint laid out as `_layout` gives,
+        its buffer starting on a set boundary (large buffers start on a page). Steps shorter than
+        a line widen one dense span; a step of whole lines repeats the span that many lines on; a
+        longer step that is not whole lines shifts each row across the sets: spread over all."""
+        dense = run * elem_bytes
+        line_steps = []
         for stride, extent in moving:
-            if stride * elem_bytes < run * elem_bytes or len(touched) == sets:
+            step = stride * elem_bytes
+            if stride < run:
                 continue  # inside the contiguous run
-            step, rest = divmod(stride * elem_bytes, self.line_bytes)
+            if step < self.line_bytes:
+                dense += (extent - 1) * step
+            else:
+                line_steps.append((step, extent))
+        rows = -(-dense // self.line_bytes)
+        touched = set(range(min(sets, rows)))
+        for step, extent in line_steps:
+            rows *= extent
+            lines, rest = divmod(step, self.line_bytes)
             if rest:
-                return sets
-            period = sets // gcd(step, sets)
-            touched = {(r + k * step) % sets for r in touched for k in range(min(extent, period))}
-        return len(touched)
+                return rows, sets
+            period = sets // gcd(lines, sets)
+            touched = {(r + k * lines) % sets for r in touched for k in range(min(extent, period))}
+        return rows, len(touched)
 
     def _footprints(self, leaves: tuple[t.Stmt, ...]) -> list[tuple[int, dict[str, int], list[tuple[int, int]]]]:
         """(element bytes, per-variable strides, extra spans) of each distinct footprint, memoized."""
