@@ -306,7 +306,7 @@ class CpuCost:
 
         gcc vectorises a rolled loop of 4 or more trips whose every access is unit-stride or
         invariant in it, and which stores to no invariant address (a float reduction there would
-        need reassociating). Without ``alias_checks`` (gcc ≥ 12's ``-O2`` cost model) it also
+        need reassociating; an integer one is priced scalar too). Without ``alias_checks`` (gcc ≥ 12's ``-O2`` cost model) it also
         emits no runtime alias check and no scalar epilogue: a loop that writes one argument and
         touches another stays scalar (a buffer the proc allocates aliases nothing), and the
         lanes shrink to a power of two dividing the trip count (62 trips of f32: 2 lanes)."""
