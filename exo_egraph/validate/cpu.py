@@ -88,7 +88,8 @@ def vectorization(cflags: tuple[str, ...]) -> Vectorization:
     except (OSError, subprocess.SubprocessError):
         return Vectorization(0, False)
     by_line = {int(m[1]): int(m[2]) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized using (\d+) byte", done.stderr)}
-    return Vectorization(by_line.get(3, 0), 2 in by_line)
+    line_of = {text.split("(")[0].split()[-1]: n for n, text in enumerate(_VECTOR_PROBE.splitlines(), 1) if text}
+    return Vectorization(by_line.get(line_of["unchecked"], 0), line_of["checked"] in by_line)
 
 
 CONTEXT_BYTES = 1 << 16  # a zeroed stand-in for Exo's context struct: configs live in it

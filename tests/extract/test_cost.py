@@ -16,7 +16,7 @@ from exo_egraph.extract.cost import CpuCost, buffers_of, program_cost, vectorize
 from exo_egraph.extract.extractors import extract
 from exo_egraph.lower import lower
 from exo_egraph.targets.cpu import CpuTarget, saturate_term
-from exo_egraph.validate.cpu import CFLAGS, vectorization
+from exo_egraph.validate.cpu import CFLAGS, NATIVE_CFLAGS, vectorization
 
 KERNELS = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels"
 KERNEL_FILES = {"blur2d_f32": "blur2d.py", "scale_add_f32": "blur2d.py", "matmul_i8_16": "matmul.py", "conv1d_i8": "conv1d.py"}
@@ -90,3 +90,13 @@ def test_a_column_of_rows_a_power_of_two_apart_needs_more_room_than_the_cache_ha
     band = term.body[0].body[0].body
     assert model.lines(column, band) == 64 + 1  # A's 64 lines and y's one
     assert model.fits(model.room(column, band)) is stays
+
+
+def test_gcc_says_what_each_build_vectorises():
+    """The probe behind the model's assumption: -O2 vectorises without alias checks, -O3 with
+    them (at the host's width under -march=native), -O1 and -fno-tree-vectorize not at all."""
+    portable, native = vectorization(CFLAGS), vectorization(NATIVE_CFLAGS)
+    assert portable.simd_bytes == 16 and not portable.alias_checks
+    assert native.simd_bytes >= 16 and native.alias_checks
+    assert vectorization(("-O1",)).simd_bytes == 0
+    assert vectorization(("-O2", "-fno-tree-vectorize")).simd_bytes == 0
