@@ -7,7 +7,8 @@ measurements), then for each kernel fits the model to the *other* kernels' measu
 this kernel's measured schedules by the model as written and by that calibration (Kendall τ against
 the measured order; pairs within 10 % are ties). Writes ``benchmarks/results/calibration.md`` and
 the measurements as fitted, ``calibration_rows.jsonl`` (the test suite checks the leave-one-out
-result on them: `tests/test_tune.py`).
+result on an earlier run's, ``calibration_rows_sse_model.jsonl``, recorded while the model assumed
+SSE: `tests/test_tune.py`).
 """
 
 from __future__ import annotations

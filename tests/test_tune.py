@@ -94,12 +94,16 @@ def test_never_worse_than_the_input():
 
 def test_calibration_ranks_kernels_it_never_saw_better_than_the_model():
     """On real measurements (this project's 11 shipped kernels, 16 schedules each, recorded by
-    benchmarks/calibration.py), a calibration fitted to the other kernels ranks a held-out kernel's
-    schedules closer to the measured order than the model as written, on most kernels and on average."""
+    benchmarks/calibration.py while the model as written still assumed SSE on every unit-stride
+    loop, which the -O2 build does not deliver), a calibration fitted to the other kernels ranks a
+    held-out kernel's schedules closer to the measured order than the model as written, on most
+    kernels and on average. (The model now assumes its build, and calibration finds little to
+    correct: `benchmarks/results/calibration.md`.)"""
     from benchmarks.calibration import read_rows
     from exo_egraph.extract.calibrate import held_out
 
-    rows = read_rows(Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "calibration_rows.jsonl")
+    results_dir = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    rows = read_rows(results_dir / "calibration_rows_sse_model.jsonl")
     results = held_out(rows, y_tolerance=0.1)
     assert len(results) == len({r.kernel for r in rows}) >= 10
     improved = [h.kernel for h in results if h.calibrated > h.model]
