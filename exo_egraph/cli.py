@@ -128,7 +128,7 @@ def _check_explore_args(args: argparse.Namespace) -> tuple[Budget, dict[str, int
         budget = Budget(seconds=args.budget_s, node_limit=args.node_limit, iterations=args.iterations,
                         **({"max_memory_mb": args.max_memory} if args.max_memory is not None else {}))  # fmt: skip
     except BudgetError as e:
-        raise InputError(str(e).replace(f"budget {e.limit}", BUDGET_FLAGS[e.limit])) from None
+        raise InputError(f"{BUDGET_FLAGS[e.limit]} {e.reason}") from None
     for flag, value in (("--iterations", args.iterations), ("--top-k", args.top_k)):
         if value < 1:  # the API's Budget(iterations=0) (the input's e-graph alone) is not a search to ask for
             raise InputError(f"{flag} must be at least 1, not {value}")

@@ -60,11 +60,12 @@ def machine_memory_mb() -> int:
 
 
 class BudgetError(ValueError):
-    """A `Budget` limit that is not a positive number; ``limit`` names the field."""
+    """A `Budget` limit that is not a positive number: ``limit`` names the field, ``reason`` says
+    what is wrong with its value (a caller names the limit its own way: the CLI by its flag)."""
 
-    def __init__(self, limit: str, message: str) -> None:
-        super().__init__(message)
-        self.limit = limit
+    def __init__(self, limit: str, reason: str) -> None:
+        super().__init__(f"budget {limit} {reason}")
+        self.limit, self.reason = limit, reason
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Budget:
             value = getattr(self, name)
             least = 0 if name == "iterations" else 1e-9  # no iterations: the e-graph of the term alone
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
-                raise BudgetError(name, f"budget {name} must be a positive number, not {value!r}")
+                raise BudgetError(name, f"must be a positive number, not {value!r}")
 
 
 class TimeUp(Exception):

@@ -165,7 +165,9 @@ class CpuCost:
 
     def footprint_lines(self, index: int, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
         """Cache lines footprint ``index`` of ``leaves`` touches over ``dims``."""
-        elem_bytes, moving, run = self._layout(index, dims, leaves)
+        return self._lines_of(*self._layout(index, dims, leaves))
+
+    def _lines_of(self, elem_bytes: int, moving: list[tuple[int, int]], run: int) -> float:
         elems = prod(e for _, e in moving)
         per_line = max(1, self.line_bytes // elem_bytes)
         return elems / min(per_line, run) if run > 1 else elems
@@ -175,9 +177,9 @@ class CpuCost:
         fall into one cache set than the set has ways — rows a power of two apart (a column of a
         1024-wide f32 matrix: 4 KiB) share a set, and 64 of them thrash an 8-way cache that holds
         512 lines. Such a footprint needs more room than the cache has (`fits` fails)."""
-        lines = self.footprint_lines(index, dims, leaves)
-        sets = self.cache_lines // self.ways
-        rows, touched = self._rows_and_sets(*self._layout(index, dims, leaves), sets)
+        layout = self._layout(index, dims, leaves)
+        lines, sets = self._lines_of(*layout), self.cache_lines // self.ways
+        rows, touched = self._rows_and_sets(*layout, sets)
         return lines if rows <= touched * self.ways else lines * sets / touched
 
     def room(self, dims: frozenset[t.Dim], leaves: tuple[t.Stmt, ...]) -> float:
